@@ -1,0 +1,48 @@
+# gatewayd: the two commands a newcomer needs are `make run` and `make test`.
+GO       ?= go
+PKGS     ?= ./...
+FUZZTIME ?= 20s
+BIN      := bin/gatewayd
+
+.PHONY: run build test test-deps bench fuzz lint clean
+
+## run: build and start the gateway on embedded defaults (127.0.0.1:2525, Maildir in ./var/maildir)
+run: build
+	./$(BIN) $(if $(CONFIG),-config $(CONFIG),)
+
+build:
+	$(GO) build -o $(BIN) ./cmd/gatewayd
+
+## test: install what the tests need when missing, then run every test with the race detector
+test: test-deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+# redis-server (and redis-cli) from Debian, only when missing.
+test-deps:
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+		echo "installing redis-server (Debian package) for the tests"; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	}
+	@redis-server --version
+
+## bench: Go benchmarks of the hot paths (figures printed, nothing asserted)
+bench: test-deps
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf bin var

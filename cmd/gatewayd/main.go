@@ -1,0 +1,347 @@
+// Command gatewayd is the inbound anti-spam SMTP gateway: the public MX that
+// judges every connection, recipient and message and relays what passes to
+// the internal mail server.
+//
+//	gatewayd [-config FILE]          run the gateway (embedded defaults without a file)
+//	gatewayd -check-config [-config FILE]
+//	gatewayd check [-config FILE]    validate the configuration and exit
+//	gatewayd greylist ...            inspect and change greylist state
+//
+// Signals: SIGTERM or SIGINT stop gracefully (idle sessions get 421,
+// transactions in flight finish up to shutdown_timeout); SIGHUP reloads the
+// configuration file and the TLS certificate.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mxgate/gatewayd/config"
+	"github.com/mxgate/gatewayd/gateway"
+	"github.com/mxgate/gatewayd/maildir"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		}
+	}
+	fs := flag.NewFlagSet("gatewayd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML); embedded defaults when empty")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gatewayd: unknown argument %q (subcommands: check, greylist)\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		return 1
+	}
+	if *checkOnly {
+		return reportCheck(cfg, stdout, stderr)
+	}
+	if err := serve(cfg, *cfgPath, stderr); err != nil {
+		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gatewayd check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		return 1
+	}
+	return reportCheck(cfg, stdout, stderr)
+}
+
+func reportCheck(cfg *config.Config, stdout, stderr io.Writer) int {
+	if _, err := buildTLS(cfg); err != nil {
+		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		return 1
+	}
+	name := cfg.File
+	if name == "" {
+		name = "embedded defaults"
+	}
+	fmt.Fprintf(stdout, "%s: configuration OK\n", name)
+	return 0
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		c := config.Default()
+		return c, c.Validate()
+	}
+	return config.Load(path)
+}
+
+// certHolder serves the current certificate; SIGHUP swaps it.
+type certHolder struct {
+	cert atomic.Pointer[tls.Certificate]
+}
+
+func buildTLS(cfg *config.Config) (*tls.Certificate, error) {
+	if cfg.TLS.Cert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return &cert, nil
+}
+
+// runtime builds the gateway's runtime configuration and upstream from the
+// file's values.
+func gatewayConfig(cfg *config.Config, certs *certHolder) gateway.Config {
+	gc := gateway.Config{
+		Hostname:            cfg.Hostname,
+		AuthservID:          cfg.AuthservID,
+		Domains:             append([]string(nil), cfg.Domains...),
+		MaxMessageSize:      int64(cfg.Limits.MaxMessageSize),
+		MaxRecipients:       cfg.Limits.MaxRecipients,
+		MaxConnections:      cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		IdleTimeout:         cfg.Limits.IdleTimeout.D(),
+		DataTimeout:         cfg.Limits.DataTimeout.D(),
+		MaxErrors:           cfg.Limits.MaxErrors,
+		MaxLineLength:       cfg.Limits.MaxLineLength,
+		MemoryThreshold:     int(cfg.Limits.MemoryThreshold),
+		TempDir:             cfg.TempDir,
+		ProxyTrusted:        cfg.ProxyTrusted(),
+		ProxyHeaderTimeout:  cfg.ProxyProtocol.HeaderTimeout.D(),
+	}
+	if certs.cert.Load() != nil {
+		gc.TLS = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return certs.cert.Load(), nil
+			},
+		}
+	}
+	return gc
+}
+
+func buildUpstream(cfg *config.Config) (gateway.Upstream, error) {
+	if len(cfg.Upstream.Addrs) == 0 {
+		d, err := maildir.Open(cfg.Maildir)
+		if err != nil {
+			return nil, err
+		}
+		return gateway.MaildirUpstream{Dir: d}, nil
+	}
+	u := cfg.Upstream
+	helo := u.Helo
+	if helo == "" {
+		helo = cfg.Hostname
+	}
+	return gateway.NewSMTPUpstream(gateway.SMTPUpstreamConfig{
+		Addrs:          u.Addrs,
+		Helo:           helo,
+		ConnectTimeout: u.ConnectTimeout.D(),
+		CommandTimeout: u.CommandTimeout.D(),
+		DataTimeout:    u.DataTimeout.D(),
+		MaxIdle:        u.MaxIdle,
+		IdleTimeout:    u.IdleTimeout.D(),
+		StartTLS:       u.StartTLS,
+		TLSConfig:      &tls.Config{InsecureSkipVerify: u.TLSSkipVerify, MinVersion: tls.VersionTLS12},
+	}), nil
+}
+
+func openDecisionLog(path string) (io.Writer, func(), error) {
+	switch path {
+	case "stdout":
+		return os.Stdout, func() {}, nil
+	case "stderr":
+		return os.Stderr, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log.decisions: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
+	logger := newLogger(cfg, stderr)
+	certs := &certHolder{}
+	cert, err := buildTLS(cfg)
+	if err != nil {
+		return err
+	}
+	certs.cert.Store(cert)
+	dw, closeLog, err := openDecisionLog(cfg.Log.Decisions)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	up, err := buildUpstream(cfg)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := gateway.NewMetrics(reg)
+
+	srv := gateway.New(gatewayConfig(cfg, certs), gateway.Options{
+		Upstream:  up,
+		Decisions: gateway.NewDecisionLog(slog.NewJSONHandler(dw, nil)),
+		Logger:    logger,
+		Metrics:   metrics,
+	})
+
+	var listeners []net.Listener
+	for _, a := range cfg.Listen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("listen %s: %w", a, err)
+		}
+		listeners = append(listeners, l)
+	}
+
+	var httpSrv *http.Server
+	if cfg.Metrics.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if !srv.Ready() {
+				http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "ready\n")
+		})
+		mountAdmin(mux)
+		ml, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
+		}
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go httpSrv.Serve(ml)
+		logger.Info("metrics listening", "addr", ml.Addr().String())
+	}
+
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		logger.Info("SMTP listening", "addr", l.Addr().String(), "domains", cfg.Domains, "upstream", describeUpstream(cfg))
+		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case err := <-errc:
+			if err != nil {
+				srv.Close()
+				return err
+			}
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(srv, cfg, cfgPath, certs, logger)
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.D().String())
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+			err := srv.Shutdown(ctx)
+			cancel()
+			if httpSrv != nil {
+				httpSrv.Close()
+			}
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			if err != nil {
+				logger.Warn("shutdown deadline passed; remaining sessions were closed")
+			}
+			logger.Info("stopped")
+			return nil
+		}
+	}
+}
+
+func describeUpstream(cfg *config.Config) any {
+	if len(cfg.Upstream.Addrs) == 0 {
+		return "maildir:" + cfg.Maildir
+	}
+	return cfg.Upstream.Addrs
+}
+
+// reload re-reads the configuration file; a bad file keeps what runs.
+func reload(srv *gateway.Server, old *config.Config, path string, certs *certHolder, logger *slog.Logger) {
+	if path == "" {
+		logger.Info("SIGHUP: running on embedded defaults, nothing to reload")
+		return
+	}
+	cfg, err := config.Load(path)
+	if err == nil {
+		var cert *tls.Certificate
+		if cert, err = buildTLS(cfg); err == nil && cert != nil {
+			certs.cert.Store(cert)
+		}
+	}
+	if err != nil {
+		logger.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	if fmt.Sprint(cfg.Listen) != fmt.Sprint(old.Listen) || cfg.Metrics.Listen != old.Metrics.Listen {
+		logger.Warn("listen addresses change only on restart")
+	}
+	up, err := buildUpstream(cfg)
+	if err != nil {
+		logger.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	srv.Reload(gatewayConfig(cfg, certs), up, nil)
+	logger.Info("configuration reloaded", "file", path)
+}

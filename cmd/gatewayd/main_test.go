@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+// TestMain builds the daemon once: these tests run it as operators do, as a
+// process that gets signals.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gatewayd-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "gatewayd")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *safeBuf
+	stdout *safeBuf
+	done   chan error
+}
+
+// safeBuf is a strings.Builder shared between the reader goroutines and the
+// test.
+type safeBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *safeBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuf) WriteString(p string) { s.Write([]byte(p)) }
+
+func (s *safeBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startDaemon(t *testing.T, args ...string) *daemon {
+	d := &daemon{stderr: &safeBuf{}, stdout: &safeBuf{}, done: make(chan error, 1)}
+	d.cmd = exec.Command(binary, args...)
+	d.cmd.Dir = t.TempDir()
+	pr, pw := io.Pipe()
+	d.cmd.Stderr = pw
+	d.cmd.Stdout = d.stdout
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := false
+		for sc.Scan() {
+			d.stderr.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), "SMTP listening") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	go func() { d.done <- d.cmd.Wait(); pw.Close() }()
+	select {
+	case <-ready:
+	case err := <-d.done:
+		t.Fatalf("daemon exited: %v\n%s", err, d.stderr.String())
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		t.Fatalf("daemon did not start:\n%s", d.stderr.String())
+	}
+	t.Cleanup(func() { d.cmd.Process.Kill() })
+	return d
+}
+
+func writeConfig(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "gatewayd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type smtpConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialSMTP(t *testing.T, addr string) *smtpConn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &smtpConn{t: t, c: c, r: bufio.NewReader(c)}
+	s.expect("220")
+	return s
+}
+
+func (s *smtpConn) send(line string) { fmt.Fprintf(s.c, "%s\r\n", line) }
+
+func (s *smtpConn) expect(prefix string) string {
+	s.t.Helper()
+	s.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("want %q: %v", prefix, err)
+		}
+		if len(line) > 3 && line[3] == '-' {
+			continue
+		}
+		if !strings.HasPrefix(line, prefix) {
+			s.t.Fatalf("want %q, got %q", prefix, line)
+		}
+		return line
+	}
+}
+
+// TestMakeRunDefaults is `make run` in a test: no flags, no config; a message
+// to the example domain lands in ./var/maildir/new, and the loopback HTTP
+// listener serves metrics and health.
+func TestMakeRunDefaults(t *testing.T) {
+	// Run with no flags at all, as `make run` does; the default port may be
+	// taken on a developer machine, so only run when it is free.
+	l, err := net.Listen("tcp", "127.0.0.1:2525")
+	if err != nil {
+		t.Fatalf("127.0.0.1:2525 is busy; the embedded defaults need it: %v", err)
+	}
+	l.Close()
+	ml, err := net.Listen("tcp", "127.0.0.1:9025")
+	if err != nil {
+		t.Fatalf("127.0.0.1:9025 is busy; the embedded defaults need it: %v", err)
+	}
+	ml.Close()
+	d := startDaemon(t)
+	s := dialSMTP(t, "127.0.0.1:2525")
+	s.send("EHLO laptop.test")
+	s.expect("250")
+	s.send("MAIL FROM:<me@laptop.test>")
+	s.expect("250")
+	s.send("RCPT TO:<someone@example.com>")
+	s.expect("250")
+	s.send("DATA")
+	s.expect("354")
+	s.send("Subject: first try\r\n\r\nHello.\r\n.")
+	s.expect("250 2.0.0")
+	s.send("QUIT")
+	s.expect("221")
+	ents, err := os.ReadDir(filepath.Join(d.cmd.Dir, "var", "maildir", "new"))
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("maildir/new: %v %v", ents, err)
+	}
+	data, _ := os.ReadFile(filepath.Join(d.cmd.Dir, "var", "maildir", "new", ents[0].Name()))
+	if !strings.Contains(string(data), "Subject: first try\r\n\r\nHello.\r\n") || !strings.HasPrefix(string(data), "Received: ") {
+		t.Errorf("delivered file:\n%s", data)
+	}
+	// Metrics and health on the loopback HTTP listener.
+	resp, err := http.Get("http://127.0.0.1:9025/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`gatewayd_connections_total{result="accepted"} 1`, `gatewayd_decisions_total{action="relay",stage="data"} 1`, "gatewayd_sessions_in_flight"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://127.0.0.1:9025" + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("%s: %v %v", p, resp, err)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-d.done; err != nil {
+		t.Errorf("exit: %v", err)
+	}
+	if !strings.Contains(d.stdout.String(), `"action":"relay"`) {
+		t.Errorf("decision log on stdout lacks the relay:\n%s", d.stdout.String())
+	}
+}
+
+// TestSIGTERMWithDataInFlight: SIGTERM lets the transaction in flight finish
+// (250, message delivered), tells an idle session 421, and exits 0.
+func TestSIGTERMWithDataInFlight(t *testing.T) {
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nshutdown_timeout: 20s\n", addr))
+	d := startDaemon(t, "-config", cfg)
+	busy := dialSMTP(t, addr)
+	idle := dialSMTP(t, addr)
+	idle.send("EHLO idle.test")
+	idle.expect("250")
+	busy.send("EHLO busy.test")
+	busy.expect("250")
+	busy.send("MAIL FROM:<a@sender.test>")
+	busy.expect("250")
+	busy.send("RCPT TO:<bob@example.com>")
+	busy.expect("250")
+	busy.send("DATA")
+	busy.expect("354")
+	busy.send("Subject: in flight\r\n\r\nfirst half")
+
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	idle.expect("421 4.3.2")
+	// New connections are refused once the listener is closed.
+	waitGone(t, addr)
+	busy.send("second half\r\n.")
+	busy.expect("250 2.0.0")
+	busy.send("QUIT")
+	busy.expect("421 4.3.2") // draining: the next command outside a transaction ends the session
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, d.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not exit")
+	}
+	ents, _ := os.ReadDir(filepath.Join(d.cmd.Dir, "var", "maildir", "new"))
+	if len(ents) != 1 {
+		t.Fatalf("the message in flight was not delivered: %d files", len(ents))
+	}
+}
+
+func waitGone(t *testing.T, addr string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("listener still accepting after SIGTERM")
+}
+
+// TestBadConfigRefusesToStart: an unknown key stops the daemon with a
+// message naming it.
+func TestBadConfigRefusesToStart(t *testing.T) {
+	cfg := writeConfig(t, "limits:\n  max_mesage_size: 10MiB\n")
+	out, err := exec.Command(binary, "-check-config").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "embedded defaults: configuration OK") {
+		t.Fatalf("-check-config on the embedded defaults: %v %s", err, out)
+	}
+	for _, args := range [][]string{{"-config", cfg}, {"check", "-config", cfg}, {"-check-config", "-config", cfg}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err == nil {
+			t.Fatalf("%v: started on a bad config", args)
+		}
+		if !strings.Contains(string(out), `limits.max_mesage_size: unknown key (did you mean "max_message_size"?)`) {
+			t.Errorf("%v: message does not name the key:\n%s", args, out)
+		}
+	}
+}
+
+// TestSIGHUPReload: a valid change applies to new sessions; a bad file
+// keeps the running configuration.
+func TestSIGHUPReload(t *testing.T) {
+	addr := freePort(t)
+	cfgPath := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\ndomains: [example.com]\n", addr))
+	d := startDaemon(t, "-config", cfgPath)
+	rcpt := func(to, want string) {
+		s := dialSMTP(t, addr)
+		s.send("EHLO c.test")
+		s.expect("250")
+		s.send("MAIL FROM:<a@s.test>")
+		s.expect("250")
+		s.send("RCPT TO:<" + to + ">")
+		s.expect(want)
+		s.send("QUIT")
+	}
+	rcpt("x@example.net", "550 5.7.1")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\ndomains: [example.com, example.net]\n", addr)), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "configuration reloaded")
+	rcpt("x@example.net", "250")
+	os.WriteFile(cfgPath, []byte("domains: [\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "reload failed")
+	rcpt("x@example.net", "250")
+}
+
+func waitLog(t *testing.T, d *daemon, s string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.stderr.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q:\n%s", s, d.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,364 @@
+// Package config loads and validates gatewayd's YAML configuration file.
+//
+// Every key is documented in the README and in gatewayd.example.yaml. An
+// unknown key, a key given twice, or a bad value is an error that names the
+// file, line, column and key path, and the daemon refuses to start on it.
+// With no file at all, Default gives a gateway good for a first try: it
+// listens on 127.0.0.1:2525, accepts mail for example.com and delivers to
+// ./var/maildir.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Hostname        string        `yaml:"hostname"`
+	AuthservID      string        `yaml:"authserv_id"`
+	Listen          []string      `yaml:"listen"`
+	Domains         []string      `yaml:"domains"`
+	TLS             TLS           `yaml:"tls"`
+	Limits          Limits        `yaml:"limits"`
+	Upstream        Upstream      `yaml:"upstream"`
+	Maildir         string        `yaml:"maildir"`
+	ProxyProtocol   ProxyProtocol `yaml:"proxy_protocol"`
+	Metrics         Metrics       `yaml:"metrics"`
+	Log             Log           `yaml:"log"`
+	TempDir         string        `yaml:"temp_dir"`
+	ShutdownTimeout Duration      `yaml:"shutdown_timeout"`
+
+	// File is the path the configuration was loaded from ("" for defaults).
+	File string `yaml:"-"`
+	pos  map[string][2]int
+}
+
+// TLS holds the certificate for STARTTLS.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Limits bound what one client may cost us.
+type Limits struct {
+	MaxMessageSize      ByteSize `yaml:"max_message_size"`
+	MaxRecipients       int      `yaml:"max_recipients"`
+	MaxConnections      int      `yaml:"max_connections"`
+	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
+	IdleTimeout         Duration `yaml:"idle_timeout"`
+	DataTimeout         Duration `yaml:"data_timeout"`
+	MaxErrors           int      `yaml:"max_errors"`
+	MaxLineLength       int      `yaml:"max_line_length"`
+	MemoryThreshold     ByteSize `yaml:"memory_threshold"`
+}
+
+// Upstream is the internal MTA.
+type Upstream struct {
+	Addrs          []string `yaml:"addrs"`
+	Helo           string   `yaml:"helo"`
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	CommandTimeout Duration `yaml:"command_timeout"`
+	DataTimeout    Duration `yaml:"data_timeout"`
+	MaxIdle        int      `yaml:"max_idle"`
+	IdleTimeout    Duration `yaml:"idle_timeout"`
+	StartTLS       string   `yaml:"starttls"`
+	TLSSkipVerify  bool     `yaml:"tls_skip_verify"`
+}
+
+// ProxyProtocol configures PROXY protocol v1/v2 from trusted load balancers.
+type ProxyProtocol struct {
+	Trusted       []string `yaml:"trusted"`
+	HeaderTimeout Duration `yaml:"header_timeout"`
+}
+
+// Metrics is the loopback HTTP listener for /metrics, /healthz, /readyz.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Log configures the decision log and the service log.
+type Log struct {
+	Decisions string `yaml:"decisions"` // stdout, stderr or a file path
+	Level     string `yaml:"level"`     // debug, info, warn, error
+	Format    string `yaml:"format"`    // text or json (service log)
+}
+
+// Default returns the embedded defaults.
+func Default() *Config {
+	return &Config{
+		Listen:  []string{"127.0.0.1:2525"},
+		Domains: []string{"example.com"},
+		Limits: Limits{
+			MaxMessageSize:      25 << 20,
+			MaxRecipients:       100,
+			MaxConnections:      10000,
+			MaxConnectionsPerIP: 20,
+			IdleTimeout:         Duration(5 * time.Minute),
+			DataTimeout:         Duration(10 * time.Minute),
+			MaxErrors:           10,
+			MaxLineLength:       2048,
+			MemoryThreshold:     1 << 20,
+		},
+		Upstream: Upstream{
+			ConnectTimeout: Duration(10 * time.Second),
+			CommandTimeout: Duration(time.Minute),
+			DataTimeout:    Duration(10 * time.Minute),
+			MaxIdle:        16,
+			IdleTimeout:    Duration(30 * time.Second),
+			StartTLS:       "none",
+		},
+		Maildir:         "./var/maildir",
+		ProxyProtocol:   ProxyProtocol{HeaderTimeout: Duration(5 * time.Second)},
+		Metrics:         Metrics{Listen: "127.0.0.1:9025"},
+		Log:             Log{Decisions: "stdout", Level: "info", Format: "text"},
+		ShutdownTimeout: Duration(30 * time.Second),
+	}
+}
+
+// Load reads a configuration file over the defaults and validates it.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes configuration data over the defaults and validates it. name
+// is used in error messages.
+func Parse(name string, data []byte) (*Config, error) {
+	c := Default()
+	c.File = name
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return c, c.Validate()
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	d := &decoder{pos: map[string][2]int{}}
+	if err := d.decode(&root, reflect.ValueOf(c).Elem(), ""); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.File = name
+		}
+		return nil, err
+	}
+	c.pos = d.pos
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks every value; the error names the first bad key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		e := &Error{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}
+		if p, ok := c.pos[key]; ok {
+			e.Line, e.Column = p[0], p[1]
+		}
+		errs = append(errs, e)
+	}
+	if len(c.Listen) == 0 {
+		bad("listen", "at least one address is needed")
+	}
+	for i, a := range c.Listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(fmt.Sprintf("listen[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if len(c.Domains) == 0 {
+		bad("domains", "at least one accepted domain is needed (the gateway accepts mail for no other)")
+	}
+	for i, d := range c.Domains {
+		if !validDomain(d) {
+			bad(fmt.Sprintf("domains[%d]", i), "%q is not a domain name", d)
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "cert and key go together")
+	}
+	for _, f := range []struct{ key, path string }{{"tls.cert", c.TLS.Cert}, {"tls.key", c.TLS.Key}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				bad(f.key, "%v", err)
+			}
+		}
+	}
+	l := c.Limits
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			bad(key, "must be greater than 0")
+		}
+	}
+	positive("limits.max_message_size", int64(l.MaxMessageSize))
+	positive("limits.max_recipients", int64(l.MaxRecipients))
+	positive("limits.max_connections", int64(l.MaxConnections))
+	positive("limits.max_connections_per_ip", int64(l.MaxConnectionsPerIP))
+	positive("limits.idle_timeout", int64(l.IdleTimeout))
+	positive("limits.data_timeout", int64(l.DataTimeout))
+	positive("limits.max_errors", int64(l.MaxErrors))
+	positive("limits.memory_threshold", int64(l.MemoryThreshold))
+	if l.MaxLineLength < 512 {
+		bad("limits.max_line_length", "must be at least 512 (RFC 5321 section 4.5.3.1.4)")
+	}
+	if l.MaxRecipients > 0 && l.MaxRecipients < 100 {
+		// RFC 5321 section 4.5.3.1.8 asks servers to take at least 100.
+		bad("limits.max_recipients", "must be at least 100 (RFC 5321 section 4.5.3.1.8)")
+	}
+	for i, a := range c.Upstream.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(fmt.Sprintf("upstream.addrs[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if len(c.Upstream.Addrs) == 0 && c.Maildir == "" {
+		bad("upstream.addrs", "no internal MTA and no maildir: mail would have nowhere to go")
+	}
+	u := c.Upstream
+	positive("upstream.connect_timeout", int64(u.ConnectTimeout))
+	positive("upstream.command_timeout", int64(u.CommandTimeout))
+	positive("upstream.data_timeout", int64(u.DataTimeout))
+	positive("upstream.idle_timeout", int64(u.IdleTimeout))
+	if u.MaxIdle < 0 {
+		bad("upstream.max_idle", "must not be negative")
+	}
+	switch u.StartTLS {
+	case "none", "require":
+	default:
+		bad("upstream.starttls", "%q: want none or require", u.StartTLS)
+	}
+	for i, t := range c.ProxyProtocol.Trusted {
+		if _, err := parsePrefix(t); err != nil {
+			bad(fmt.Sprintf("proxy_protocol.trusted[%d]", i), "%q is not an IP address or CIDR", t)
+		}
+	}
+	positive("proxy_protocol.header_timeout", int64(c.ProxyProtocol.HeaderTimeout))
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%q is not host:port", c.Metrics.Listen)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+	if c.Log.Decisions == "" {
+		bad("log.decisions", "want stdout, stderr or a file path")
+	}
+	positive("shutdown_timeout", int64(c.ShutdownTimeout))
+	return errors.Join(errs...)
+}
+
+// ProxyTrusted returns the parsed trusted networks.
+func (c *Config) ProxyTrusted() []netip.Prefix {
+	var out []netip.Prefix
+	for _, t := range c.ProxyProtocol.Trusted {
+		if p, err := parsePrefix(t); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(l) {
+			if !(c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Duration is a time.Duration written as "300ms", "5s", "10m" or "2h".
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("%q is not a duration (write it like 300ms, 5s, 10m or 2h)", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ByteSize is a size in octets, written as a number or with a unit: 512KiB,
+// 25MiB, 1GiB (or KB, MB, GB as powers of 1000).
+type ByteSize int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("%q is not a size (write it like 1048576, 512KiB or 25MiB)", n.Value)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// ParseByteSize parses a size with an optional unit.
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			mult = u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}

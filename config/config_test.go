@@ -1,0 +1,95 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExampleFile keeps the documented example loadable.
+func TestExampleFile(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile("../gatewayd.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example names certificate files that do not exist here.
+	s := strings.ReplaceAll(string(data), "/etc/gatewayd/tls/cert.pem", filepath.Join(dir, "c.pem"))
+	s = strings.ReplaceAll(s, "/etc/gatewayd/tls/key.pem", filepath.Join(dir, "k.pem"))
+	os.WriteFile(filepath.Join(dir, "c.pem"), nil, 0o600)
+	os.WriteFile(filepath.Join(dir, "k.pem"), nil, 0o600)
+	c, err := Parse("example.yaml", []byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.MaxMessageSize != 25<<20 || c.Limits.IdleTimeout.D() != 5*time.Minute || len(c.Upstream.Addrs) != 2 {
+		t.Errorf("values not read: %+v", c.Limits)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"limits:\n  max_recipents: 5\n", `f.yaml:2:3: limits.max_recipents: unknown key (did you mean "max_recipients"?)`},
+		{"bogus: 1\n", `f.yaml:1:1: bogus: unknown key`},
+		{"limits:\n  idle_timeout: soon\n", `f.yaml:2:17: limits.idle_timeout: "soon" is not a duration`},
+		{"limits:\n  max_message_size: lots\n", `f.yaml:2:21: limits.max_message_size: "lots" is not a size`},
+		{"limits:\n  max_recipients: many\n", `f.yaml:2:19: limits.max_recipients: cannot unmarshal`},
+		{"limits:\n  max_recipients: 5\n", `f.yaml:2:19: limits.max_recipients: must be at least 100`},
+		{"domains: []\n", `domains: at least one accepted domain`},
+		{"domains: [\"bad domain\"]\n", `f.yaml:1:11: domains[0]: "bad domain" is not a domain name`},
+		{"listen: [\"nohost\"]\n", `listen[0]: "nohost" is not host:port`},
+		{"upstream:\n  starttls: maybe\n", `f.yaml:2:13: upstream.starttls: "maybe": want none or require`},
+		{"proxy_protocol:\n  trusted: [\"10.0.0.0/33\"]\n", `proxy_protocol.trusted[0]: "10.0.0.0/33" is not an IP address or CIDR`},
+		{"tls:\n  cert: /nonexistent.pem\n", `tls: cert and key go together`},
+		{"maildir: \"\"\n", `upstream.addrs: no internal MTA and no maildir`},
+		{"log:\n  level: loud\n", `log.level: "loud": want debug`},
+		{"hostname: a\nhostname: b\n", `f.yaml:2:1: hostname: key given twice`},
+		{"listen: 5\n", `listen: want a list`},
+	}
+	for _, c := range cases {
+		_, err := Parse("f.yaml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q:\n got %v\nwant %s", c.in, err, c.want)
+		}
+	}
+}
+
+func TestEmptyFileIsDefaults(t *testing.T) {
+	c, err := Parse("empty.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen[0] != "127.0.0.1:2525" {
+		t.Errorf("got %v", c.Listen)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "512KiB": 512 << 10, "25MiB": 25 << 20, "1GB": 1e9, "10 MB": 10e6} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("%s: %d %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "-1", "1TiB", "MiB", "9999999999GiB"} {
+		if _, err := ParseByteSize(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	data, _ := os.ReadFile("../gatewayd.example.yaml")
+	f.Add(data)
+	f.Add([]byte("limits: {max_errors: 3}\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		Parse("fuzz.yaml", in) // must not panic or hang
+	})
+}

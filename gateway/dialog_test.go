@@ -1,0 +1,362 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Dialog tests: short scripts of what the client sends and what the gateway
+// must answer, for protocol edge cases (chasquid's style).
+func TestDialogs(t *testing.T) {
+	cases := []struct {
+		name   string
+		script string
+		relay  int // messages the internal MTA must have afterwards
+	}{
+		{"plain HELO transaction", `
+			< 220 mx.test ESMTP
+			> HELO client.test
+			< 250 mx.test
+			> MAIL FROM:<a@sender.test>
+			< 250 2.1.0
+			> RCPT TO:<bob@example.com>
+			< 250 2.1.5
+			> DATA
+			< 354
+			> Subject: x
+			>
+			> hi
+			> .
+			< 250 2.0.0 Ok: queued as
+			> QUIT
+			< 221 2.0.0`, 1},
+		{"EHLO advertises the extensions", `
+			< 220
+			> EHLO client.test
+			< 250 ENHANCEDSTATUSCODES
+			> QUIT
+			< 221`, 0},
+		{"pipelined transaction in one write", `
+			< 220
+			> EHLO client.test
+			< 250
+			>> "MAIL FROM:<a@sender.test>\r\nRCPT TO:<bob@example.com>\r\nRCPT TO:<nobody@elsewhere.test>\r\nRCPT TO:<carol@example.com>\r\nDATA\r\n"
+			< 250 2.1.0
+			< 250 2.1.5
+			< 550 5.7.1 Relay access denied
+			< 250 2.1.5
+			< 354
+			>> "Subject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+			< 250 2.0.0
+			< 221`, 1},
+		{"commands out of order", `
+			< 220
+			> MAIL FROM:<a@sender.test>
+			< 503 5.5.1
+			> RCPT TO:<bob@example.com>
+			< 503 5.5.1
+			> DATA
+			< 503 5.5.1
+			> EHLO client.test
+			< 250
+			> RCPT TO:<bob@example.com>
+			< 503 5.5.1
+			> MAIL FROM:<a@sender.test>
+			< 250
+			> MAIL FROM:<a@sender.test>
+			< 503 5.5.1
+			> DATA
+			< 503 5.5.1
+			> RCPT TO:<nobody@elsewhere.test>
+			< 550 5.7.1
+			> DATA
+			< 554 5.5.1 No valid recipients
+			> QUIT
+			< 221`, 0},
+		{"unknown and unimplemented commands", `
+			< 220
+			> FOO bar
+			< 500 5.5.1
+			> BDAT 10 LAST
+			< 502 5.5.1
+			> AUTH PLAIN
+			< 502 5.5.1
+			> VRFY bob
+			< 502 5.5.1
+			> STARTTLS
+			< 502 5.5.1
+			> NOOP
+			< 250 2.0.0
+			> RSET extra
+			< 501 5.5.4
+			> EHLO
+			< 501 5.5.4
+			> QUIT
+			< 221`, 0},
+		{"bad arguments", `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL TO:<a@sender.test>
+			< 501 5.5.4
+			> MAIL FROM:a@sender.test
+			< 501 5.5.4
+			> MAIL FROM:<a@@sender.test>
+			< 501 5.1.7
+			> MAIL FROM:<a@sender.test> FOO=bar
+			< 555 5.5.4
+			> MAIL FROM:<a@sender.test> BODY=BINARYMIME
+			< 555 5.5.4
+			> MAIL FROM:<a@sender.test> SIZE=abc
+			< 501 5.5.4
+			> MAIL FROM:<ünï@sender.test>
+			< 553 5.6.7
+			> MAIL FROM:<a@sender.test> BODY=8BITMIME
+			< 250 2.1.0
+			> RCPT TO:<bob@>
+			< 501 5.1.3
+			> RCPT TO:<bob@example.com> NOTIFY=NEVER
+			< 555 5.5.4
+			> QUIT
+			< 221`, 0},
+		{"null sender and postmaster", `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<>
+			< 250
+			> RCPT TO:<Postmaster>
+			< 250 2.1.5
+			> QUIT
+			< 221`, 0},
+		{"relay attempts are denied", `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<a@sender.test>
+			< 250
+			> RCPT TO:<victim@elsewhere.test>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<victim%elsewhere.test@example.com>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<"victim@elsewhere.test"@example.com>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<elsewhere.test!victim@example.com>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<@example.com:victim@elsewhere.test>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<victim@[127.0.0.1]>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<victim@example.com.elsewhere.test>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<@elsewhere.test:bob@example.com>
+			< 250 2.1.5
+			> RCPT TO:<Bob@EXAMPLE.com>
+			< 250 2.1.5
+			> QUIT
+			< 221`, 0},
+		{"too long a command line", `
+			< 220
+			> EHLO ` + strings.Repeat("a", 3000) + `
+			< 500 5.5.2 Line too long
+			> EHLO client.test
+			< 250
+			> QUIT
+			< 221`, 0},
+		{"bare LF in a command line", `
+			< 220
+			>> "EHLO client.test\n"
+			< 500 5.5.2
+			>> "EHLO client.test\rMAIL FROM:<a@b.test>\r\n"
+			< 500 5.5.2
+			> QUIT
+			< 221`, 0},
+		{"oversized message announced with SIZE", `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<a@sender.test> SIZE=1000000
+			< 552 5.3.4
+			> MAIL FROM:<a@sender.test> SIZE=1000
+			< 250
+			> QUIT
+			< 221`, 0},
+		{"oversized message without SIZE", `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<a@sender.test>
+			< 250
+			> RCPT TO:<bob@example.com>
+			< 250
+			> DATA
+			< 354
+			>> "Subject: big\r\n\r\n` + strings.Repeat(strings.Repeat("x", 998)+`\r\n`, 70) + `.\r\n"
+			< 552 5.3.4
+			> RSET
+			< 250
+			> QUIT
+			< 221`, 0},
+		{"STARTTLS not offered without a certificate", `
+			< 220
+			> EHLO client.test
+			< 250
+			> STARTTLS
+			< 502 5.5.1
+			> QUIT
+			< 221`, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := startGateway(t, testConfig(), nil, nil)
+			dialog(t, g.addr, tc.script)
+			if got := len(g.mta.messages()); got != tc.relay {
+				t.Errorf("internal MTA got %d messages, want %d", got, tc.relay)
+			}
+		})
+	}
+}
+
+// TestEHLOExtensions checks the exact capability list.
+func TestEHLOExtensions(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	c.Read(buf)
+	fmt.Fprintf(c, "EHLO client.test\r\n")
+	var got strings.Builder
+	for !strings.Contains(got.String(), "250 ") {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Write(buf[:n])
+	}
+	want := "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 65536\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n"
+	if got.String() != want {
+		t.Errorf("EHLO reply:\n%q\nwant\n%q", got.String(), want)
+	}
+}
+
+// TestTooManyRecipients: the 101st recipient gets 452 4.5.3 and the message
+// goes to the first 100.
+func TestTooManyRecipients(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	var s strings.Builder
+	s.WriteString("< 220\n> EHLO client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n")
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&s, "> RCPT TO:<user%d@example.com>\n< 250 2.1.5\n", i)
+	}
+	s.WriteString("> RCPT TO:<user100@example.com>\n< 452 4.5.3 Too many recipients\n")
+	s.WriteString("> DATA\n< 354\n>> \"Subject: many\\r\\n\\r\\nx\\r\\n.\\r\\n\"\n< 250 2.0.0\n> QUIT\n< 221\n")
+	dialog(t, g.addr, s.String())
+	msgs := g.mta.messages()
+	if len(msgs) != 1 || len(msgs[0].Rcpts) != 100 {
+		t.Fatalf("want one message to 100 recipients, got %d messages", len(msgs))
+	}
+}
+
+// TestTooManyErrors: a dictionary attack is cut off after max_errors refused
+// commands, with 421 and a closed connection.
+func TestTooManyErrors(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxErrors = 3
+	g := startGateway(t, cfg, nil, nil)
+	g.mta.setRcptReply(func(to string) error { return &smtpErr550 })
+	dialog(t, g.addr, `
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@sender.test>
+		< 250
+		> RCPT TO:<a@example.com>
+		< 550 5.1.1
+		> RCPT TO:<b@example.com>
+		< 550 5.1.1
+		> RCPT TO:<c@example.com>
+		< 550 5.1.1
+		> RCPT TO:<d@example.com>
+		< 550 5.1.1
+		< 421 4.7.0 Too many errors
+		<EOF`)
+	if !strings.Contains(g.log.String(), `"too_many_errors"`) {
+		t.Errorf("cut-off not logged:\n%s", g.log.String())
+	}
+}
+
+// TestIdleTimeout: a silent client is told 421 4.4.2 and cut off.
+func TestIdleTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.IdleTimeout = 200 * time.Millisecond
+	g := startGateway(t, cfg, nil, nil)
+	dialog(t, g.addr, `
+		< 220
+		> EHLO client.test
+		< 250
+		< 421 4.4.2 Idle timeout
+		<EOF`)
+}
+
+// TestIdleTimeoutRenewedInData: the idle timeout applies to each read inside
+// DATA too (a slow but steady sender is not cut off), and the whole-DATA
+// deadline ends a sender that trickles forever; after it, the rest of the
+// stream is never read as commands.
+func TestDataDeadline(t *testing.T) {
+	cfg := testConfig()
+	cfg.IdleTimeout = 300 * time.Millisecond
+	cfg.DataTimeout = 1500 * time.Millisecond
+	g := startGateway(t, cfg, nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runDialog(t, c, `
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@sender.test>
+		< 250
+		> RCPT TO:<bob@example.com>
+		< 250
+		> DATA
+		< 354`)
+	// Trickle a line every 100ms: each read renews the idle timeout, so
+	// only the DATA deadline can end this.
+	var reply string
+	buf := make([]byte, 512)
+	for i := 0; i < 100; i++ {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := fmt.Fprintf(c, "line %d\r\n", i); err != nil {
+			break
+		}
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, _ := c.Read(buf)
+		if n > 0 {
+			reply = string(buf[:n])
+			break
+		}
+	}
+	if !strings.HasPrefix(reply, "421 4.4.2") {
+		t.Fatalf("want 421 4.4.2 at the DATA deadline, got %q", reply)
+	}
+	// What follows looks like commands; the connection is closed instead.
+	fmt.Fprintf(c, ".\r\nMAIL FROM:<smuggled@test.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n")
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _ := c.Read(buf)
+	if n > 0 {
+		t.Errorf("gateway answered after a failed DATA read: %q", buf[:n])
+	}
+	if len(g.mta.messages()) != 0 || strings.Contains(strings.Join(g.mta.mailFroms(), ","), "smuggled") {
+		t.Errorf("internal MTA got something after a failed DATA read")
+	}
+	_ = reply
+}

@@ -1,0 +1,357 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// Config is the gateway's runtime configuration. Reload swaps it whole;
+// a session keeps the snapshot it started with.
+type Config struct {
+	Hostname   string // our name in the greeting and the Received field
+	AuthservID string // authserv-id of our Authentication-Results field
+	Software   string // named in the Received field
+
+	Domains []string // recipient domains we accept mail for (lower case)
+
+	MaxMessageSize      int64
+	MaxRecipients       int
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	IdleTimeout         time.Duration // renewed on every read
+	DataTimeout         time.Duration // the whole DATA section
+	MaxErrors           int           // refused commands before we hang up
+	MaxLineLength       int           // command lines, CRLF included
+	MemoryThreshold     int           // a message larger than this is held in a temp file
+	TempDir             string
+
+	TLS *tls.Config // nil: no STARTTLS
+
+	// ProxyTrusted lists the networks allowed to send a PROXY protocol
+	// header (v1 or v2); from them it is required, from others ignored.
+	ProxyTrusted       []netip.Prefix
+	ProxyHeaderTimeout time.Duration
+}
+
+// withDefaults fills zero values with the documented defaults.
+func (c Config) withDefaults() Config {
+	if c.Hostname == "" {
+		c.Hostname, _ = os.Hostname()
+		if c.Hostname == "" {
+			c.Hostname = "localhost"
+		}
+	}
+	if c.AuthservID == "" {
+		c.AuthservID = c.Hostname
+	}
+	if c.Software == "" {
+		c.Software = "gatewayd"
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 25 << 20
+	}
+	if c.MaxRecipients <= 0 {
+		c.MaxRecipients = 100
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 10000
+	}
+	if c.MaxConnectionsPerIP <= 0 {
+		c.MaxConnectionsPerIP = 20
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.DataTimeout <= 0 {
+		c.DataTimeout = 10 * time.Minute
+	}
+	if c.MaxErrors <= 0 {
+		c.MaxErrors = 10
+	}
+	if c.MaxLineLength <= 0 {
+		c.MaxLineLength = 2048
+	}
+	if c.MemoryThreshold <= 0 {
+		c.MemoryThreshold = 1 << 20
+	}
+	if c.ProxyHeaderTimeout <= 0 {
+		c.ProxyHeaderTimeout = 5 * time.Second
+	}
+	for i, d := range c.Domains {
+		c.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	return c
+}
+
+// Options are the parts of a Server that are not configuration values.
+type Options struct {
+	Upstream  Upstream
+	Hook      Hook // nil: no checks
+	Decisions *DecisionLog
+	Logger    *slog.Logger // service log (errors, start, stop)
+	Metrics   *Metrics
+}
+
+// Server is the boundary SMTP server.
+type Server struct {
+	cfg      atomic.Pointer[Config]
+	upstream atomic.Pointer[upstreamBox]
+	hook     atomic.Pointer[hookBox]
+	domains  atomic.Pointer[map[string]bool]
+
+	decisions *DecisionLog
+	logger    *slog.Logger
+	metrics   *Metrics
+
+	baseCtx context.Context
+	cancel  context.CancelFunc
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	sessions  map[*session]struct{}
+	perIP     map[netip.Addr]int
+	total     int
+	draining  atomic.Bool
+	wg        sync.WaitGroup
+	ready     atomic.Bool
+}
+
+type upstreamBox struct{ u Upstream }
+type hookBox struct{ h Hook }
+
+// New returns a server; Serve starts it on a listener.
+func New(cfg Config, opts Options) *Server {
+	s := &Server{
+		decisions: opts.Decisions,
+		logger:    opts.Logger,
+		metrics:   opts.Metrics,
+		sessions:  make(map[*session]struct{}),
+		perIP:     make(map[netip.Addr]int),
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	s.Reload(cfg, opts.Upstream, opts.Hook)
+	return s
+}
+
+// Reload swaps the configuration, upstream and hook. Sessions already open
+// keep what they started with; the next session sees the new ones. A nil
+// upstream or hook keeps the current one.
+func (s *Server) Reload(cfg Config, up Upstream, hook Hook) {
+	cfg = cfg.withDefaults()
+	doms := make(map[string]bool, len(cfg.Domains))
+	for _, d := range cfg.Domains {
+		doms[d] = true
+	}
+	s.domains.Store(&doms)
+	s.cfg.Store(&cfg)
+	if up != nil {
+		if old := s.upstream.Swap(&upstreamBox{up}); old != nil && old.u != up {
+			old.u.Close()
+		}
+	}
+	if hook != nil {
+		s.hook.Store(&hookBox{hook})
+	} else if s.hook.Load() == nil {
+		s.hook.Store(&hookBox{allowAll})
+	}
+}
+
+// SetHook replaces the hook for new sessions.
+func (s *Server) SetHook(h Hook) { s.hook.Store(&hookBox{h}) }
+
+// Config returns the current configuration.
+func (s *Server) Config() Config { return *s.cfg.Load() }
+
+// Ready reports that the server is listening and not draining.
+func (s *Server) Ready() bool { return s.ready.Load() && !s.draining.Load() }
+
+// Serve accepts connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	cfg := s.cfg.Load()
+	if len(cfg.ProxyTrusted) > 0 {
+		trusted := cfg.ProxyTrusted
+		l = &proxyproto.Listener{
+			Listener:          l,
+			ReadHeaderTimeout: cfg.ProxyHeaderTimeout,
+			ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+				ap, err := netip.ParseAddrPort(o.Upstream.String())
+				if err == nil {
+					for _, p := range trusted {
+						if p.Contains(ap.Addr().Unmap()) {
+							return proxyproto.REQUIRE, nil
+						}
+					}
+				}
+				// Untrusted peers: a PROXY header is not read as one; it
+				// is an unknown command like any other line.
+				return proxyproto.SKIP, nil
+			},
+		}
+	}
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return errors.New("gateway: server is shutting down")
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	s.ready.Store(true)
+
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.draining.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				delay = max(5*time.Millisecond, min(delay*2, time.Second))
+				s.logger.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("gateway: accept: %w", err)
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.total >= s.cfg.Load().MaxConnections {
+			s.mu.Unlock()
+			s.metrics.Connections.WithLabelValues("limit").Inc()
+			go refuse(c, "421 4.7.0 Too many connections, try again later\r\n")
+			continue
+		}
+		s.total++
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.handle(c)
+	}
+}
+
+// refuse answers a connection we will not serve and closes it.
+func refuse(c net.Conn, line string) {
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(line))
+	c.Close()
+}
+
+func (s *Server) handle(c net.Conn) {
+	defer func() {
+		s.mu.Lock()
+		s.total--
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	cfg := s.cfg.Load()
+	// With PROXY protocol, RemoteAddr reads the header (bounded by its
+	// timeout): the address limits apply to the real client.
+	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+	if pc, ok := c.(*proxyproto.Conn); ok && pc.ProxyHeader() == nil {
+		// Trusted peer that did not send a valid header.
+		s.logger.Warn("PROXY header missing or invalid from trusted peer", "peer", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	ip := client.Addr()
+	s.mu.Lock()
+	if s.perIP[ip] >= cfg.MaxConnectionsPerIP {
+		s.mu.Unlock()
+		s.metrics.Connections.WithLabelValues("limit").Inc()
+		refuse(c, "421 4.7.0 Too many connections from your address, try again later\r\n")
+		return
+	}
+	s.perIP[ip]++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+		s.mu.Unlock()
+	}()
+
+	sess := newSession(s, cfg, c, client)
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		refuse(c, "421 4.3.2 Service shutting down\r\n")
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.SessionsActive.Inc()
+	defer func() {
+		s.metrics.SessionsActive.Dec()
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+	sess.serve()
+}
+
+// Shutdown stops accepting, answers 421 to idle sessions, and waits for
+// transactions in flight to finish until ctx ends; then it closes what is
+// left. It returns ctx's error if it had to cut sessions short.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.listeners = nil
+	for sess := range s.sessions {
+		sess.interruptIfIdle()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.Close()
+		<-done
+	}
+	if b := s.upstream.Load(); b != nil {
+		b.u.Close()
+	}
+	return err
+}
+
+// Close stops at once: listeners and every connection are closed.
+func (s *Server) Close() error {
+	s.draining.Store(true)
+	s.cancel()
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.listeners = nil
+	for sess := range s.sessions {
+		sess.conn.Close()
+	}
+	s.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,928 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-msgauth/authres"
+
+	"github.com/mxgate/gatewayd/policy"
+)
+
+var errInterrupted = errors.New("session interrupted for shutdown")
+
+// session is one SMTP connection.
+type session struct {
+	srv  *Server
+	cfg  *Config
+	up   Upstream
+	hook Hook
+	doms map[string]bool
+
+	raw  net.Conn // as accepted (maybe a PROXY protocol wrapper)
+	conn net.Conn // raw, or TLS over raw, reading through deadlines
+	r    *bufio.Reader
+	w    *bufio.Writer
+
+	st      State
+	errs    int
+	scratch []byte
+
+	// Deadline state, shared with the reader wrapper and Shutdown.
+	mu           sync.Mutex
+	idle         bool // waiting for a command outside a transaction
+	interrupted  bool
+	dataDeadline time.Time
+
+	// Transaction state.
+	tx         UpstreamTx
+	txBroken   error // transport error with the upstream during this transaction
+	rcptTried  int   // RCPT commands that passed syntax checks
+	dropped    []Address
+	dropAll    bool
+	txStart    time.Time
+	mailParams MailOpts
+	hold       *holdBuffer
+}
+
+// deadlineConn renews the read deadline before every read: the idle timeout
+// from now, cut short by the whole-DATA deadline while data is read. It sits
+// under TLS, so reads inside a TLS session renew it too.
+type deadlineConn struct {
+	net.Conn
+	s *session
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	s := c.s
+	s.mu.Lock()
+	if s.interrupted {
+		s.mu.Unlock()
+		return 0, errInterrupted
+	}
+	d := time.Now().Add(s.cfg.IdleTimeout)
+	if !s.dataDeadline.IsZero() && s.dataDeadline.Before(d) {
+		d = s.dataDeadline
+	}
+	c.Conn.SetReadDeadline(d)
+	s.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		s.mu.Lock()
+		if s.interrupted {
+			err = errInterrupted
+		}
+		s.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	return c.Conn.Write(p)
+}
+
+func newSession(srv *Server, cfg *Config, c net.Conn, client netip.AddrPort) *session {
+	s := &session{
+		srv:  srv,
+		cfg:  cfg,
+		up:   srv.upstream.Load().u,
+		hook: srv.hook.Load().h,
+		doms: *srv.domains.Load(),
+		raw:  c,
+	}
+	s.conn = &deadlineConn{Conn: c, s: s}
+	s.r = bufio.NewReaderSize(s.conn, 4096)
+	s.w = bufio.NewWriterSize(s.conn, 2048)
+	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	s.st = State{SessionID: newID(), Client: client, Local: local}
+	return s
+}
+
+// interruptIfIdle makes an idle session answer 421 and end; a session in a
+// transaction finishes it first and ends at its next command.
+func (s *session) interruptIfIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idle {
+		s.interrupted = true
+		s.raw.SetReadDeadline(time.Now())
+	}
+}
+
+func (s *session) setIdle(idle bool) {
+	s.mu.Lock()
+	s.idle = idle
+	s.mu.Unlock()
+}
+
+var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKLMNPQRSTVWXY").WithPadding(base32.NoPadding)
+
+// newID returns a 16-character random identifier.
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// reply queues one reply line; replies go out when the client's pipelined
+// input is used up (RFC 2920) or at a stage that must be answered now.
+func (s *session) reply(code int, enh, text string) {
+	s.w.WriteString(strconv.Itoa(code))
+	s.w.WriteByte(' ')
+	if enh != "" {
+		s.w.WriteString(enh)
+		s.w.WriteByte(' ')
+	}
+	s.w.WriteString(text)
+	s.w.WriteString("\r\n")
+}
+
+func (s *session) writeReply(r policy.Reply) { s.reply(r.Code, r.Enhanced, r.Text) }
+
+// fail answers a refused command and counts it toward the error cut-off.
+func (s *session) fail(code int, enh, text string) {
+	s.reply(code, enh, text)
+	s.errs++
+}
+
+func (s *session) failReply(r policy.Reply) { s.fail(r.Code, r.Enhanced, r.Text) }
+
+func (s *session) flush() error { return s.w.Flush() }
+
+func (s *session) ctx() context.Context { return s.srv.baseCtx }
+
+// decide asks the hook, recovering from a hook's panic as a temporary
+// failure so that a bug in a check never accepts or loses mail.
+func (s *session) decide(stage policy.Stage) (v policy.Verdict) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.srv.logger.Error("hook panic", "stage", stage, "panic", fmt.Sprint(p), "session", s.st.SessionID)
+			v = policy.Verdict{Action: policy.ActionDefer,
+				Reply:   policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Local error in processing, try again later"},
+				Reasons: []policy.Reason{{Rule: "internal_error"}}}
+		}
+	}()
+	v = s.hook.Decide(s.ctx(), stage, &s.st)
+	if v.Action == "" {
+		v.Action = policy.ActionContinue
+	}
+	return v
+}
+
+func (s *session) logDecision(d *Decision) {
+	s.srv.metrics.Decisions.WithLabelValues(string(d.Stage), string(d.Action)).Inc()
+	s.srv.decisions.log(&s.st, d)
+}
+
+// defaultReply fills in the reply of a terminal verdict that has none.
+func defaultReply(v policy.Verdict, stage policy.Stage) policy.Reply {
+	if !v.Reply.IsZero() {
+		return v.Reply
+	}
+	switch v.Action {
+	case policy.ActionReject:
+		if stage == policy.StageConnect {
+			return policy.Reply{Code: 554, Enhanced: "5.7.1", Text: "Connection refused"}
+		}
+		return policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Rejected by policy"}
+	case policy.ActionDefer:
+		if stage == policy.StageConnect {
+			return policy.Reply{Code: 421, Enhanced: "4.7.0", Text: "Try again later"}
+		}
+		return policy.Reply{Code: 451, Enhanced: "4.7.1", Text: "Try again later"}
+	case policy.ActionGreylist:
+		if stage == policy.StageConnect {
+			return policy.Reply{Code: 421, Enhanced: "4.7.1", Text: "Greylisted, try again later"}
+		}
+		return policy.Reply{Code: 451, Enhanced: "4.7.1", Text: "Greylisted, try again later"}
+	}
+	return policy.Reply{}
+}
+
+func (s *session) close() {
+	s.endTx()
+	s.raw.Close()
+}
+
+func (s *session) serve() {
+	defer s.close()
+	defer func() {
+		if p := recover(); p != nil {
+			s.srv.logger.Error("session panic", "panic", fmt.Sprint(p), "session", s.st.SessionID)
+			s.reply(421, "4.3.0", "Local error, closing connection")
+			s.flush()
+		}
+	}()
+	start := time.Now()
+	v := s.decide(policy.StageConnect)
+	switch v.Action {
+	case policy.ActionReject, policy.ActionDefer, policy.ActionGreylist, policy.ActionDrop, policy.ActionQuarantine:
+		r := defaultReply(v, policy.StageConnect)
+		if v.Action != policy.ActionReject && v.Action != policy.ActionDefer && v.Action != policy.ActionGreylist {
+			// drop and quarantine mean nothing before a message: refuse.
+			r = policy.Reply{Code: 554, Enhanced: "5.7.1", Text: "Connection refused"}
+		}
+		if r.Temporary() {
+			r.Code = 421 // the only 4xx a greeting may carry (RFC 5321 section 3.1)
+		} else {
+			r.Code = 554
+		}
+		s.srv.metrics.Connections.WithLabelValues("refused").Inc()
+		s.logDecision(&Decision{Stage: policy.StageConnect, Action: v.Action, Reply: r, Reasons: v.Reasons, Score: v.Score, Duration: time.Since(start)})
+		s.writeReply(r)
+		s.flush()
+		return
+	}
+	s.srv.metrics.Connections.WithLabelValues("accepted").Inc()
+	s.reply(220, "", s.cfg.Hostname+" ESMTP")
+	s.flush()
+
+	for {
+		if s.errs > s.cfg.MaxErrors {
+			r := policy.Reply{Code: 421, Enhanced: "4.7.0", Text: "Too many errors, closing connection"}
+			s.logDecision(&Decision{Stage: s.stageNow(), Action: policy.ActionDefer, Reply: r,
+				Reasons: []policy.Reason{{Rule: "too_many_errors", Detail: strconv.Itoa(s.errs) + " refused commands"}}})
+			s.writeReply(r)
+			s.flush()
+			return
+		}
+		if s.r.Buffered() == 0 {
+			if err := s.flush(); err != nil {
+				return
+			}
+		}
+		inTx := s.st.HasFrom
+		if !inTx && s.srv.draining.Load() {
+			s.reply(421, "4.3.2", "Service shutting down, try again later")
+			s.flush()
+			return
+		}
+		s.setIdle(!inTx)
+		line, err := readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
+		s.setIdle(false)
+		if err != nil {
+			switch {
+			case errors.Is(err, errLineTooLong):
+				s.fail(500, "5.5.2", "Line too long")
+				continue
+			case errors.Is(err, errBareLine):
+				s.fail(500, "5.5.2", "Command line must end with CRLF, bare CR or LF not allowed (RFC 5321 section 2.3.8)")
+				continue
+			case errors.Is(err, errInterrupted):
+				s.reply(421, "4.3.2", "Service shutting down, try again later")
+			case isTimeout(err):
+				s.reply(421, "4.4.2", "Idle timeout, closing connection")
+			default:
+				return
+			}
+			s.flush()
+			return
+		}
+		if !s.command(string(line)) {
+			s.flush()
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// stageNow names the stage the session is in, for log lines that are not a
+// stage's own decision.
+func (s *session) stageNow() policy.Stage {
+	switch {
+	case s.st.HasFrom:
+		return policy.StageRcpt
+	case s.st.Helo != "":
+		return policy.StageMail
+	}
+	return policy.StageHelo
+}
+
+// command handles one command line; false ends the session.
+func (s *session) command(line string) bool {
+	verb, arg := splitCommand(line)
+	switch verb {
+	case "EHLO", "HELO":
+		s.cmdHelo(verb == "EHLO", arg)
+	case "MAIL":
+		s.cmdMail(arg)
+	case "RCPT":
+		s.cmdRcpt(arg)
+	case "DATA":
+		return s.cmdData(arg)
+	case "RSET":
+		if arg != "" {
+			s.fail(501, "5.5.4", "Syntax: RSET")
+			break
+		}
+		s.endTx()
+		s.reply(250, "2.0.0", "OK")
+	case "NOOP":
+		s.reply(250, "2.0.0", "OK")
+	case "QUIT":
+		s.reply(221, "2.0.0", "Bye")
+		return false
+	case "VRFY", "EXPN":
+		s.reply(502, "5.5.1", verb+" command is disabled")
+	case "HELP":
+		s.reply(214, "2.0.0", "See RFC 5321")
+	case "STARTTLS":
+		return s.cmdStartTLS(arg)
+	case "BDAT", "AUTH", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML":
+		s.fail(502, "5.5.1", verb+" command not implemented")
+	case "":
+		s.fail(500, "5.5.2", "Syntax error, command unrecognized")
+	default:
+		s.fail(500, "5.5.1", "Command unrecognized")
+	}
+	return true
+}
+
+func (s *session) cmdHelo(ehlo bool, arg string) {
+	name := strings.TrimSpace(arg)
+	if name == "" || strings.ContainsAny(name, " \t") && !ehlo {
+		if ehlo {
+			s.fail(501, "5.5.4", "Syntax: EHLO hostname")
+		} else {
+			s.fail(501, "5.5.4", "Syntax: HELO hostname")
+		}
+		return
+	}
+	if i := strings.IndexAny(name, " \t"); i >= 0 {
+		name = name[:i] // EHLO with trailing words: keep the name
+	}
+	s.endTx()
+	s.st.Helo = name
+	s.st.ESMTP = ehlo
+	start := time.Now()
+	v := s.decide(policy.StageHelo)
+	if v.Action == policy.ActionReject || v.Action == policy.ActionDefer || v.Action == policy.ActionGreylist {
+		r := defaultReply(v, policy.StageHelo)
+		s.failReply(r)
+		s.logDecision(&Decision{Stage: policy.StageHelo, Action: v.Action, Reply: r, Reasons: v.Reasons, Score: v.Score, Duration: time.Since(start)})
+		s.st.Helo = ""
+		return
+	}
+	if !ehlo {
+		s.reply(250, "", s.cfg.Hostname)
+		return
+	}
+	s.w.WriteString("250-" + s.cfg.Hostname + "\r\n")
+	s.w.WriteString("250-PIPELINING\r\n")
+	s.w.WriteString("250-SIZE " + strconv.FormatInt(s.cfg.MaxMessageSize, 10) + "\r\n")
+	s.w.WriteString("250-8BITMIME\r\n")
+	s.w.WriteString("250-SMTPUTF8\r\n")
+	if s.cfg.TLS != nil && s.st.TLS == nil {
+		s.w.WriteString("250-STARTTLS\r\n")
+	}
+	s.w.WriteString("250 ENHANCEDSTATUSCODES\r\n")
+}
+
+func (s *session) cmdStartTLS(arg string) bool {
+	switch {
+	case s.cfg.TLS == nil:
+		s.fail(502, "5.5.1", "STARTTLS not available")
+		return true
+	case s.st.TLS != nil:
+		s.fail(503, "5.5.1", "TLS already active")
+		return true
+	case arg != "":
+		s.fail(501, "5.5.4", "Syntax: STARTTLS")
+		return true
+	}
+	s.reply(220, "2.0.0", "Ready to start TLS")
+	if err := s.flush(); err != nil {
+		return false
+	}
+	// Anything the client pipelined after STARTTLS was sent in clear text
+	// and must not be read as commands inside TLS (CVE-2011-0411): the new
+	// reader starts empty.
+	tc := tls.Server(&deadlineConn{Conn: s.raw, s: s}, s.cfg.TLS)
+	hctx, cancel := context.WithTimeout(s.ctx(), s.cfg.IdleTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		s.srv.logger.Info("TLS handshake failed", "session", s.st.SessionID, "client", s.st.Client.String(), "err", err)
+		return false
+	}
+	state := tc.ConnectionState()
+	s.conn = tc
+	s.r = bufio.NewReaderSize(tc, 4096)
+	s.w = bufio.NewWriterSize(tc, 2048)
+	s.endTx()
+	s.st.TLS = &state
+	s.st.Helo = "" // RFC 3207 section 4.2: forget what the client said
+	s.st.ESMTP = false
+	return true
+}
+
+func (s *session) cmdMail(arg string) {
+	switch {
+	case s.st.Helo == "":
+		s.fail(503, "5.5.1", "Send EHLO or HELO first")
+		return
+	case s.st.HasFrom:
+		s.fail(503, "5.5.1", "Sender already given")
+		return
+	}
+	rest, ok := cutPrefixFold(arg, "FROM:")
+	if !ok {
+		s.fail(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+		return
+	}
+	from, params, err := parsePathArg(rest, true)
+	if err != nil {
+		if errors.Is(err, errDomainSyntax) || strings.HasPrefix(strings.TrimSpace(rest), "<") {
+			s.fail(501, "5.1.7", "Bad sender address syntax")
+		} else {
+			s.fail(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+		}
+		return
+	}
+	ps, err := parseParams(params)
+	if err != nil {
+		s.fail(501, "5.5.4", "Bad MAIL parameter syntax")
+		return
+	}
+	var opts MailOpts
+	for _, p := range ps {
+		switch p.key {
+		case "SIZE":
+			n, ok := parseSize(p.value)
+			if !ok {
+				s.fail(501, "5.5.4", "Bad SIZE value")
+				return
+			}
+			if n > s.cfg.MaxMessageSize {
+				s.fail(552, "5.3.4", "Message size exceeds fixed maximum message size")
+				return
+			}
+			opts.Size = n
+		case "BODY":
+			switch strings.ToUpper(p.value) {
+			case "7BIT", "8BITMIME":
+			default:
+				s.fail(555, "5.5.4", "Unsupported BODY value")
+				return
+			}
+		case "SMTPUTF8":
+			if p.value != "" {
+				s.fail(501, "5.5.4", "SMTPUTF8 takes no value")
+				return
+			}
+			opts.UTF8 = true
+		default:
+			s.fail(555, "5.5.4", "Unsupported MAIL parameter "+p.key)
+			return
+		}
+	}
+	if !opts.UTF8 && from.UTF8() {
+		s.fail(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
+		return
+	}
+	s.st.QueueID = newID()
+	s.st.From = from
+	s.st.HasFrom = true
+	s.st.UTF8 = opts.UTF8
+	s.mailParams = opts
+	s.txStart = time.Now()
+	v := s.decide(policy.StageMail)
+	switch v.Action {
+	case policy.ActionReject, policy.ActionDefer, policy.ActionGreylist:
+		r := defaultReply(v, policy.StageMail)
+		s.failReply(r)
+		s.logDecision(&Decision{Stage: policy.StageMail, Action: v.Action, Reply: r, Reasons: v.Reasons, Score: v.Score, Duration: time.Since(s.txStart)})
+		s.endTx()
+		return
+	case policy.ActionDrop:
+		s.dropAll = true
+		r := policy.Reply{Code: 250, Enhanced: "2.1.0", Text: "Sender OK"}
+		s.logDecision(&Decision{Stage: policy.StageMail, Action: v.Action, Reply: r, Reasons: v.Reasons, Score: v.Score, Duration: time.Since(s.txStart)})
+	}
+	s.reply(250, "2.1.0", "Sender OK")
+}
+
+// rcptDomainOK reports whether we accept mail for the domain.
+func (s *session) rcptDomainOK(d string) bool { return s.doms[d] }
+
+func (s *session) cmdRcpt(arg string) {
+	if !s.st.HasFrom {
+		s.fail(503, "5.5.1", "Send MAIL first")
+		return
+	}
+	rest, ok := cutPrefixFold(arg, "TO:")
+	if !ok {
+		s.fail(501, "5.5.4", "Syntax: RCPT TO:<address>")
+		return
+	}
+	var to Address
+	var params string
+	var err error
+	if t := strings.TrimSpace(rest); len(t) >= 12 && strings.EqualFold(t[:12], "<postmaster>") && len(s.cfg.Domains) > 0 {
+		// RFC 5321 section 4.5.1: "Postmaster" without a domain must work.
+		to, params = Address{Local: "postmaster", Domain: s.cfg.Domains[0]}, strings.TrimSpace(t[12:])
+	} else {
+		to, params, err = parsePathArg(rest, false)
+		if err != nil {
+			s.fail(501, "5.1.3", "Bad recipient address syntax")
+			return
+		}
+	}
+	if params != "" {
+		ps, err := parseParams(params)
+		if err != nil {
+			s.fail(501, "5.5.4", "Bad RCPT parameter syntax")
+			return
+		}
+		s.fail(555, "5.5.4", "Unsupported RCPT parameter "+ps[0].key)
+		return
+	}
+	s.rcptTried++
+	if len(s.st.Rcpts)+len(s.dropped) >= s.cfg.MaxRecipients {
+		s.fail(452, "4.5.3", "Too many recipients")
+		return
+	}
+	if !s.st.UTF8 && to.UTF8() {
+		s.fail(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
+		return
+	}
+	start := time.Now()
+	s.st.Rcpt = to
+	d := &Decision{Stage: policy.StageRcpt, Rcpt: to.String()}
+	defer func() {
+		s.st.Rcpt = Address{}
+		d.Duration = time.Since(start)
+		s.logDecision(d)
+	}()
+	// Relay protection comes before any hook and no verdict lifts it.
+	if hasRoutingChars(to.Local) || to.Route != "" && !s.rcptDomainOK(to.Domain) {
+		d.Action, d.Reply = policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Relay access denied: routing characters in recipient"}
+		d.Reasons = []policy.Reason{{Rule: "relay_denied", Detail: "routing characters in local part"}}
+		s.failReply(d.Reply)
+		return
+	}
+	if !s.rcptDomainOK(to.Domain) {
+		d.Action, d.Reply = policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Relay access denied: we do not accept mail for " + to.Domain}
+		d.Reasons = []policy.Reason{{Rule: "relay_denied", Detail: "domain not accepted"}}
+		s.failReply(d.Reply)
+		return
+	}
+	v := s.decide(policy.StageRcpt)
+	d.Action, d.Reasons, d.Score = v.Action, v.Reasons, v.Score
+	switch v.Action {
+	case policy.ActionReject, policy.ActionDefer, policy.ActionGreylist:
+		d.Reply = defaultReply(v, policy.StageRcpt)
+		s.failReply(d.Reply)
+		return
+	case policy.ActionDrop:
+		s.dropped = append(s.dropped, to)
+		d.Reply = policy.Reply{Code: 250, Enhanced: "2.1.5", Text: "Recipient OK"}
+		s.writeReply(d.Reply)
+		return
+	}
+	if s.dropAll {
+		s.dropped = append(s.dropped, to)
+		d.Action = policy.ActionDrop
+		d.Reply = policy.Reply{Code: 250, Enhanced: "2.1.5", Text: "Recipient OK"}
+		s.writeReply(d.Reply)
+		return
+	}
+	// Forward the recipient to the internal MTA now: its answer is ours.
+	r, up, err := s.upstreamRcpt(to)
+	d.Upstream = up
+	if err != nil {
+		d.Action = policy.ActionDefer
+		d.Reply = policy.Reply{Code: 451, Enhanced: "4.4.1", Text: "Internal mail server unavailable, try again later"}
+		s.failReply(d.Reply)
+		return
+	}
+	d.Reply = r
+	if r.Code/100 != 2 {
+		if r.Temporary() {
+			d.Action = policy.ActionDefer
+		} else {
+			d.Action = policy.ActionReject
+		}
+		s.failReply(r)
+		return
+	}
+	if d.Action == policy.ActionContinue {
+		d.Action = policy.ActionAccept
+	}
+	s.st.Rcpts = append(s.st.Rcpts, to)
+	s.writeReply(r)
+}
+
+// upstreamRcpt opens the upstream transaction when needed and forwards one
+// recipient.
+func (s *session) upstreamRcpt(to Address) (policy.Reply, *UpstreamResult, error) {
+	ur := &UpstreamResult{}
+	if s.txBroken != nil {
+		ur.Error = s.txBroken.Error()
+		return policy.Reply{}, ur, s.txBroken
+	}
+	if s.tx == nil {
+		ctx, cancel := context.WithTimeout(s.ctx(), 2*s.cfg.IdleTimeout)
+		tx, r, err := s.up.Begin(ctx, s.st.From, s.mailParams)
+		cancel()
+		if err != nil {
+			s.srv.logger.Warn("internal MTA unavailable", "session", s.st.SessionID, "err", err)
+			ur.Error = err.Error()
+			return policy.Reply{}, ur, err
+		}
+		if tx == nil {
+			ur.Reply = r
+			return r, ur, nil
+		}
+		s.tx = tx
+	}
+	ur.Addr = s.tx.Addr()
+	ctx, cancel := context.WithTimeout(s.ctx(), 2*s.cfg.IdleTimeout)
+	r, err := s.tx.Rcpt(ctx, to)
+	cancel()
+	if err != nil {
+		s.txBroken = err
+		ur.Error = err.Error()
+		s.srv.logger.Warn("internal MTA failed at RCPT", "session", s.st.SessionID, "err", err)
+		return policy.Reply{}, ur, err
+	}
+	ur.Reply = r
+	return r, ur, nil
+}
+
+// endTx ends the transaction: upstream transaction closed (RSET), held
+// message removed, state cleared.
+func (s *session) endTx() {
+	if s.tx != nil {
+		s.tx.End()
+		s.tx = nil
+	}
+	if s.hold != nil {
+		if err := s.hold.Reset(); err != nil {
+			s.srv.logger.Error("removing held message", "err", err)
+		}
+	}
+	s.txBroken = nil
+	s.rcptTried = 0
+	s.dropped = nil
+	s.dropAll = false
+	s.mailParams = MailOpts{}
+	s.st.QueueID = ""
+	s.st.From = Address{}
+	s.st.HasFrom = false
+	s.st.UTF8 = false
+	s.st.Rcpts = nil
+	s.st.Header = nil
+	s.st.Size = 0
+	s.st.Message = nil
+	s.st.AuthResults = nil
+	s.st.Results = nil
+}
+
+func (s *session) rcptStrings() []string {
+	out := make([]string, 0, len(s.st.Rcpts)+len(s.dropped))
+	for _, a := range s.st.Rcpts {
+		out = append(out, a.String())
+	}
+	for _, a := range s.dropped {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// cmdData receives and judges the message, then relays it; false ends the
+// session (a failed read: nothing after it may be read as a command).
+func (s *session) cmdData(arg string) bool {
+	switch {
+	case !s.st.HasFrom:
+		s.fail(503, "5.5.1", "Send MAIL first")
+		return true
+	case len(s.st.Rcpts) == 0 && len(s.dropped) == 0 && s.rcptTried == 0 && s.txBroken == nil:
+		s.fail(503, "5.5.1", "Send RCPT first")
+		return true
+	case arg != "":
+		s.fail(501, "5.5.4", "Syntax: DATA")
+		return true
+	case len(s.st.Rcpts) == 0 && len(s.dropped) == 0:
+		if s.txBroken != nil {
+			s.fail(451, "4.4.1", "Internal mail server unavailable, try again later")
+		} else {
+			s.fail(554, "5.5.1", "No valid recipients")
+		}
+		return true
+	case s.txBroken != nil:
+		// A recipient was accepted, then the internal MTA went away: the
+		// sender keeps the message and retries.
+		s.fail(451, "4.4.2", "Connection to internal mail server lost, try again later")
+		s.logDecision(&Decision{Stage: policy.StageData, Action: policy.ActionDefer, Rcpts: s.rcptStrings(),
+			Reply:    policy.Reply{Code: 451, Enhanced: "4.4.2", Text: "Connection to internal mail server lost, try again later"},
+			Upstream: &UpstreamResult{Error: s.txBroken.Error()}})
+		s.endTx()
+		return true
+	}
+	s.reply(354, "", "End data with <CR><LF>.<CR><LF>")
+	if err := s.flush(); err != nil {
+		return false
+	}
+	start := time.Now()
+	if s.hold == nil {
+		s.hold = newHoldBuffer(s.cfg.TempDir, s.cfg.MemoryThreshold)
+	}
+	s.mu.Lock()
+	s.dataDeadline = start.Add(s.cfg.DataTimeout)
+	s.mu.Unlock()
+	dr := dataReader{r: s.r, w: s.hold, max: s.cfg.MaxMessageSize}
+	werr, rerr := dr.run()
+	s.mu.Lock()
+	s.dataDeadline = time.Time{}
+	s.mu.Unlock()
+	d := &Decision{Stage: policy.StageData, Rcpts: s.rcptStrings(), Size: dr.size}
+	logged := false
+	defer func() {
+		if !logged {
+			d.Duration = time.Since(start)
+			s.logDecision(d)
+		}
+		s.endTx()
+	}()
+	if rerr != nil {
+		// The data was not read to its end: the rest of the connection is
+		// part of a message, never commands.
+		d.Action = policy.ActionDefer
+		switch {
+		case errors.Is(rerr, errInterrupted):
+			d.Reply = policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down, try again later"}
+		case isTimeout(rerr):
+			d.Reply = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Timeout reading message data, closing connection"}
+		default:
+			d.Reply = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Error reading message data"}
+			d.Reasons = []policy.Reason{{Rule: "data_read_error", Detail: rerr.Error()}}
+		}
+		s.writeReply(d.Reply)
+		return false
+	}
+	s.srv.metrics.MessageBytes.Observe(float64(dr.size))
+	refuse := func(action policy.Action, r policy.Reply, rule, detail string) bool {
+		d.Action, d.Reply = action, r
+		d.Reasons = append(d.Reasons, policy.Reason{Rule: rule, Detail: detail})
+		s.failReply(r)
+		return true
+	}
+	switch {
+	case dr.tooBig:
+		return refuse(policy.ActionReject, policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "Message size exceeds fixed maximum message size"}, "size_limit", strconv.FormatInt(dr.size, 10)+" octets")
+	case dr.bareLF || dr.bareCR:
+		return refuse(policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.5.2", Text: "Message contains bare CR or LF, lines must end with CRLF (RFC 5321 section 2.3.8)"}, "bare_newline", bareDetail(&dr))
+	case dr.nul:
+		return refuse(policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.6.0", Text: "Message contains NUL octets"}, "nul_octet", "")
+	case werr != nil:
+		s.srv.logger.Error("holding message", "session", s.st.SessionID, "err", werr)
+		return refuse(policy.ActionDefer, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Local error in processing, try again later"}, "hold_error", werr.Error())
+	}
+
+	hdr, err := s.headerSection()
+	if err != nil {
+		return refuse(policy.ActionReject, policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "Message header section too large"}, "header_limit", err.Error())
+	}
+	s.st.Header = hdr
+	s.st.Size = dr.size
+	held := s.hold
+	s.st.Message = held.Reader
+
+	v := s.decide(policy.StageData)
+	d.Action, d.Reasons, d.Score = v.Action, v.Reasons, v.Score
+	switch v.Action {
+	case policy.ActionReject, policy.ActionDefer, policy.ActionGreylist:
+		d.Reply = defaultReply(v, policy.StageData)
+		s.failReply(d.Reply)
+		return true
+	case policy.ActionDrop:
+		d.Reply = policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as " + s.st.QueueID}
+		s.writeReply(d.Reply)
+		return true
+	}
+	if s.tx == nil || len(s.st.Rcpts) == 0 {
+		// Every recipient was dropped.
+		d.Action = policy.ActionDrop
+		d.Reply = policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as " + s.st.QueueID}
+		s.writeReply(d.Reply)
+		return true
+	}
+
+	// Relay: our trace and authentication fields, the verdict's fields, the
+	// sender's header section without forged Authentication-Results of
+	// ours, then the body, streamed from where it is held.
+	var pre strings.Builder
+	ri := receivedInfo{Helo: s.st.Helo, RDNS: s.st.ReverseName, IP: s.st.Client.Addr().String(),
+		Host: s.cfg.Hostname, Proto: s.proto(), QueueID: s.st.QueueID, TLS: s.st.TLS,
+		When: time.Now(), Software: s.cfg.Software}
+	if len(s.st.Rcpts) == 1 {
+		ri.Rcpt = s.st.Rcpts[0].String()
+	}
+	pre.WriteString(receivedField(ri))
+	pre.WriteString("Authentication-Results: ")
+	pre.WriteString(authres.Format(s.cfg.AuthservID, s.st.AuthResults))
+	pre.WriteString("\r\n")
+	for _, h := range v.Headers {
+		pre.WriteString(h.Name + ": " + h.Value + "\r\n")
+	}
+	hdrOut := stripOurAuthResults(hdr, s.cfg.AuthservID)
+	rest := held.Section(int64(len(hdr))) // the empty line and the body
+	msg := io.MultiReader(strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest)
+
+	ctx, cancel := context.WithTimeout(s.ctx(), s.cfg.DataTimeout+time.Minute)
+	t0 := time.Now()
+	r, err := s.tx.Data(ctx, msg)
+	cancel()
+	s.srv.metrics.RelayLatency.Observe(time.Since(t0).Seconds())
+	d.Upstream = &UpstreamResult{Addr: s.tx.Addr(), Reply: r}
+	if err != nil {
+		// No answer from the internal MTA: the message may or may not be
+		// there; the sender keeps it and retries (at worst a duplicate,
+		// never a loss).
+		s.srv.metrics.Relay.WithLabelValues("failed").Inc()
+		s.srv.logger.Warn("internal MTA failed at DATA", "session", s.st.SessionID, "err", err)
+		d.Upstream.Error = err.Error()
+		d.Action = policy.ActionDefer
+		d.Reply = policy.Reply{Code: 451, Enhanced: "4.4.2", Text: "Internal mail server did not confirm delivery, try again later"}
+		s.failReply(d.Reply)
+		return true
+	}
+	switch {
+	case r.Code/100 == 2:
+		s.srv.metrics.Relay.WithLabelValues("ok").Inc()
+		d.Action = policy.ActionRelay
+		d.Reply = policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as " + s.st.QueueID}
+		s.writeReply(d.Reply)
+	case r.Temporary():
+		s.srv.metrics.Relay.WithLabelValues("deferred").Inc()
+		d.Action, d.Reply = policy.ActionDefer, r
+		s.failReply(r)
+	default:
+		s.srv.metrics.Relay.WithLabelValues("rejected").Inc()
+		d.Action, d.Reply = policy.ActionReject, r
+		s.failReply(r)
+	}
+	return true
+}
+
+func bareDetail(dr *dataReader) string {
+	var parts []string
+	if dr.bareLF {
+		parts = append(parts, "bare LF")
+	}
+	if dr.bareCR {
+		parts = append(parts, "bare CR")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// proto names the protocol for the Received field (RFC 3848, RFC 6531).
+func (s *session) proto() string {
+	p := "SMTP"
+	if s.st.ESMTP {
+		p = "ESMTP"
+	}
+	if s.st.UTF8 {
+		p = "UTF8SMTP"
+	}
+	if s.st.TLS != nil {
+		p += "S"
+	}
+	return p
+}
+
+// headerSection reads the held message's header fields (each with its
+// CRLF; the empty line that ends them excluded).
+func (s *session) headerSection() ([]byte, error) {
+	n := s.hold.Size()
+	if n > maxHeaderSection {
+		n = maxHeaderSection
+	}
+	buf := make([]byte, n)
+	if _, err := s.hold.ReaderAt().ReadAt(buf, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	hdr, _, ok := splitHeader(buf)
+	if !ok && s.hold.Size() > maxHeaderSection {
+		return nil, fmt.Errorf("no end of header section in the first %d octets", maxHeaderSection)
+	}
+	return hdr, nil
+}

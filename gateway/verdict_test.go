@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/pires/go-proxyproto"
+
+	"github.com/mxgate/gatewayd/policy"
+)
+
+// stageHook returns v at one stage and continues elsewhere.
+func stageHook(at policy.Stage, v policy.Verdict) Hook {
+	return HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
+		if stage == at {
+			return v
+		}
+		return policy.Continue
+	})
+}
+
+// TestVerdictsAtEachStage: each hook verdict at each stage gives the right
+// reply, the right effect at the internal MTA, and a decision line.
+func TestVerdictsAtEachStage(t *testing.T) {
+	reject := policy.Verdict{Action: policy.ActionReject, Reasons: []policy.Reason{{Rule: "test_rule", Score: 5}}}
+	deferV := policy.Verdict{Action: policy.ActionDefer, Reasons: []policy.Reason{{Rule: "test_rule"}}}
+	drop := policy.Verdict{Action: policy.ActionDrop, Reasons: []policy.Reason{{Rule: "test_rule"}}}
+	custom := policy.Verdict{Action: policy.ActionReject, Reply: policy.Reply{Code: 554, Enhanced: "5.7.1", Text: "Listed at zen.test"}}
+	cases := []struct {
+		name    string
+		stage   policy.Stage
+		v       policy.Verdict
+		wantErr int // code the client sees (0: success)
+		stored  int
+	}{
+		{"connect reject", policy.StageConnect, reject, 554, 0},
+		{"connect defer", policy.StageConnect, deferV, 421, 0},
+		{"connect custom reply", policy.StageConnect, custom, 554, 0},
+		{"helo reject", policy.StageHelo, reject, 550, 0},
+		{"mail reject", policy.StageMail, reject, 550, 0},
+		{"mail defer", policy.StageMail, deferV, 451, 0},
+		{"mail drop", policy.StageMail, drop, 0, 0},
+		{"rcpt reject", policy.StageRcpt, custom, 554, 0},
+		{"rcpt greylist", policy.StageRcpt, policy.Verdict{Action: policy.ActionGreylist}, 451, 0},
+		{"rcpt drop", policy.StageRcpt, drop, 0, 0},
+		{"data reject", policy.StageData, reject, 550, 0},
+		{"data defer", policy.StageData, deferV, 451, 0},
+		{"data drop", policy.StageData, drop, 0, 0},
+		{"data continue with a header", policy.StageData, policy.Verdict{Action: policy.ActionContinue,
+			Headers: []policy.Header{{Name: "X-Spam-Score", Value: "3.5"}}}, 0, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := startMTA(t)
+			g := startGateway(t, testConfig(), m, stageHook(tc.stage, tc.v))
+			err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)
+			if tc.wantErr == 0 && err != nil {
+				t.Fatalf("want success, got %v", err)
+			}
+			if tc.wantErr != 0 {
+				code := codeOf(err)
+				if tc.stage == policy.StageConnect {
+					// go-smtp's client reports a refused greeting as an error
+					// carrying the code.
+					if err == nil || !strings.Contains(err.Error(), fmt.Sprint(tc.wantErr)) && code != tc.wantErr {
+						t.Fatalf("want %d, got %v", tc.wantErr, err)
+					}
+				} else if code != tc.wantErr {
+					t.Fatalf("want %d, got %v", tc.wantErr, err)
+				}
+			}
+			if got := len(m.messages()); got != tc.stored {
+				t.Errorf("internal MTA holds %d messages, want %d", got, tc.stored)
+			}
+			if tc.stored == 1 && !strings.Contains(string(m.messages()[0].Data), "X-Spam-Score: 3.5\r\n") {
+				t.Errorf("verdict header not added")
+			}
+			// The decision line names the stage, action and reasons.
+			found := false
+			for _, l := range g.log.lines() {
+				var e map[string]any
+				json.Unmarshal([]byte(l), &e)
+				if e["stage"] == string(tc.stage) && e["action"] == string(tc.v.Action) {
+					found = true
+					if len(tc.v.Reasons) > 0 && !strings.Contains(l, `"rule":"test_rule"`) {
+						t.Errorf("reasons missing from %s", l)
+					}
+				}
+			}
+			if !found && tc.v.Action != policy.ActionContinue {
+				t.Errorf("no %s/%s decision in the log:\n%s", tc.stage, tc.v.Action, g.log.String())
+			}
+		})
+	}
+}
+
+// TestHookPanicDefers: a panicking check never accepts or loses mail.
+func TestHookPanicDefers(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, HookFunc(func(_ context.Context, stage policy.Stage, _ *State) policy.Verdict {
+		if stage == policy.StageRcpt {
+			panic("bug in a check")
+		}
+		return policy.Continue
+	}))
+	if code := codeOf(sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)); code != 451 {
+		t.Fatalf("want 451, got %d", code)
+	}
+}
+
+// TestLargeMessageHeldOnDisk: a message over the memory threshold is held in
+// a temp file that is removed after the transaction.
+func TestLargeMessageHeldOnDisk(t *testing.T) {
+	cfg := testConfig()
+	cfg.MemoryThreshold = 1024
+	cfg.TempDir = t.TempDir()
+	sawFile := false
+	hook := HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
+		if stage == policy.StageData {
+			ents, _ := os.ReadDir(cfg.TempDir)
+			sawFile = len(ents) == 1
+		}
+		return policy.Continue
+	})
+	g := startGateway(t, cfg, nil, hook)
+	body := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 500)
+	msg := "Subject: big\r\n\r\n" + body
+	if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	if !sawFile {
+		t.Error("message was not held in a temp file")
+	}
+	if !strings.HasSuffix(string(g.mta.messages()[0].Data), msg) {
+		t.Error("relayed message differs")
+	}
+	ents, _ := os.ReadDir(cfg.TempDir)
+	if len(ents) != 0 {
+		t.Errorf("temp file left behind: %v", ents)
+	}
+}
+
+// TestConnectionLimits: per-IP and total limits answer 421 4.7.0.
+func TestConnectionLimits(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxConnectionsPerIP = 2
+	g := startGateway(t, cfg, nil, nil)
+	var conns []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		runDialog(t, c, "< 220")
+		conns = append(conns, c)
+	}
+	dialog(t, g.addr, "< 421 4.7.0 Too many connections from your address\n<EOF")
+	conns[0].Close()
+	waitFor(t, "a slot to free", func() bool {
+		c, err := net.Dial("tcp", g.addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		n, _ := c.Read(buf)
+		return strings.HasPrefix(string(buf[:n]), "220")
+	})
+
+	cfg = testConfig()
+	cfg.MaxConnections = 1
+	g2 := startGateway(t, cfg, nil, nil)
+	c, err := net.Dial("tcp", g2.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runDialog(t, c, "< 220")
+	dialog(t, g2.addr, "< 421 4.7.0 Too many connections\n<EOF")
+}
+
+// TestProxyProtocol: from a trusted peer the PROXY header gives the client
+// address; from others it is just an unknown command.
+func TestProxyProtocol(t *testing.T) {
+	cfg := testConfig()
+	cfg.ProxyTrusted = mustPrefixes("127.0.0.0/8")
+	var seen string
+	hook := HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
+		if stage == policy.StageConnect {
+			seen = st.Client.String()
+		}
+		return policy.Continue
+	})
+	g := startGateway(t, cfg, nil, hook)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.TCPv4,
+		SourceAddr:      &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40000},
+		DestinationAddr: &net.TCPAddr{IP: net.ParseIP("198.51.100.1"), Port: 25}}
+	if _, err := h.WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	runDialog(t, c, "< 220\n> QUIT\n< 221")
+	if seen != "192.0.2.7:40000" {
+		t.Errorf("client address %q, want the one in the PROXY header", seen)
+	}
+
+	// Untrusted: the gateway listens without trust; the header line is
+	// an unknown command.
+	g2 := startGateway(t, testConfig(), nil, nil)
+	dialog(t, g2.addr, `
+		< 220
+		> PROXY TCP4 192.0.2.7 198.51.100.1 40000 25
+		< 500 5.5.1
+		> QUIT
+		< 221`)
+}
+
+func mustPrefixes(ss ...string) []netipPrefix {
+	var out []netipPrefix
+	for _, s := range ss {
+		out = append(out, mustPrefix(s))
+	}
+	return out
+}
+
+// TestStartTLS: STARTTLS upgrades, the Received field records the cipher,
+// and commands pipelined in clear text after STARTTLS are discarded.
+func TestStartTLS(t *testing.T) {
+	cfg := testConfig()
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	g := startGateway(t, cfg, nil, nil)
+	c, err := smtp.DialStartTLS(g.addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("a@sender.test", []string{"bob@example.com"}, strings.NewReader(simpleMsg)); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	data := string(g.mta.messages()[0].Data)
+	if !strings.Contains(data, "with ESMTPS id") || !strings.Contains(data, "(version=TLS1.3 cipher=") {
+		t.Errorf("Received field lacks TLS details:\n%s", data)
+	}
+
+	// Injection: "STARTTLS\r\nMAIL FROM:..." in one write.
+	raw, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	runDialog(t, raw, "< 220\n> EHLO client.test\n< 250\n>> \"STARTTLS\\r\\nMAIL FROM:<injected@test.example>\\r\\n\"\n< 220 2.0.0")
+	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	runDialog(t, tc, `
+		> MAIL FROM:<a@sender.test>
+		< 503 5.5.1 Send EHLO
+		> EHLO client.test
+		< 250
+		> QUIT
+		< 221`)
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.test"},
+		DNSNames: []string{"mx.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+var _ = filepath.Join

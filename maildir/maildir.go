@@ -1,0 +1,76 @@
+// Package maildir writes messages into a Maildir directory (the layout of
+// https://cr.yp.to/proto/maildir.html: tmp/, new/, cur/). It is the
+// gateway's built-in delivery target: the default for a first try, where no
+// internal MTA is configured, and the quarantine.
+//
+// A message is written to tmp/, synced, and renamed into new/, so a reader
+// never sees a partial file.
+package maildir
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Dir is a Maildir.
+type Dir struct {
+	path     string
+	hostname string
+	seq      atomic.Uint64
+}
+
+// Open creates the Maildir's folders when missing.
+func Open(path string) (*Dir, error) {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(path, sub), 0o750); err != nil {
+			return nil, fmt.Errorf("maildir: %w", err)
+		}
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return &Dir{path: path, hostname: host}, nil
+}
+
+// Path is the Maildir's root.
+func (d *Dir) Path() string { return d.path }
+
+// Deliver writes the message read from r and returns its unique name.
+func (d *Dir) Deliver(r io.Reader) (string, error) {
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	now := time.Now()
+	name := strconv.FormatInt(now.Unix(), 10) + ".M" + strconv.Itoa(now.Nanosecond()/1000) +
+		"P" + strconv.Itoa(os.Getpid()) + "Q" + strconv.FormatUint(d.seq.Add(1), 10) +
+		"R" + hex.EncodeToString(rnd[:]) + "." + d.hostname
+	tmp := filepath.Join(d.path, "tmp", name)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(d.path, "new", name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("maildir: %w", err)
+	}
+	return name, nil
+}
