@@ -208,6 +208,11 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
+	// Signals are caught before anything listens, so that a SIGHUP that
+	// arrives early reloads rather than kills.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	logger := newLogger(cfg, stderr)
 	certs := &certHolder{}
 	cert, err := buildTLS(cfg)
@@ -276,9 +281,6 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case err := <-errc:
