@@ -1,0 +1,327 @@
+package greylist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Action is what a decision says to do with the recipient.
+type Action int
+
+// Actions.
+const (
+	// Pass: the triplet retried in time, or passed before. Accept.
+	Pass Action = iota + 1
+	// Defer: greylisted. The gateway answers 451 4.7.1 and tells the
+	// client to retry after Decision.RetryAt.
+	Defer
+	// Allowed: a static allow list or an operator allow matched.
+	Allowed
+	// AutoAllowed: the client network earned auto-allow.
+	AutoAllowed
+)
+
+var actionNames = map[Action]string{Pass: "pass", Defer: "defer", Allowed: "allowed", AutoAllowed: "auto_allowed"}
+
+// String returns "pass", "defer", "allowed" or "auto_allowed".
+func (a Action) String() string {
+	if s, ok := actionNames[a]; ok {
+		return s
+	}
+	return fmt.Sprintf("action(%d)", int(a))
+}
+
+// MarshalText writes the action's name (for the decision log).
+func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText reads an action's name.
+func (a *Action) UnmarshalText(b []byte) error {
+	for k, v := range actionNames {
+		if v == string(b) {
+			*a = k
+			return nil
+		}
+	}
+	return fmt.Errorf("greylist: unknown action %q", b)
+}
+
+// Reason tells why a decision came out as it did; it is a short snake_case
+// word for the decision log.
+type Reason string
+
+// Reasons.
+const (
+	ReasonFirstSeen     Reason = "first_seen"     // Defer: new triplet, or one retried after the window or whose pass expired
+	ReasonTooEarly      Reason = "too_early"      // Defer: retried before the delay
+	ReasonRetried       Reason = "retried"        // Pass: first retry after the delay
+	ReasonKnown         Reason = "known"          // Pass: triplet passed before
+	ReasonAllowCIDR     Reason = "allow_cidr"     // Allowed: greylist.allow_cidrs
+	ReasonAllowClient   Reason = "allow_client"   // Allowed: client name in greylist.allow_domains
+	ReasonAllowSender   Reason = "allow_sender"   // Allowed: sender domain in greylist.allow_domains
+	ReasonAllowRcpt     Reason = "allow_rcpt"     // Allowed: greylist.allow_recipients
+	ReasonOperatorAllow Reason = "operator_allow" // Allowed: an operator's allow
+	ReasonAutoAllow     Reason = "auto_allow"     // AutoAllowed
+	ReasonStoreError    Reason = "store_error"    // store failed or was too slow: FailOpen Pass, or Defer
+	ReasonDisabled      Reason = "disabled"       // Pass: greylisting is off
+)
+
+// Triplet is what the gateway knows at RCPT time.
+type Triplet struct {
+	// IP is the client's address.
+	IP netip.Addr
+	// Sender is the envelope sender (MAIL FROM), "" or "<>" for bounces.
+	Sender string
+	// Recipient is the envelope recipient (RCPT TO).
+	Recipient string
+	// ClientName is the client's forward-confirmed reverse DNS name, if
+	// any; only used for greylist.allow_domains. Leave it empty when not
+	// confirmed: a PTR record alone is the client's to choose.
+	ClientName string
+}
+
+// Decision is the greylist's answer for one recipient. It is a value for
+// the gateway to act on and to log; the greylist never writes SMTP replies.
+type Decision struct {
+	Action Action `json:"action"`
+	Reason Reason `json:"reason"`
+	// RetryAt is, for Defer, when a retry will pass; the gateway tells the
+	// client in its 451 reply.
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	// FirstSeen is when the triplet was first seen (zero when allowed).
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	// Network is the client network of the triplet ("192.0.2.0/24").
+	Network string `json:"network"`
+	// Key is the triplet's store key (without KeyPrefix).
+	Key string `json:"key"`
+	// FailOpen says the store failed and the decision passed anyway
+	// (fail_mode open). Err says why.
+	FailOpen bool `json:"fail_open,omitempty"`
+	// Err is the store error behind a store_error decision.
+	Err error `json:"-"`
+	// Passes is the network's count towards auto-allow.
+	Passes int `json:"passes,omitempty"`
+}
+
+// Greylister makes greylist decisions. It is safe for concurrent use.
+type Greylister struct {
+	cfg     Config
+	params  Params
+	store   Store
+	owned   bool
+	now     func() time.Time
+	metrics *Metrics
+
+	allowNets    []netip.Prefix
+	allowDomains []string
+	allowRcpts   []string
+}
+
+// Option changes how New builds a Greylister.
+type Option func(*Greylister)
+
+// WithClock sets the clock (default time.Now). Tests use a fake clock to
+// step over delays and windows without sleeping.
+func WithClock(now func() time.Time) Option { return func(g *Greylister) { g.now = now } }
+
+// WithMetrics records into m, which the daemon registers once (see
+// Metrics). Without it the Greylister has metrics of its own, reachable
+// with Metrics().
+func WithMetrics(m *Metrics) Option { return func(g *Greylister) { g.metrics = m } }
+
+// New returns a Greylister over store, which the caller keeps ownership of
+// (Close does not close it). The config is validated.
+func New(cfg Config, store Store, opts ...Option) (*Greylister, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil {
+		return nil, errors.New("greylist: nil store")
+	}
+	g := &Greylister{
+		cfg:   cfg,
+		store: store,
+		now:   time.Now,
+		params: Params{
+			Delay:             cfg.Delay.D(),
+			RetryWindow:       cfg.RetryWindow.D(),
+			PassTTL:           cfg.PassTTL.D(),
+			AutoAllowAfter:    cfg.AutoAllowAfter,
+			AutoAllowInterval: cfg.AutoAllowInterval.D(),
+		},
+	}
+	for _, s := range cfg.AllowCIDRs {
+		p, _ := parsePrefix(s) // validated
+		g.allowNets = append(g.allowNets, p)
+	}
+	for _, d := range cfg.AllowDomains {
+		g.allowDomains = append(g.allowDomains, strings.TrimPrefix(normDomain(d), "."))
+	}
+	for _, r := range cfg.AllowRecipients {
+		g.allowRcpts = append(g.allowRcpts, NormalizeRecipient(r))
+	}
+	for _, o := range opts {
+		o(g)
+	}
+	if g.metrics == nil {
+		g.metrics = NewMetrics()
+	}
+	return g, nil
+}
+
+// Open builds the store the configuration names (Redis when
+// greylist.redis.addrs is set, else memory) and a Greylister over it.
+// Close closes that store.
+func Open(cfg Config, opts ...Option) (*Greylister, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	st, err := NewStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g, err := New(cfg, st, opts...)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	g.owned = true
+	return g, nil
+}
+
+// NewStore returns the store the configuration names: a RedisStore when
+// greylist.redis.addrs is set, else a MemoryStore of
+// greylist.max_memory_entries.
+func NewStore(cfg Config) (Store, error) {
+	if len(cfg.Redis.Addrs) > 0 {
+		return NewRedisStore(cfg.Redis)
+	}
+	return NewMemoryStore(cfg.MaxMemoryEntries), nil
+}
+
+// Close closes the store if Open made it.
+func (g *Greylister) Close() error {
+	if g.owned {
+		return g.store.Close()
+	}
+	return nil
+}
+
+// Config returns the configuration in force.
+func (g *Greylister) Config() Config { return g.cfg }
+
+// Store returns the store.
+func (g *Greylister) Store() Store { return g.store }
+
+// Metrics returns the metrics the Greylister records into.
+func (g *Greylister) Metrics() *Metrics { return g.metrics }
+
+// Normalize groups the client address and normalises sender and recipient
+// as a decision does.
+func (g *Greylister) Normalize(t Triplet) (Normalized, error) {
+	if !t.IP.IsValid() {
+		return Normalized{}, errors.New("greylist: invalid client address")
+	}
+	return Normalized{
+		Network:   ClientNetwork(t.IP, g.cfg.IPv4Prefix, g.cfg.IPv6Prefix),
+		Sender:    NormalizeSender(t.Sender),
+		Recipient: NormalizeRecipient(t.Recipient),
+	}, nil
+}
+
+// Check decides one recipient. It returns an error only for an invalid
+// triplet (no client address); a store failure or a missed deadline gives a
+// decision with Reason store_error and Err set: a Pass with FailOpen in
+// fail_mode open, a Defer in fail_mode closed. The store call is bounded by
+// greylist.deadline (and by ctx).
+func (g *Greylister) Check(ctx context.Context, t Triplet) (Decision, error) {
+	start := time.Now()
+	n, err := g.Normalize(t)
+	if err != nil {
+		return Decision{}, err
+	}
+	d := Decision{Network: n.Network.String(), Key: TripletKey(n)}
+	if !g.cfg.Enabled {
+		d.Action, d.Reason = Pass, ReasonDisabled
+		g.metrics.decided(d, g.store.Name(), time.Since(start))
+		return d, nil
+	}
+	if r, ok := g.staticAllow(t, n); ok {
+		d.Action, d.Reason = Allowed, r
+		g.metrics.decided(d, g.store.Name(), time.Since(start))
+		return d, nil
+	}
+
+	now := g.now()
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.Deadline.D())
+	defer cancel()
+	o, err := g.store.Decide(ctx, n, now, g.params)
+	if err != nil {
+		d.Reason = ReasonStoreError
+		d.Err = fmt.Errorf("greylist: %s store: %w", g.store.Name(), err)
+		g.metrics.storeError(g.store.Name(), "decide")
+		if g.cfg.FailMode == FailClosed {
+			d.Action = Defer
+			d.RetryAt = now.Add(g.params.Delay)
+		} else {
+			d.Action = Pass
+			d.FailOpen = true
+		}
+		g.metrics.failed(g.cfg.FailMode)
+		g.metrics.decided(d, g.store.Name(), time.Since(start))
+		return d, nil
+	}
+	d.Action, d.Reason = o.Action, o.Reason
+	d.FirstSeen, d.RetryAt, d.Passes = o.FirstSeen, o.RetryAt, o.Passes
+	g.metrics.decided(d, g.store.Name(), time.Since(start))
+	return d, nil
+}
+
+// staticAllow applies greylist.allow_cidrs, allow_domains and
+// allow_recipients.
+func (g *Greylister) staticAllow(t Triplet, n Normalized) (Reason, bool) {
+	ip := t.IP.Unmap().WithZone("")
+	for _, p := range g.allowNets {
+		if p.Contains(ip) {
+			return ReasonAllowCIDR, true
+		}
+	}
+	if len(g.allowDomains) > 0 {
+		if name := normDomain(t.ClientName); name != "" && domainListed(name, g.allowDomains) {
+			return ReasonAllowClient, true
+		}
+		if n.Sender != NullSender {
+			if i := strings.LastIndexByte(n.Sender, '@'); i >= 0 && domainListed(n.Sender[i+1:], g.allowDomains) {
+				return ReasonAllowSender, true
+			}
+		}
+	}
+	for _, r := range g.allowRcpts {
+		switch {
+		case strings.HasPrefix(r, "@"):
+			if strings.HasSuffix(n.Recipient, r) {
+				return ReasonAllowRcpt, true
+			}
+		case strings.HasSuffix(r, "@"):
+			if strings.HasPrefix(n.Recipient, r) {
+				return ReasonAllowRcpt, true
+			}
+		case r == n.Recipient:
+			return ReasonAllowRcpt, true
+		}
+	}
+	return "", false
+}
+
+// domainListed reports whether d is one of the domains or below one.
+func domainListed(d string, list []string) bool {
+	for _, l := range list {
+		if d == l || strings.HasSuffix(d, "."+l) {
+			return true
+		}
+	}
+	return false
+}
