@@ -1,0 +1,182 @@
+package checks
+
+import (
+	"strings"
+
+	"github.com/emersion/go-msgauth/authres"
+)
+
+// AuthResultsInput holds the results to report; nil ones are left out.
+type AuthResultsInput struct {
+	IPRev *IPRevResult
+	SPF   *SPFResult
+	DKIM  *DKIMResult
+	DMARC *DMARCResult
+}
+
+// AuthenticationResults returns the value of an Authentication-Results
+// header field (RFC 8601 section 2.2) for the given results, without the
+// field name and line ending, formatted by go-msgauth/authres:
+//
+//   - iprev: policy.iprev=<client IP> (RFC 8601 section 3);
+//   - spf: smtp.mailfrom=<sender>, or smtp.helo=<helo> for the HELO
+//     identity (RFC 7208 section 9.2);
+//   - dkim, one per signature: header.d, header.i, header.s, header.a and
+//     header.b, the prefix of the signature that tells it apart (RFC 6008);
+//   - dmarc: header.from, policy.dmarc=<the policy to apply, after pct>
+//     and policy.published-domain-policy=<p= or sp=> (the IANA properties
+//     of DMARC; RFC 7489 section 11.2 registers header.from).
+//
+// Every value is cleaned of control characters, so nothing a client sent
+// can break the header.
+func AuthenticationResults(authservID string, in AuthResultsInput) string {
+	var rs []authres.Result
+	if r := in.IPRev; r != nil {
+		rs = append(rs, &authres.GenericResult{Method: "iprev", Value: authres.ResultValue(r.Result),
+			Params: cleanParams(map[string]string{"reason": r.Reason, "policy.iprev": r.IP.String()})})
+	}
+	if r := in.SPF; r != nil {
+		p := map[string]string{"reason": r.Err}
+		if r.Identity == IdentityHelo {
+			p["smtp.helo"] = r.Helo
+		} else {
+			p["smtp.mailfrom"] = r.Sender
+		}
+		rs = append(rs, &authres.GenericResult{Method: "spf", Value: authres.ResultValue(r.Result),
+			Params: cleanParams(p)})
+	}
+	if r := in.DKIM; r != nil {
+		if len(r.Signatures) == 0 {
+			rs = append(rs, &authres.GenericResult{Method: "dkim", Value: authres.ResultNone,
+				Params: cleanParams(map[string]string{"reason": r.Err})})
+		}
+		for _, s := range r.Signatures {
+			rs = append(rs, &authres.GenericResult{Method: "dkim", Value: authres.ResultValue(s.Result),
+				Params: cleanParams(map[string]string{
+					"reason":   s.Reason,
+					"header.d": s.Domain,
+					"header.i": s.Identifier,
+					"header.s": s.Selector,
+					"header.a": s.Algorithm,
+					"header.b": s.BPrefix,
+				})})
+		}
+	}
+	if r := in.DMARC; r != nil {
+		rs = append(rs, &authres.GenericResult{Method: "dmarc", Value: authres.ResultValue(r.Result),
+			Params: cleanParams(map[string]string{
+				"reason":                         r.Reason,
+				"header.from":                    r.Domain,
+				"policy.dmarc":                   r.Applied,
+				"policy.published-domain-policy": r.Policy,
+			})})
+	}
+	// authres.Format leaves a space after a result without properties.
+	v := authres.Format(cleanValue(authservID), rs)
+	return strings.TrimRight(strings.ReplaceAll(v, " ; ", "; "), " ")
+}
+
+func cleanParams(p map[string]string) map[string]string {
+	for k, v := range p {
+		if v == "" {
+			delete(p, k)
+			continue
+		}
+		p[k] = cleanValue(v)
+	}
+	return p
+}
+
+// cleanValue drops control characters and backslashes (authres.Format
+// quotes but does not escape them).
+func cleanValue(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// StripAuthResults returns the header block with every
+// Authentication-Results field whose authserv-id is ours removed (RFC 8601
+// section 5: a message arriving with our authserv-id forged must not keep
+// it). The comparison ignores case. Everything else, including folding,
+// line endings and the empty line that ends the block, is kept byte for
+// byte. header is not modified.
+func StripAuthResults(header []byte, authservID string) []byte {
+	out := make([]byte, 0, len(header))
+	rest := header
+	for len(rest) > 0 {
+		end := fieldEnd(rest)
+		field := rest[:end]
+		rest = rest[end:]
+		if isBlankLine(field) {
+			out = append(out, field...)
+			out = append(out, rest...)
+			break
+		}
+		if name, value, ok := strings.Cut(string(field), ":"); ok &&
+			strings.EqualFold(strings.TrimRight(name, " \t"), "Authentication-Results") &&
+			strings.EqualFold(authservIDOf(value), authservID) {
+			continue
+		}
+		out = append(out, field...)
+	}
+	return out
+}
+
+// authservIDOf returns the authserv-id at the start of an
+// Authentication-Results value (RFC 8601 section 2.2): after optional CFWS,
+// a token or a quoted-string (unquoted). It returns "" if there is none.
+func authservIDOf(v string) string {
+	i := skipCFWS(v, 0)
+	if i >= len(v) {
+		return ""
+	}
+	if v[i] == '"' {
+		var b strings.Builder
+		for i++; i < len(v); i++ {
+			switch v[i] {
+			case '\\':
+				if i+1 < len(v) {
+					i++
+					b.WriteByte(v[i])
+				}
+			case '"':
+				return b.String()
+			case '\r', '\n':
+			default:
+				b.WriteByte(v[i])
+			}
+		}
+		return b.String()
+	}
+	j := i
+	for j < len(v) && !strings.ContainsRune(" \t\r\n;()", rune(v[j])) {
+		j++
+	}
+	return v[i:j]
+}
+
+// skipCFWS skips white space, line breaks and (nested) comments.
+func skipCFWS(v string, i int) int {
+	depth := 0
+	for i < len(v) {
+		c := v[i]
+		switch {
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == '\\' && depth > 0:
+			i++
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+		case depth > 0:
+		default:
+			return i
+		}
+		i++
+	}
+	return i
+}

@@ -1,0 +1,153 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/authres"
+)
+
+func TestAuthenticationResults(t *testing.T) {
+	in := AuthResultsInput{
+		IPRev: &IPRevResult{Result: "pass", IP: netip.MustParseAddr("192.0.2.1"), Name: "mx.example.com"},
+		SPF:   &SPFResult{Result: SPFPass, Identity: IdentityMailFrom, Sender: "bounce@example.com", Domain: "example.com"},
+		DKIM: &DKIMResult{Signatures: []DKIMSignature{
+			{Domain: "example.com", Selector: "sel1", Algorithm: "rsa-sha256", Identifier: "@example.com", Result: DKIMPass, BPrefix: "abcdEFGH"},
+			{Domain: "list.example", Selector: "ed", Algorithm: "ed25519-sha256", Identifier: "@list.example", Result: DKIMFail,
+				Reason: "dkim: body hash did not verify", BPrefix: "zyxw1234"},
+		}},
+		DMARC: &DMARCResult{Result: DMARCFail, Domain: "example.com", Policy: "reject", Applied: "quarantine"},
+	}
+	got := AuthenticationResults("gw.example.net", in)
+	want := "gw.example.net; iprev=pass policy.iprev=192.0.2.1" +
+		"; spf=pass smtp.mailfrom=bounce@example.com" +
+		"; dkim=pass header.a=rsa-sha256 header.b=abcdEFGH header.d=example.com header.i=@example.com header.s=sel1" +
+		"; dkim=fail reason=\"dkim: body hash did not verify\" header.a=ed25519-sha256 header.b=zyxw1234 header.d=list.example header.i=@list.example header.s=ed" +
+		"; dmarc=fail header.from=example.com policy.dmarc=quarantine policy.published-domain-policy=reject"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// It parses back.
+	id, results, err := authres.Parse(got)
+	if err != nil || id != "gw.example.net" || len(results) != 5 {
+		t.Errorf("authres.Parse: %q, %d results, %v", id, len(results), err)
+	}
+
+	// HELO identity, no signatures, hostile values.
+	got = AuthenticationResults("gw.example.net", AuthResultsInput{
+		SPF:  &SPFResult{Result: SPFNone, Identity: IdentityHelo, Helo: "evil\r\nX: y"},
+		DKIM: &DKIMResult{},
+	})
+	want = "gw.example.net; spf=none smtp.helo=\"evilX: y\"; dkim=none"
+	if got != want {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+	if got := AuthenticationResults("gw.example.net", AuthResultsInput{}); got != "gw.example.net; none" {
+		t.Errorf("no results: %q", got)
+	}
+}
+
+func TestStripAuthResults(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+	}{
+		{"ours removed",
+			"Received: x\r\nAuthentication-Results: gw.example.net; spf=pass\r\nSubject: s\r\n\r\n",
+			"Received: x\r\nSubject: s\r\n\r\n"},
+		{"others kept",
+			"Authentication-Results: other.example; spf=pass\r\nSubject: s\r\n\r\n",
+			"Authentication-Results: other.example; spf=pass\r\nSubject: s\r\n\r\n"},
+		{"case and folding",
+			"AUTHENTICATION-RESULTS:\r\n  GW.Example.NET;\r\n\tdkim=pass\r\nSubject: s\r\n\r\n",
+			"Subject: s\r\n\r\n"},
+		{"comment before id",
+			"Authentication-Results: (forged (nested)) gw.example.net 1; none\r\n\r\n",
+			"\r\n"},
+		{"quoted id",
+			"Authentication-Results: \"gw.example.net\"; none\r\n\r\n",
+			"\r\n"},
+		{"space before colon",
+			"Authentication-Results : gw.example.net; none\r\nX: y\r\n",
+			"X: y\r\n"},
+		{"prefix of our id is not ours",
+			"Authentication-Results: gw.example.net.evil; none\r\nAuthentication-Results: gw.example; none\r\n\r\n",
+			"Authentication-Results: gw.example.net.evil; none\r\nAuthentication-Results: gw.example; none\r\n\r\n"},
+		{"ARC-Authentication-Results kept",
+			"ARC-Authentication-Results: i=1; gw.example.net; none\r\n\r\n",
+			"ARC-Authentication-Results: i=1; gw.example.net; none\r\n\r\n"},
+		{"several, body untouched",
+			"Authentication-Results: gw.example.net; a\r\nFrom: f\r\nAuthentication-Results: gw.example.net; b\r\n\r\nAuthentication-Results: gw.example.net; body\r\n",
+			"From: f\r\n\r\nAuthentication-Results: gw.example.net; body\r\n"},
+		{"LF only",
+			"Authentication-Results: gw.example.net; a\n b\nFrom: f\n\n",
+			"From: f\n\n"},
+		{"no final line ending",
+			"From: f\r\nAuthentication-Results: gw.example.net; a",
+			"From: f\r\n"},
+		{"empty", "", ""},
+	}
+	for _, c := range cases {
+		in := []byte(c.in)
+		got := StripAuthResults(in, "gw.example.net")
+		if string(got) != c.want {
+			t.Errorf("%s:\ngot  %q\nwant %q", c.name, got, c.want)
+		}
+		if string(in) != c.in {
+			t.Errorf("%s: input modified", c.name)
+		}
+	}
+}
+
+func FuzzStripAuthResults(f *testing.F) {
+	f.Add([]byte("Authentication-Results: gw.example.net; spf=pass\r\nSubject: s\r\n\r\nbody"), "gw.example.net")
+	f.Add([]byte("Authentication-Results: (c\\) \"gw\"; x\r\n \r\n"), "gw")
+	f.Add([]byte("\r\n"), "")
+	f.Fuzz(func(t *testing.T, hdr []byte, id string) {
+		orig := bytes.Clone(hdr)
+		out := StripAuthResults(hdr, id)
+		if !bytes.Equal(hdr, orig) {
+			t.Fatal("input modified")
+		}
+		if len(out) > len(hdr) {
+			t.Fatalf("output longer than input")
+		}
+		// Stripping is idempotent, and what is left is a subsequence of
+		// whole fields: no field of ours survives.
+		if again := StripAuthResults(out, id); !bytes.Equal(again, out) {
+			t.Fatalf("not idempotent:\n%q\n%q", out, again)
+		}
+		end := len(out)
+		if i := bytes.Index(out, []byte("\r\n\r\n")); i >= 0 {
+			end = i
+		}
+		for _, f := range headerFields(append(bytes.Clone(out[:end]), "\r\n"...)) {
+			if id != "" && strings.EqualFold(f.name, "Authentication-Results") && strings.EqualFold(authservIDOf(f.value), id) {
+				t.Fatalf("field of ours kept: %q", f.raw)
+			}
+		}
+	})
+}
+
+func TestIPRev(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	srv.Timeout("9.2.0.192.in-addr.arpa")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	cases := []struct {
+		ip, result, name string
+	}{
+		{"192.0.2.1", "pass", "host.cache.example"},
+		{"192.0.2.5", "fail", "liar.cache.example"},
+		{"192.0.2.7", "fail", ""},
+		{"192.0.2.9", "temperror", ""},
+	}
+	for _, c := range cases {
+		got := IPRev(context.Background(), r, netip.MustParseAddr(c.ip))
+		if got.Result != c.result || got.Name != c.name {
+			t.Errorf("IPRev(%s) = %+v, want %s %q", c.ip, got, c.result, c.name)
+		}
+	}
+}

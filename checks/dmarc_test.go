@@ -1,0 +1,220 @@
+package checks
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func dkimPass(domains ...string) DKIMResult {
+	var r DKIMResult
+	for _, d := range domains {
+		r.Signatures = append(r.Signatures, DKIMSignature{Domain: d, Result: DKIMPass})
+	}
+	return r
+}
+
+func TestDMARC(t *testing.T) {
+	srv := startDNS(t, "dmarc.zone")
+	srv.Timeout("_dmarc.slow.example")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	// pct sampling: a message is sampled when pct >= 50 in this test.
+	d := NewDMARC(DMARCConfig{}, r, WithSampler(func(pct int) bool { return pct > 50 }))
+	dSampled := NewDMARC(DMARCConfig{}, r, WithSampler(func(pct int) bool { return true }))
+
+	spfPass := func(dom string) SPFResult { return SPFResult{Result: SPFPass, Domain: dom} }
+	cases := []struct {
+		name    string
+		from    string // the From field value; "-" for no From field
+		spf     SPFResult
+		dkim    DKIMResult
+		sampled bool
+		result  DMARCStatus
+		policy  string // published policy that applies
+		applied string // after pct
+		reason  string // substring of Reason
+	}{
+		// Policies.
+		{"reject", "a@reject.example", SPFResult{Result: SPFFail, Domain: "reject.example"}, DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"quarantine", "a@quar.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "quarantine", "quarantine", ""},
+		{"none", "a@none.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "none", "none", ""},
+		{"no record", "a@nodmarc.example", SPFResult{}, DKIMResult{}, false, DMARCNone, "", "", "no DMARC record"},
+		// Passes.
+		{"dkim aligned", "a@reject.example", SPFResult{}, dkimPass("reject.example"), false, DMARCPass, "reject", "", ""},
+		{"spf aligned", "a@reject.example", spfPass("reject.example"), DKIMResult{}, false, DMARCPass, "reject", "", ""},
+		{"dkim aligned but failed", "a@reject.example", SPFResult{},
+			DKIMResult{Signatures: []DKIMSignature{{Domain: "reject.example", Result: DKIMFail}}}, false, DMARCFail, "reject", "reject", ""},
+		{"spf softfail aligned", "a@reject.example", SPFResult{Result: SPFSoftFail, Domain: "reject.example"}, DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"second signature aligned", "a@reject.example", SPFResult{}, dkimPass("list.other.example", "reject.example"), false, DMARCPass, "reject", "", ""},
+		// Relaxed alignment, each way.
+		{"relaxed dkim parent", "a@mail.reject.example", SPFResult{}, dkimPass("reject.example"), false, DMARCPass, "reject", "", ""},
+		{"relaxed spf child", "a@reject.example", spfPass("bounces.reject.example"), DKIMResult{}, false, DMARCPass, "reject", "", ""},
+		// Strict alignment, each way.
+		{"strict dkim parent", "a@strict.example", SPFResult{}, dkimPass("mail.strict.example"), false, DMARCFail, "reject", "reject", ""},
+		{"strict spf child", "a@strict.example", spfPass("bounces.strict.example"), DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"strict exact", "a@strict.example", spfPass("strict.example"), DKIMResult{}, false, DMARCPass, "reject", "", ""},
+		{"strict tag value upper case", "a@upper.example", SPFResult{}, dkimPass("sub.upper.example"), false, DMARCFail, "reject", "reject", ""},
+		{"psl boundary", "a@example.co.uk", spfPass("other.co.uk"), dkimPass("co.uk"), false, DMARCFail, "reject", "reject", ""},
+		{"domain case", "a@REJECT.Example", SPFResult{}, dkimPass("Reject.EXAMPLE"), false, DMARCPass, "reject", "", ""},
+		// Organizational domain: sp applies to subdomains.
+		{"subdomain sp", "a@sub.org.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"org domain itself p", "a@org.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "none", "none", ""},
+		{"subdomain without sp gets p", "a@deep.sub.nosp.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "quarantine", "quarantine", ""},
+		{"subdomain own record wins", "a@own.org.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "quarantine", "quarantine", ""},
+		// pct.
+		{"pct=0 reject becomes quarantine", "a@pct0.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "reject", "quarantine", ""},
+		{"pct=50 not sampled", "a@pct50.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "reject", "quarantine", ""},
+		{"pct=50 sampled", "a@pct50.example", SPFResult{}, DKIMResult{}, true, DMARCFail, "reject", "reject", ""},
+		{"pct=50 quarantine not sampled", "a@pct50q.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "quarantine", "none", ""},
+		// Records.
+		{"two records", "a@two.example", SPFResult{}, DKIMResult{}, false, DMARCNone, "", "", "2 DMARC records"},
+		{"other TXT ignored", "a@other.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"version case-sensitive", "a@lowerv.example", SPFResult{}, DKIMResult{}, false, DMARCNone, "", "", ""},
+		{"no p, no rua: nonexistent", "a@nop.example", SPFResult{}, DKIMResult{}, false, DMARCNone, "", "", "treated as nonexistent"},
+		{"no p, rua: p=none", "a@rua.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "none", "none", "p=none"},
+		{"bad terms ignored", "a@bad.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "quarantine", "quarantine", "ignored"},
+		{"split strings", "a@split.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"timeout", "a@slow.example", SPFResult{}, DKIMResult{}, false, DMARCTempError, "", "", "timeout"},
+		// Author domain problems.
+		{"two From addresses", "Bad <spoof@none.example>, Good <a@reject.example>", SPFResult{}, dkimPass("none.example"), false,
+			DMARCFail, "reject", "reject", "2 From addresses"},
+		{"two From addresses, both pass", "x@reject.example, y@strict.example", SPFResult{}, dkimPass("reject.example", "strict.example"), false,
+			DMARCPass, "", "", "2 From addresses"},
+		{"no From address", `"Test User"`, spfPass("reject.example"), DKIMResult{}, false, DMARCPermError, "", "", "From"},
+		{"no From field", "-", spfPass("reject.example"), DKIMResult{}, false, DMARCPermError, "", "", "no From header field"},
+		{"empty group", "undisclosed-recipients:;", SPFResult{}, DKIMResult{}, false, DMARCPermError, "", "", "no address"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := "Subject: test\r\nTo: x@y.example\r\n"
+			if c.from != "-" {
+				hdr = "From: " + c.from + "\r\n" + hdr
+			}
+			dd := d
+			if c.sampled {
+				dd = dSampled
+			}
+			got := dd.Check(context.Background(), DMARCInput{Header: []byte(hdr + "\r\n"), SPF: c.spf, DKIM: c.dkim})
+			if got.Result != c.result || (c.policy != "" && got.Policy != c.policy) || got.Applied != c.applied {
+				t.Errorf("%s policy %q applied %q (reason %q), want %s %q %q", got.Result, got.Policy, got.Applied,
+					got.Reason, c.result, c.policy, c.applied)
+			}
+			if !strings.Contains(got.Reason, c.reason) {
+				t.Errorf("reason %q, want it to contain %q", got.Reason, c.reason)
+			}
+		})
+	}
+}
+
+func TestDMARCDetail(t *testing.T) {
+	srv := startDNS(t, "dmarc.zone")
+	d := NewDMARC(DMARCConfig{}, newResolver(t, srv, 0))
+	got := d.Check(context.Background(), DMARCInput{
+		Header: []byte("From: Joe <joe@mail.org.example>\r\n\r\n"),
+		DKIM:   dkimPass("org.example"),
+	})
+	want := DMARCResult{Result: DMARCPass, Domain: "mail.org.example", OrgDomain: "org.example",
+		RecordDomain: "org.example", Record: "v=DMARC1; p=none; sp=reject", Policy: "reject", Pct: 100,
+		SPFAlignment: "relaxed", DKIMAlignment: "relaxed", DKIMAligned: true, AlignedDKIMDomain: "org.example",
+		FromAddresses: 1}
+	if got != want {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestCleanDMARCRecord(t *testing.T) {
+	cases := []struct {
+		in, out, err string
+	}{
+		{"v=DMARC1; p=reject", "v=DMARC1; p=reject", ""},
+		{"v=DMARC1;p=Quarantine;ADKIM=s;adkim=S; aspf=R; pct=20; t=y; np=reject",
+			"v=DMARC1; p=quarantine; adkim=s; aspf=r; pct=20", ""},
+		{"v=DMARC1; p=none; sp=bogus; rua=mailto:a@b.example", "v=DMARC1; p=none; rua=mailto:a@b.example", ""},
+		{"v=DMARC1; p=none; sp=bogus", "", "nonexistent"},
+		{"v=DMARC1; p=reject; pct=200; ri=-1; fo=x; rf=iodef", "v=DMARC1; p=reject", ""},
+		{"v=DMARC1; p=reject; reject", "v=DMARC1; p=reject", ""},
+		{"v=DMARC1", "", "nonexistent"},
+		{"p=reject; v=DMARC1", "", "does not start"},
+	}
+	for _, c := range cases {
+		out, _, err := cleanDMARCRecord(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("cleanDMARCRecord(%q) error %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || out != c.out {
+			t.Errorf("cleanDMARCRecord(%q) = %q, %v; want %q", c.in, out, err, c.out)
+		}
+	}
+}
+
+func TestFromDomains(t *testing.T) {
+	cases := []struct {
+		hdr     string
+		domains string
+		n       int
+		err     string
+	}{
+		{"From: a@Example.COM\r\n\r\n", "example.com", 1, ""},
+		{"From: \"Doe, John\" <john@example.com>\r\n", "example.com", 1, ""},
+		{"From: =?utf-8?q?J=C3=B6rg?= <j@example.de>\r\n\r\n", "example.de", 1, ""},
+		{"From: a@x.example,\r\n b@y.example\r\n\r\n", "x.example y.example", 2, ""},
+		{"From: a@x.example, b@x.example\r\n\r\n", "x.example", 2, ""},
+		{"From: a@x.example\r\nFrom: b@y.example\r\n\r\n", "x.example y.example", 2, ""},
+		{"To: a@x.example\r\n\r\n", "", 0, "no From header field"},
+		{"From: \"Test User\"\r\n\r\n", "", 0, "From header field"},
+		{"From: \r\n\r\n", "", 0, "From"},
+		{"From: a@x.example", "x.example", 1, ""}, // no final CRLF
+	}
+	for _, c := range cases {
+		ds, n, err := FromDomains([]byte(c.hdr))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("FromDomains(%q) error %v, want %q", c.hdr, err, c.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(ds, " ") != c.domains || n != c.n {
+			t.Errorf("FromDomains(%q) = %v, %d, %v; want %s, %d", c.hdr, ds, n, err, c.domains, c.n)
+		}
+	}
+}
+
+func FuzzFromDomains(f *testing.F) {
+	f.Add([]byte("From: a@example.com\r\n\r\n"))
+	f.Add([]byte("From: \"x\" <a@b>, c@d\r\nFrom: e@f\r\n"))
+	f.Add([]byte("From:\r\n"))
+	f.Fuzz(func(t *testing.T, hdr []byte) {
+		ds, n, err := FromDomains(hdr)
+		if err != nil {
+			return
+		}
+		if len(ds) == 0 || n < len(ds) {
+			t.Errorf("FromDomains(%q) = %v, %d", hdr, ds, n)
+		}
+		for _, d := range ds {
+			if d == "" || d != strings.ToLower(d) {
+				t.Errorf("FromDomains(%q): domain %q", hdr, d)
+			}
+		}
+	})
+}
+
+func FuzzCleanDMARCRecord(f *testing.F) {
+	f.Add("v=DMARC1; p=reject; sp=none; adkim=s; aspf=r; pct=50; rua=mailto:a@b")
+	f.Add("v=DMARC1; rua=mailto:x@y; p=bogus")
+	f.Add("v=DMARC1;;;=;p")
+	f.Fuzz(func(t *testing.T, s string) {
+		out, _, err := cleanDMARCRecord(s)
+		if err != nil {
+			return
+		}
+		// What we keep, the library must parse.
+		if _, _, err := parseDMARCRecord(out); err != nil {
+			t.Errorf("cleanDMARCRecord(%q) = %q, which does not parse: %v", s, out, err)
+		}
+	})
+}

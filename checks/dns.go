@@ -1,0 +1,645 @@
+package checks
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Resolver is the one DNS layer of the gateway: a stub resolver on
+// github.com/miekg/dns that asks the configured recursive servers (or those
+// of /etc/resolv.conf), with
+//
+//   - UDP first and a TCP retry when the answer is truncated (RFC 7766
+//     section 5);
+//   - a deadline on every lookup (the context's, capped by the configured
+//     timeout), shared among the servers, tried in order;
+//   - a bounded LRU cache that keeps positive answers for the smallest TTL
+//     of the answer and negative answers (NXDOMAIN and NODATA) for the
+//     smaller of the SOA TTL and SOA MINIMUM of the authority section
+//     (RFC 2308 section 5); a negative answer without SOA is not cached
+//     (RFC 2308 section 5), nor are SERVFAIL and timeouts (we choose not to
+//     use the optional SERVFAIL caching of RFC 2308 section 7);
+//   - one query in flight per name and type: concurrent askers wait for the
+//     same answer, each within its own context;
+//   - counters (Stats, and Prometheus through the Collector methods).
+//
+// Its Lookup methods have the signatures and the error semantics of
+// net.Resolver: every error is an unwrapped *net.DNSError, IsNotFound for
+// NXDOMAIN, NODATA and invalid names, IsTimeout for timeouts and
+// IsTemporary for SERVFAIL and other server failures. This is what
+// blitiri.com.ar/go/spf needs (it type-asserts *net.DNSError and does not
+// unwrap), and what go-msgauth needs (a net.Error whose Temporary() is
+// true). So a *Resolver is an spf.DNSResolver as it is, and TXTLookup adapts
+// it to go-msgauth.
+//
+// A Resolver is safe for concurrent use.
+type Resolver struct {
+	servers []string
+	timeout time.Duration
+	udp     *dns.Client
+	tcp     *dns.Client
+	cache   *dnsCache
+	flights flightGroup
+	now     func() time.Time
+	log     *slog.Logger
+
+	queries, hits, misses, shared, timeouts, errors, tcpRetries atomic.Uint64
+}
+
+// ResolverOption changes how NewResolver builds a Resolver.
+type ResolverOption func(*Resolver)
+
+// WithClock sets the clock the cache uses to expire entries (tests inject a
+// fake one). The default is time.Now.
+func WithClock(now func() time.Time) ResolverOption {
+	return func(r *Resolver) { r.now = now }
+}
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) ResolverOption {
+	return func(r *Resolver) { r.log = l }
+}
+
+// resolvConfPath is read when DNSConfig.Servers is empty.
+var resolvConfPath = "/etc/resolv.conf"
+
+// maxCacheTTL caps how long any answer is kept, whatever its TTL says.
+const maxCacheTTL = 24 * time.Hour
+
+// ednsSize is the UDP payload size we advertise (the DNS flag day 2020
+// value, which avoids IP fragmentation).
+const ednsSize = 1232
+
+// NewResolver builds a Resolver from cfg (defaults applied for zero
+// values). With no servers configured it reads /etc/resolv.conf.
+func NewResolver(cfg DNSConfig, opts ...ResolverOption) (*Resolver, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Resolver{
+		timeout: cfg.Timeout,
+		now:     time.Now,
+		log:     slog.Default(),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if len(cfg.Servers) > 0 {
+		for _, s := range cfg.Servers {
+			r.servers = append(r.servers, serverAddr(s, "53"))
+		}
+	} else {
+		cc, err := dns.ClientConfigFromFile(resolvConfPath)
+		if err != nil {
+			return nil, fmt.Errorf("dns: no servers configured and %w", err)
+		}
+		for _, s := range cc.Servers {
+			r.servers = append(r.servers, serverAddr(s, cc.Port))
+		}
+		if len(r.servers) == 0 {
+			return nil, fmt.Errorf("dns: no servers configured nor in %s", resolvConfPath)
+		}
+	}
+	r.udp = &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsSize}
+	r.tcp = &dns.Client{Net: "tcp", Timeout: cfg.Timeout}
+	if cfg.CacheSize > 0 {
+		r.cache = newDNSCache(cfg.CacheSize)
+	}
+	return r, nil
+}
+
+// serverAddr adds the default port to an address without one.
+func serverAddr(s, port string) string {
+	if _, _, err := net.SplitHostPort(s); err == nil {
+		return s
+	}
+	return net.JoinHostPort(strings.Trim(s, "[]"), port)
+}
+
+// Servers returns the addresses the resolver asks, in order.
+func (r *Resolver) Servers() []string { return slices.Clone(r.servers) }
+
+// Response is one DNS answer as the Resolver keeps it. Answer is shared
+// with the cache and with other callers: do not modify it.
+type Response struct {
+	// Rcode is dns.RcodeSuccess or dns.RcodeNameError; other rcodes are
+	// returned as errors.
+	Rcode int
+	// Answer is the answer section (it may hold CNAMEs besides the records
+	// of the asked type).
+	Answer []dns.RR
+	// TTL is how long the answer may be cached; 0 means not cacheable.
+	TTL time.Duration
+	// Cached tells that the answer came from the cache.
+	Cached bool
+}
+
+type cacheKey struct {
+	name  string
+	qtype uint16
+}
+
+// Query asks for name and qtype (dns.TypeA, ...). NXDOMAIN and NODATA are
+// answers, not errors; timeouts and server failures are *net.DNSError.
+func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*Response, error) {
+	name = strings.ToLower(dns.Fqdn(name))
+	if _, ok := dns.IsDomainName(name); !ok || strings.Contains(name, "..") || name == "." {
+		return nil, notFound(name)
+	}
+	key := cacheKey{name, qtype}
+	if r.cache != nil {
+		if resp, ok := r.cache.get(key, r.now()); ok {
+			r.hits.Add(1)
+			c := *resp
+			c.Cached = true
+			return &c, nil
+		}
+	}
+	r.misses.Add(1)
+
+	f, leader := r.flights.join(key)
+	if leader {
+		go func() {
+			// The query runs on its own deadline (the configured
+			// timeout), detached from the first asker's context: others
+			// may be waiting for it, and its answer fills the cache.
+			qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+			defer cancel()
+			resp, err := r.exchange(qctx, name, qtype)
+			if err == nil && r.cache != nil && resp.TTL > 0 {
+				r.cache.put(key, resp, r.now().Add(resp.TTL))
+			}
+			r.flights.finish(key, f, resp, err)
+		}()
+	} else {
+		r.shared.Add(1)
+	}
+	select {
+	case <-f.done:
+		if f.err != nil {
+			if de, ok := f.err.(*net.DNSError); ok && de.IsTimeout {
+				r.timeouts.Add(1)
+			} else {
+				r.errors.Add(1)
+			}
+			return nil, f.err
+		}
+		return f.resp, nil
+	case <-ctx.Done():
+		r.timeouts.Add(1)
+		return nil, &net.DNSError{Err: "lookup abandoned: " + ctx.Err().Error(),
+			Name: name, IsTimeout: errors.Is(ctx.Err(), context.DeadlineExceeded),
+			IsTemporary: true, UnwrapErr: ctx.Err()}
+	}
+}
+
+// exchange asks the servers in turn until one gives a usable answer.
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*Response, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.RecursionDesired = true
+	m.SetEdns0(ednsSize, false)
+
+	var lastErr *net.DNSError
+	for i, server := range r.servers {
+		actx := ctx
+		if d, ok := ctx.Deadline(); ok {
+			// Share what is left among the servers not yet asked.
+			left := time.Until(d) / time.Duration(len(r.servers)-i)
+			var cancel context.CancelFunc
+			actx, cancel = context.WithTimeout(ctx, left)
+			defer cancel()
+		}
+		in, err := r.exchangeOne(actx, m, server)
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		switch in.Rcode {
+		case dns.RcodeSuccess, dns.RcodeNameError:
+			return newResponse(in, qtype), nil
+		default:
+			lastErr = &net.DNSError{Err: "server misbehaving: " + dns.RcodeToString[in.Rcode],
+				Name: name, Server: server, IsTemporary: true}
+		}
+	}
+	r.log.Debug("dns lookup failed", "name", name, "type", dns.TypeToString[qtype], "err", lastErr)
+	return nil, lastErr
+}
+
+// exchangeOne sends m to one server over UDP, and over TCP when the UDP
+// answer is truncated.
+func (r *Resolver) exchangeOne(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, *net.DNSError) {
+	q := m.Question[0]
+	r.queries.Add(1)
+	in, _, err := r.udp.ExchangeContext(ctx, m, server)
+	if err == nil && in.Truncated {
+		r.tcpRetries.Add(1)
+		r.queries.Add(1)
+		in, _, err = r.tcp.ExchangeContext(ctx, m, server)
+	}
+	if err != nil {
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+		return nil, &net.DNSError{Err: err.Error(), Name: q.Name, Server: server,
+			IsTimeout: timeout, IsTemporary: true, UnwrapErr: err}
+	}
+	if len(in.Question) != 1 || !sameName(in.Question[0].Name, q.Name) ||
+		in.Question[0].Qtype != q.Qtype {
+		return nil, &net.DNSError{Err: "answer does not match the question", Name: q.Name,
+			Server: server, IsTemporary: true}
+	}
+	return in, nil
+}
+
+// sameName compares two names in wire form, ignoring ASCII case: the name
+// of an answer comes back in presentation form, with escapes (\032 for a
+// space) where the name we sent has the raw byte.
+func sameName(a, b string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	wa, wb := make([]byte, 256), make([]byte, 256)
+	na, errA := dns.PackDomainName(a, wa, 0, nil, false)
+	nb, errB := dns.PackDomainName(b, wb, 0, nil, false)
+	return errA == nil && errB == nil && bytes.EqualFold(wa[:na], wb[:nb])
+}
+
+func newResponse(in *dns.Msg, qtype uint16) *Response {
+	resp := &Response{Rcode: in.Rcode, Answer: in.Answer}
+	var ttl uint32
+	found := false
+	if in.Rcode == dns.RcodeSuccess {
+		for _, rr := range in.Answer {
+			if rr.Header().Rrtype == qtype && (!found || rr.Header().Ttl < ttl) {
+				ttl, found = rr.Header().Ttl, true
+			}
+		}
+		if found {
+			// Positive: the smallest TTL of the chain and the records.
+			for _, rr := range in.Answer {
+				ttl = min(ttl, rr.Header().Ttl)
+			}
+		}
+	}
+	if !found {
+		// Negative (RFC 2308 section 5): min(SOA TTL, SOA MINIMUM).
+		for _, rr := range in.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				ttl, found = min(soa.Hdr.Ttl, soa.Minttl), true
+				break
+			}
+		}
+	}
+	if found {
+		resp.TTL = min(time.Duration(ttl)*time.Second, maxCacheTTL)
+	}
+	return resp
+}
+
+func notFound(name string) *net.DNSError {
+	return &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+// records queries name and returns the answer records of type qtype, or
+// the not-found error net.Resolver gives for NXDOMAIN and NODATA.
+func (r *Resolver) records(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	resp, err := r.Query(ctx, name, qtype)
+	if err != nil {
+		return nil, err
+	}
+	var rrs []dns.RR
+	for _, rr := range resp.Answer {
+		if rr.Header().Rrtype == qtype {
+			rrs = append(rrs, rr)
+		}
+	}
+	if len(rrs) == 0 {
+		return nil, notFound(name)
+	}
+	return rrs, nil
+}
+
+// LookupTXT returns the TXT records of name, the character-strings of each
+// record joined (as net.Resolver does).
+func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	rrs, err := r.records(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	txts := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		var b strings.Builder
+		for _, s := range rr.(*dns.TXT).Txt {
+			b.WriteString(unescapeTXT(s))
+		}
+		txts = append(txts, b.String())
+	}
+	return txts, nil
+}
+
+// unescapeTXT undoes the presentation escaping (\" \\ \DDD) that miekg/dns
+// applies to TXT character-strings when it unpacks them from the wire.
+func unescapeTXT(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			b = append(b, c)
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			if n, err := strconv.Atoi(s[i+1 : i+4]); err == nil && n <= 255 {
+				b = append(b, byte(n))
+				i += 3
+				continue
+			}
+		}
+		b = append(b, s[i+1])
+		i++
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// LookupA returns the IPv4 addresses of host.
+func (r *Resolver) LookupA(ctx context.Context, host string) ([]netip.Addr, error) {
+	rrs, err := r.records(ctx, host, dns.TypeA)
+	if err != nil {
+		return nil, err
+	}
+	ips := make([]netip.Addr, 0, len(rrs))
+	for _, rr := range rrs {
+		if a, ok := netip.AddrFromSlice(rr.(*dns.A).A.To4()); ok {
+			ips = append(ips, a)
+		}
+	}
+	return ips, nil
+}
+
+// LookupAAAA returns the IPv6 addresses of host.
+func (r *Resolver) LookupAAAA(ctx context.Context, host string) ([]netip.Addr, error) {
+	rrs, err := r.records(ctx, host, dns.TypeAAAA)
+	if err != nil {
+		return nil, err
+	}
+	ips := make([]netip.Addr, 0, len(rrs))
+	for _, rr := range rrs {
+		if a, ok := netip.AddrFromSlice(rr.(*dns.AAAA).AAAA.To16()); ok {
+			ips = append(ips, a)
+		}
+	}
+	return ips, nil
+}
+
+// LookupIP returns the IPv4 and IPv6 addresses of host, asked in parallel.
+// An IP literal is returned as it is. It fails only when neither type gave
+// an address: with a temporary error if either lookup had one.
+func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	var (
+		wg         sync.WaitGroup
+		v4, v6     []netip.Addr
+		err4, err6 error
+	)
+	wg.Go(func() { v4, err4 = r.LookupA(ctx, host) })
+	wg.Go(func() { v6, err6 = r.LookupAAAA(ctx, host) })
+	wg.Wait()
+	if ips := append(v4, v6...); len(ips) > 0 {
+		return ips, nil
+	}
+	for _, err := range []error{err4, err6} {
+		if de, ok := err.(*net.DNSError); ok && de.Temporary() {
+			return nil, err
+		}
+	}
+	if err4 != nil {
+		return nil, err4
+	}
+	return nil, err6
+}
+
+// LookupIPAddr is LookupIP with the types of net.Resolver.LookupIPAddr.
+func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	ips, err := r.LookupIP(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]net.IPAddr, len(ips))
+	for i, ip := range ips {
+		out[i] = net.IPAddr{IP: net.IP(ip.AsSlice()), Zone: ip.Zone()}
+	}
+	return out, nil
+}
+
+// LookupMX returns the MX records of name, sorted by preference. Hosts are
+// fully qualified, with the trailing dot.
+func (r *Resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	rrs, err := r.records(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	mxs := make([]*net.MX, 0, len(rrs))
+	for _, rr := range rrs {
+		mx := rr.(*dns.MX)
+		mxs = append(mxs, &net.MX{Host: mx.Mx, Pref: mx.Preference})
+	}
+	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
+	return mxs, nil
+}
+
+// LookupNS returns the name servers of name.
+func (r *Resolver) LookupNS(ctx context.Context, name string) ([]string, error) {
+	rrs, err := r.records(ctx, name, dns.TypeNS)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, rr.(*dns.NS).Ns)
+	}
+	return out, nil
+}
+
+// LookupAddr returns the PTR names of the address addr (in-addr.arpa or
+// ip6.arpa), fully qualified with the trailing dot.
+func (r *Resolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	rev, err := dns.ReverseAddr(addr)
+	if err != nil {
+		return nil, &net.DNSError{Err: "unrecognized address", Name: addr}
+	}
+	rrs, err := r.records(ctx, rev, dns.TypePTR)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, rr.(*dns.PTR).Ptr)
+	}
+	return out, nil
+}
+
+// TXTLookup adapts the resolver to the context-less lookup function of
+// go-msgauth (dkim.VerifyOptions.LookupTXT, dmarc.LookupOptions.LookupTXT):
+// lookups run with ctx. Errors keep their *net.DNSError type, so
+// go-msgauth sees timeouts and SERVFAIL as temporary.
+func (r *Resolver) TXTLookup(ctx context.Context) func(name string) ([]string, error) {
+	return func(name string) ([]string, error) {
+		txts, err := r.LookupTXT(ctx, name)
+		if err != nil {
+			// Return the interface holding *net.DNSError, never a nil
+			// pointer in a non-nil interface.
+			return nil, err
+		}
+		return txts, nil
+	}
+}
+
+// DNSStats is a snapshot of the resolver's counters.
+type DNSStats struct {
+	Queries      uint64 // queries sent to servers (UDP and TCP)
+	CacheHits    uint64 // lookups answered from the cache
+	CacheMisses  uint64 // lookups not in the cache
+	Shared       uint64 // lookups that joined a query already in flight
+	Timeouts     uint64 // lookups that ended in a timeout
+	Errors       uint64 // lookups that ended in a server failure
+	TCPRetries   uint64 // truncated UDP answers asked again over TCP
+	CacheEntries int    // entries in the cache now
+}
+
+// Stats returns the counters.
+func (r *Resolver) Stats() DNSStats {
+	s := DNSStats{
+		Queries:     r.queries.Load(),
+		CacheHits:   r.hits.Load(),
+		CacheMisses: r.misses.Load(),
+		Shared:      r.shared.Load(),
+		Timeouts:    r.timeouts.Load(),
+		Errors:      r.errors.Load(),
+		TCPRetries:  r.tcpRetries.Load(),
+	}
+	if r.cache != nil {
+		s.CacheEntries = r.cache.len()
+	}
+	return s
+}
+
+// flightGroup keeps one query in flight per name and type. It is our own
+// rather than golang.org/x/sync/singleflight because each waiter must be
+// able to give up on its own context while the shared query goes on with
+// its own deadline, and the module is not otherwise a dependency.
+type flightGroup struct {
+	mu sync.Mutex
+	m  map[cacheKey]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	resp *Response
+	err  error
+}
+
+// join returns the flight for key, and whether the caller started it (and
+// so must run the query and call finish).
+func (g *flightGroup) join(key cacheKey) (*flight, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.m[key]; ok {
+		return f, false
+	}
+	if g.m == nil {
+		g.m = map[cacheKey]*flight{}
+	}
+	f := &flight{done: make(chan struct{})}
+	g.m[key] = f
+	return f, true
+}
+
+func (g *flightGroup) finish(key cacheKey, f *flight, resp *Response, err error) {
+	g.mu.Lock()
+	delete(g.m, key)
+	g.mu.Unlock()
+	f.resp, f.err = resp, err
+	close(f.done)
+}
+
+// dnsCache is a bounded LRU map of answers with expiry times.
+type dnsCache struct {
+	mu    sync.Mutex
+	max   int
+	ll    *list.List // front = most recently used
+	items map[cacheKey]*list.Element
+}
+
+type cacheEntry struct {
+	key     cacheKey
+	resp    *Response
+	expires time.Time
+}
+
+func newDNSCache(max int) *dnsCache {
+	return &dnsCache{max: max, ll: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+func (c *dnsCache) get(key cacheKey, now time.Time) (*Response, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !now.Before(e.expires) {
+		c.ll.Remove(el)
+		delete(c.items, key)
+		return nil, false
+	}
+	c.ll.MoveToFront(el)
+	return e.resp, true
+}
+
+func (c *dnsCache) put(key cacheKey, resp *Response, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		el.Value = &cacheEntry{key, resp, expires}
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.items[key] = c.ll.PushFront(&cacheEntry{key, resp, expires})
+	for c.ll.Len() > c.max {
+		old := c.ll.Back()
+		c.ll.Remove(old)
+		delete(c.items, old.Value.(*cacheEntry).key)
+	}
+}
+
+func (c *dnsCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}

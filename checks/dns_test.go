@@ -1,0 +1,332 @@
+package checks
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+func TestResolverLookups(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	r := newResolver(t, srv, 0)
+	ctx := context.Background()
+
+	txt, err := r.LookupTXT(ctx, "long.cache.example")
+	if err != nil || !slices.Equal(txt, []string{"five minutes"}) {
+		t.Errorf("LookupTXT(long) = %q, %v", txt, err)
+	}
+	txt, err = r.LookupTXT(ctx, "split.cache.example")
+	if err != nil || !slices.Equal(txt, []string{"v=spf1 -all"}) {
+		t.Errorf("LookupTXT(split) = %q, %v; want the strings joined", txt, err)
+	}
+	txt, err = r.LookupTXT(ctx, "escaped.cache.example")
+	if want := "quote \" backslash \\ byte \xe9 end"; err != nil || !slices.Equal(txt, []string{want}) {
+		t.Errorf("LookupTXT(escaped) = %q, %v; want %q", txt, err, want)
+	}
+
+	ips, err := r.LookupIP(ctx, "host.cache.example")
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::1")}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	if err != nil || !slices.Equal(ips, want) {
+		t.Errorf("LookupIP(host) = %v, %v", ips, err)
+	}
+	ipas, err := r.LookupIPAddr(ctx, "only4.cache.example")
+	if err != nil || len(ipas) != 1 || ipas[0].IP.String() != "192.0.2.3" {
+		t.Errorf("LookupIPAddr(only4) = %v, %v", ipas, err)
+	}
+	ips, err = r.LookupA(ctx, "alias.cache.example")
+	if err != nil || len(ips) != 2 {
+		t.Errorf("LookupA(alias) through CNAME = %v, %v", ips, err)
+	}
+	mxs, err := r.LookupMX(ctx, "mx.cache.example")
+	if err != nil || len(mxs) != 2 || mxs[0].Host != "primary.cache.example." || mxs[0].Pref != 10 {
+		t.Errorf("LookupMX = %v, %v", mxs, err)
+	}
+	names, err := r.LookupAddr(ctx, "192.0.2.1")
+	if err != nil || !slices.Equal(names, []string{"host.cache.example."}) {
+		t.Errorf("LookupAddr = %v, %v", names, err)
+	}
+	nss, err := r.LookupNS(ctx, "ns2.cache.example")
+	if err != nil || !slices.Equal(nss, []string{"ns.cache.example."}) {
+		t.Errorf("LookupNS = %v, %v", nss, err)
+	}
+}
+
+// TestResolverErrors checks the error semantics the SPF and go-msgauth
+// libraries depend on: unwrapped *net.DNSError, IsNotFound for NXDOMAIN
+// and NODATA, IsTimeout/Temporary for timeouts, Temporary for SERVFAIL.
+func TestResolverErrors(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	srv.Timeout("slow.cache.example")
+	srv.ServFail("broken.cache.example")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	ctx := context.Background()
+
+	cases := []struct {
+		name                         string
+		notFound, timeout, temporary bool
+	}{
+		{"nope.cache.example", true, false, false},   // NXDOMAIN
+		{"host.cache.example", true, false, false},   // NODATA (no TXT)
+		{"slow.cache.example", false, true, true},    // no answer
+		{"broken.cache.example", false, false, true}, // SERVFAIL
+		{"bad..name.example", true, false, false},    // invalid name
+		{strings.Repeat("a", 64) + ".cache.example", true, false, false},
+	}
+	for _, c := range cases {
+		_, err := r.LookupTXT(ctx, c.name)
+		de, ok := err.(*net.DNSError)
+		if !ok {
+			t.Errorf("%s: error %T %v, want *net.DNSError", c.name, err, err)
+			continue
+		}
+		if de.IsNotFound != c.notFound || de.IsTimeout != c.timeout || de.Temporary() != c.temporary {
+			t.Errorf("%s: %v: notfound %v timeout %v temporary %v; want %v %v %v", c.name, de,
+				de.IsNotFound, de.IsTimeout, de.Temporary(), c.notFound, c.timeout, c.temporary)
+		}
+		// go-msgauth's test: a net.Error whose Temporary() is true.
+		var ne net.Error = de
+		if ne.Temporary() != c.temporary {
+			t.Errorf("%s: net.Error Temporary() = %v", c.name, ne.Temporary())
+		}
+	}
+	// The TXTLookup adapter keeps the type.
+	_, err := r.TXTLookup(ctx)("slow.cache.example")
+	if ne, ok := err.(net.Error); !ok || !ne.Temporary() || !ne.Timeout() {
+		t.Errorf("TXTLookup timeout: %T %v", err, err)
+	}
+
+	// The caller's own deadline ends its wait with a timeout error.
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = r.LookupTXT(cctx, "slow.cache.example")
+	if de, ok := err.(*net.DNSError); !ok || !de.IsTimeout {
+		t.Errorf("caller deadline: %T %v, want a timeout *net.DNSError", err, err)
+	}
+	st := r.Stats()
+	if st.Timeouts < 3 || st.Errors < 1 {
+		t.Errorf("Stats = %+v, want timeouts and errors counted", st)
+	}
+}
+
+func TestResolverCacheTTL(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	clock := newFakeClock()
+	r := newResolver(t, srv, 0, WithClock(clock.Now))
+	ctx := context.Background()
+
+	lookup := func(name string) {
+		t.Helper()
+		if _, err := r.LookupTXT(ctx, name); err != nil {
+			t.Fatalf("LookupTXT(%s): %v", name, err)
+		}
+	}
+	count := func() int { return srv.QueryCount("short.cache.example", dns.TypeTXT) }
+
+	lookup("short.cache.example") // TTL 30
+	lookup("short.cache.example")
+	if count() != 1 {
+		t.Fatalf("queries after 2 lookups = %d, want 1 (cached)", count())
+	}
+	clock.Advance(29 * time.Second)
+	lookup("short.cache.example")
+	if count() != 1 {
+		t.Errorf("queries at 29s = %d, want 1 (TTL 30 not expired)", count())
+	}
+	clock.Advance(2 * time.Second)
+	lookup("short.cache.example")
+	if count() != 2 {
+		t.Errorf("queries at 31s = %d, want 2 (TTL 30 expired)", count())
+	}
+	st := r.Stats()
+	if st.CacheHits != 2 || st.CacheMisses != 2 {
+		t.Errorf("Stats = %+v, want 2 hits and 2 misses", st)
+	}
+}
+
+func TestResolverNegativeCache(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	srv.AddRR(t, "nosoa.example. IN A 192.0.2.99")
+	clock := newFakeClock()
+	r := newResolver(t, srv, 0, WithClock(clock.Now))
+	ctx := context.Background()
+
+	cases := []struct {
+		name  string
+		qtype uint16
+		kind  string
+	}{
+		{"nope.cache.example", dns.TypeTXT, "NXDOMAIN"},
+		{"host.cache.example", dns.TypeMX, "NODATA"},
+	}
+	for _, c := range cases {
+		for range 2 {
+			if _, err := r.Query(ctx, c.name, c.qtype); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := srv.QueryCount(c.name, c.qtype); n != 1 {
+			t.Errorf("%s: %d queries, want 1 (negative answer cached)", c.kind, n)
+		}
+	}
+	// min(SOA TTL 3600, MINIMUM 60) = 60 s.
+	clock.Advance(59 * time.Second)
+	for _, c := range cases {
+		resp, _ := r.Query(ctx, c.name, c.qtype)
+		if !resp.Cached {
+			t.Errorf("%s at 59s: not cached", c.kind)
+		}
+	}
+	clock.Advance(2 * time.Second)
+	for _, c := range cases {
+		r.Query(ctx, c.name, c.qtype)
+		if n := srv.QueryCount(c.name, c.qtype); n != 2 {
+			t.Errorf("%s at 61s: %d queries, want 2 (expired)", c.kind, n)
+		}
+	}
+	// Without SOA a negative answer is not cached (RFC 2308 section 5).
+	for range 2 {
+		r.Query(ctx, "other.example", dns.TypeA)
+	}
+	if n := srv.QueryCount("other.example", dns.TypeA); n != 2 {
+		t.Errorf("NXDOMAIN without SOA: %d queries, want 2 (not cached)", n)
+	}
+}
+
+func TestResolverCacheBound(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	r, err := NewResolver(DNSConfig{Servers: []string{srv.Addr()}, Timeout: testTimeout, CacheSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, n := range []string{"long", "short", "split"} {
+		r.LookupTXT(ctx, n+".cache.example")
+	}
+	if st := r.Stats(); st.CacheEntries != 2 {
+		t.Errorf("CacheEntries = %d, want 2", st.CacheEntries)
+	}
+	r.LookupTXT(ctx, "long.cache.example") // evicted: asked again
+	if n := srv.QueryCount("long.cache.example", dns.TypeTXT); n != 2 {
+		t.Errorf("evicted entry: %d queries, want 2", n)
+	}
+}
+
+// TestResolverSharesQuery holds the one query at the server until every
+// asker has joined it, then checks the server saw exactly one.
+func TestResolverSharesQuery(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	r, err := NewResolver(DNSConfig{Servers: []string{srv.Addr()}, Timeout: 10 * time.Second, CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := srv.Hold("long.cache.example")
+	const askers = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, askers)
+	for range askers {
+		wg.Go(func() {
+			txt, err := r.LookupTXT(context.Background(), "long.cache.example")
+			if err == nil && len(txt) != 1 {
+				err = os.ErrInvalid
+			}
+			errs <- err
+		})
+	}
+	for r.Stats().Shared < askers-1 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := srv.QueryCount("long.cache.example", dns.TypeTXT); n != 1 {
+		t.Errorf("server got %d queries for %d concurrent askers, want 1", n, askers)
+	}
+}
+
+func TestResolverTCPRetry(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	var want []string
+	for i := range 40 {
+		s := strings.Repeat(string(rune('a'+i%26)), 60) + "-" + string(rune('A'+i%26))
+		srv.AddRR(t, `big.cache.example. 300 IN TXT "`+s+`"`)
+		want = append(want, s)
+	}
+	r := newResolver(t, srv, 0)
+	txt, err := r.LookupTXT(context.Background(), "big.cache.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(txt)
+	slices.Sort(want)
+	if !slices.Equal(txt, want) {
+		t.Errorf("got %d TXT records, want %d", len(txt), len(want))
+	}
+	if st := r.Stats(); st.TCPRetries != 1 || st.Queries != 2 {
+		t.Errorf("Stats = %+v, want 1 TCP retry and 2 queries", st)
+	}
+}
+
+// TestResolverFailover: the first server never answers this name; the
+// second does.
+func TestResolverFailover(t *testing.T) {
+	a := startDNS(t, "dns.zone")
+	b := startDNS(t, "dns.zone")
+	a.Timeout("long.cache.example")
+	r, err := NewResolver(DNSConfig{Servers: []string{a.Addr(), b.Addr()}, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, err := r.LookupTXT(context.Background(), "long.cache.example")
+	if err != nil || len(txt) != 1 {
+		t.Errorf("LookupTXT = %q, %v; want the second server's answer", txt, err)
+	}
+}
+
+func TestResolverResolvConf(t *testing.T) {
+	old := resolvConfPath
+	defer func() { resolvConfPath = old }()
+	dir := t.TempDir()
+	resolvConfPath = filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolvConfPath, []byte("nameserver 127.0.0.1\nnameserver ::1\n"), 0o644)
+	r, err := NewResolver(DNSConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Servers(); !slices.Equal(got, []string{"127.0.0.1:53", "[::1]:53"}) {
+		t.Errorf("Servers() = %v", got)
+	}
+	resolvConfPath = filepath.Join(dir, "missing")
+	if _, err := NewResolver(DNSConfig{}); err == nil {
+		t.Error("NewResolver without servers nor resolv.conf: no error")
+	}
+}
+
+func FuzzUnescapeTXT(f *testing.F) {
+	f.Add(`plain`)
+	f.Add(`a\"b\\c\233d\`)
+	f.Add(`\999\12`)
+	f.Fuzz(func(t *testing.T, s string) {
+		u := unescapeTXT(s)
+		if len(u) > len(s) {
+			t.Errorf("unescapeTXT(%q) = %q is longer", s, u)
+		}
+		if !strings.Contains(s, `\`) && u != s {
+			t.Errorf("unescapeTXT(%q) = %q changed a string without escapes", s, u)
+		}
+	})
+}

@@ -1,0 +1,407 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func newTestDNSBL(t *testing.T, r *Resolver, zones ...ZoneConfig) (*DNSBL, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	bl, err := NewDNSBL(DNSBLConfig{Zones: zones}, r, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bl, &logs
+}
+
+func resultFor(t *testing.T, rs []ZoneResult, zone string) ZoneResult {
+	t.Helper()
+	for _, r := range rs {
+		if r.Zone == zone {
+			return r
+		}
+	}
+	t.Fatalf("no result for zone %s in %+v", zone, rs)
+	return ZoneResult{}
+}
+
+func TestDNSBLIP(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	srv.Timeout("17.2.0.192.bl.example")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	w := 2.5
+	bl, logs := newTestDNSBL(t, r,
+		ZoneConfig{Zone: "bl.example", Weight: &w, Reason: "{subject} listed in {zone} ({code})"},
+		ZoneConfig{Zone: "exact.example", Codes: []string{"127.0.0.2"}},
+		ZoneConfig{Zone: "range.example", Codes: []string{"127.0.0.2-127.0.0.11"}},
+		ZoneConfig{Zone: "mask.example", Codes: []string{"mask:0x04"}},
+		ZoneConfig{Zone: "wl.example", Type: TypeAllow},
+		ZoneConfig{Zone: "dbl.example", Kind: KindDomain},
+	)
+
+	type want struct {
+		status ListStatus
+		codes  []string
+		reason string // substring
+	}
+	cases := []struct {
+		ip    string
+		zones map[string]want
+	}{
+		{"192.0.2.10", map[string]want{
+			"bl.example":    {Listed, []string{"127.0.0.2"}, "see https://bl.example/q?192.0.2.10"},
+			"exact.example": {Listed, []string{"127.0.0.2"}, "listed in exact.example"},
+			"range.example": {Listed, []string{"127.0.0.2"}, ""},
+			"mask.example":  {NotListed, nil, ""},
+			"wl.example":    {Listed, []string{"127.0.10.3"}, "known good sender"},
+		}},
+		{"192.0.2.11", map[string]want{ // 127.0.0.4
+			"bl.example":    {Listed, []string{"127.0.0.4"}, "192.0.2.11 listed in bl.example (127.0.0.4)"},
+			"exact.example": {NotListed, nil, ""},
+			"range.example": {Listed, []string{"127.0.0.4"}, ""},
+			"mask.example":  {Listed, []string{"127.0.0.4"}, ""},
+			"wl.example":    {NotListed, nil, ""},
+		}},
+		{"192.0.2.14", map[string]want{ // 127.0.0.11, .12 in mask.example
+			"exact.example": {NotListed, nil, ""},
+			"range.example": {Listed, []string{"127.0.0.11"}, ""},
+			"mask.example":  {Listed, []string{"127.0.0.12"}, ""},
+		}},
+		{"192.0.2.15", map[string]want{ // 127.0.0.20 (.17 in mask.example): outside every filter
+			"exact.example": {NotListed, nil, ""},
+			"range.example": {NotListed, nil, ""},
+			"mask.example":  {NotListed, nil, ""},
+		}},
+		{"192.0.2.12", map[string]want{ // 127.255.255.254: open resolver
+			"bl.example": {ListError, []string{"127.255.255.254"}, ""},
+		}},
+		{"192.0.2.13", map[string]want{ // 10.0.0.1: outside 127/8
+			"bl.example": {ListError, []string{"10.0.0.1"}, ""},
+		}},
+		{"192.0.2.16", map[string]want{ // a listing mixed with an error code
+			"bl.example": {ListError, []string{"127.0.0.2", "127.255.255.252"}, ""},
+		}},
+		{"192.0.2.17", map[string]want{ // timeout
+			"bl.example": {ListTemp, nil, ""},
+		}},
+		{"192.0.2.99", map[string]want{
+			"bl.example": {NotListed, nil, ""},
+			"wl.example": {NotListed, nil, ""},
+		}},
+		{"2001:db8::1", map[string]want{
+			"bl.example": {Listed, []string{"127.0.0.3"}, "IPv6 listed"},
+		}},
+		{"::ffff:192.0.2.10", map[string]want{ // IPv4-mapped: queried as IPv4
+			"bl.example": {Listed, []string{"127.0.0.2"}, ""},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.ip, func(t *testing.T) {
+			ip := netip.MustParseAddr(c.ip)
+			rs := bl.StartIP(context.Background(), ip).Wait(context.Background())
+			if len(rs) != 5 {
+				t.Fatalf("%d results, want 5 (the ip zones)", len(rs))
+			}
+			for zone, w := range c.zones {
+				got := resultFor(t, rs, zone)
+				if got.Status != w.status || got.Listed != (w.status == Listed) || !slices.Equal(got.Codes, w.codes) {
+					t.Errorf("%s: status %s listed %v codes %v (%s); want %s %v", zone, got.Status,
+						got.Listed, got.Codes, got.Error, w.status, w.codes)
+				}
+				if !strings.Contains(got.Reason, w.reason) {
+					t.Errorf("%s: reason %q, want it to contain %q", zone, got.Reason, w.reason)
+				}
+				if w.status != Listed && got.Reason != "" {
+					t.Errorf("%s: reason %q for a non-listing", zone, got.Reason)
+				}
+				if (w.status == ListError || w.status == ListTemp) && got.Error == "" {
+					t.Errorf("%s: no error text", zone)
+				}
+			}
+		})
+	}
+	rs := bl.StartIP(context.Background(), netip.MustParseAddr("192.0.2.10")).Wait(context.Background())
+	if got := resultFor(t, rs, "bl.example"); got.Weight != 2.5 || got.Type != TypeBlock || got.Kind != KindIP ||
+		got.Query != "10.2.0.192.bl.example" || got.Subject != "192.0.2.10" {
+		t.Errorf("bl.example result = %+v", got)
+	}
+	if got := resultFor(t, rs, "wl.example"); got.Weight != -1 || got.Type != TypeAllow {
+		t.Errorf("wl.example result = %+v, want default weight -1 and type allow", got)
+	}
+	// TXT reasons are fetched only for listings.
+	if n := srv.QueryCount("99.2.0.192.bl.example", dns.TypeTXT); n != 0 {
+		t.Errorf("TXT asked %d times for a name not listed", n)
+	}
+	st := bl.Stats()["bl.example"]
+	if st.ZoneErrors != 3 || st.TempErrors != 1 {
+		t.Errorf("bl.example stats = %+v, want 3 zone errors and 1 temp error", st)
+	}
+	if !strings.Contains(logs.String(), "dnsbl zone error") {
+		t.Errorf("zone errors not logged:\n%s", logs)
+	}
+}
+
+func TestDNSBLDomain(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	srv.Timeout("slow.example.com.dbl.example")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	bl, _ := newTestDNSBL(t, r,
+		ZoneConfig{Zone: "bl.example"},
+		ZoneConfig{Zone: "dbl.example", Kind: KindDomain, Codes: []string{"127.0.1.2-127.0.1.99"}},
+	)
+	cases := []struct {
+		domain string
+		status ListStatus
+		reason string
+	}{
+		{"spam.example.net", Listed, "spam.example.net sends spam"},
+		{"SPAM.Example.NET.", Listed, "spam.example.net sends spam"},
+		{"badhelo.example.org", Listed, "listed in dbl.example"},
+		{"clean.example.com", NotListed, ""},
+		{"slow.example.com", ListTemp, ""},
+	}
+	for _, c := range cases {
+		rs := bl.StartDomain(context.Background(), c.domain).Wait(context.Background())
+		if len(rs) != 1 {
+			t.Fatalf("%s: %d results, want 1 (the domain zone)", c.domain, len(rs))
+		}
+		if rs[0].Status != c.status || !strings.Contains(rs[0].Reason, c.reason) {
+			t.Errorf("%s: %s %q (%s), want %s %q", c.domain, rs[0].Status, rs[0].Reason, rs[0].Error, c.status, c.reason)
+		}
+	}
+	for _, d := range []string{"", "[192.0.2.1]", "192.0.2.1", "localhost", "bad..name"} {
+		if rs := bl.StartDomain(context.Background(), d).Wait(context.Background()); len(rs) != 0 {
+			t.Errorf("StartDomain(%q) = %+v, want no lookups", d, rs)
+		}
+	}
+}
+
+// TestDNSBLWaitDeadline: a result needed before its zone answers is a
+// temperror, never a listing; Wait can be called again later.
+func TestDNSBLWaitDeadline(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	release := srv.Hold("10.2.0.192.bl.example")
+	defer release()
+	r := newResolver(t, srv, 0)
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "bl.example"})
+	p := bl.StartIP(context.Background(), netip.MustParseAddr("192.0.2.10"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rs := p.Wait(ctx)
+	if rs[0].Status != ListTemp || rs[0].Listed {
+		t.Errorf("before the answer: %+v, want temperror", rs[0])
+	}
+	release()
+	<-p.Done()
+	if rs := p.Wait(context.Background()); rs[0].Status != Listed {
+		t.Errorf("after the answer: %+v, want listed", rs[0])
+	}
+}
+
+func TestDNSBLHealth(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	srv.Timeout("2.0.0.127.slow.example")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	bl, logs := newTestDNSBL(t, r,
+		ZoneConfig{Zone: "bl.example"},
+		ZoneConfig{Zone: "dbl.example", Kind: KindDomain},
+		ZoneConfig{Zone: "listall.example"},
+		ZoneConfig{Zone: "empty.example"},
+		ZoneConfig{Zone: "refused.example"},
+		ZoneConfig{Zone: "slow.example"},
+		ZoneConfig{Zone: "wl.example", Type: TypeAllow, NoHealthCheck: true},
+	)
+	if !bl.Healthy() {
+		t.Error("Healthy() before any check = false, want true")
+	}
+	got := map[string]HealthState{}
+	for _, h := range bl.CheckHealth(context.Background()) {
+		got[h.Zone] = h.State
+		if h.State != HealthOK && h.State != HealthUnknown && h.Detail == "" {
+			t.Errorf("%s: %s without detail", h.Zone, h.State)
+		}
+	}
+	want := map[string]HealthState{
+		"bl.example":      HealthOK,
+		"dbl.example":     HealthOK,
+		"listall.example": HealthBroken,
+		"empty.example":   HealthBroken,
+		"refused.example": HealthBroken,
+		"slow.example":    HealthUnreachable,
+		"wl.example":      HealthUnknown,
+	}
+	for z, w := range want {
+		if got[z] != w {
+			t.Errorf("%s: health %s, want %s", z, got[z], w)
+		}
+	}
+	if bl.Healthy() {
+		t.Error("Healthy() = true with broken zones")
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "listall.example") {
+		t.Errorf("health failures not logged at ERROR:\n%s", logs)
+	}
+	if n := bl.Stats()["listall.example"].HealthFailures; n != 1 {
+		t.Errorf("listall.example health failures = %d, want 1", n)
+	}
+
+	// A broken zone's listings are not trusted: zone error, not listed.
+	rs := bl.StartIP(context.Background(), netip.MustParseAddr("192.0.2.10")).Wait(context.Background())
+	if res := resultFor(t, rs, "listall.example"); res.Listed || res.Status != ListError ||
+		!strings.Contains(res.Error, "health check") {
+		t.Errorf("listall.example result = %+v, want an untrusted zone error", res)
+	}
+	if res := resultFor(t, rs, "bl.example"); !res.Listed {
+		t.Errorf("bl.example result = %+v, want listed", res)
+	}
+
+	// The metrics show it.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(bl, r)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := map[string]float64{}
+	healthy := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "gatewayd_dnsbl_health_failures_total":
+				failures[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			case "gatewayd_dnsbl_zone_healthy":
+				healthy++
+			}
+		}
+	}
+	if healthy != 7 || failures["listall.example"] != 1 || failures["bl.example"] != 0 || failures["slow.example"] != 1 {
+		t.Errorf("metrics: %d health series, failures %v", healthy, failures)
+	}
+
+	// Run checks at once and stops with its context.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { bl.Run(ctx); close(done) }()
+	for bl.Stats()["listall.example"].HealthFailures < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+func TestCodeFilter(t *testing.T) {
+	cases := []struct {
+		filter  string
+		err     string
+		match   []string
+		noMatch []string
+	}{
+		{"127.0.0.2", "", []string{"127.0.0.2"}, []string{"127.0.0.3", "127.0.0.1"}},
+		{" 127.0.0.2-127.0.0.11 ", "", []string{"127.0.0.2", "127.0.0.5", "127.0.0.11"}, []string{"127.0.0.1", "127.0.0.12"}},
+		{"mask:0x04", "", []string{"127.0.0.4", "127.0.0.6", "127.0.1.12"}, []string{"127.0.0.2", "10.0.0.4"}},
+		{"mask 0x0C", "", []string{"127.0.0.4", "127.0.0.8"}, []string{"127.0.0.2"}},
+		{"MASK:12", "", []string{"127.0.0.8"}, []string{"127.0.0.3"}},
+		{"127.0.0.300", `"127.0.0.300" is not an IPv4 address`, nil, nil},
+		{"::1", `"::1" is not an IPv4 address`, nil, nil},
+		{"127.0.0.9-127.0.0.2", "ends before it starts", nil, nil},
+		{"127.0.0.2-x", `"x" is not an IPv4 address`, nil, nil},
+		{"mask:0", "bitmask", nil, nil},
+		{"mask:256", "bitmask", nil, nil},
+		{"", "is not an IPv4 address", nil, nil},
+	}
+	for _, c := range cases {
+		f, err := ParseCodeFilter(c.filter)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseCodeFilter(%q) error = %v, want %q", c.filter, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseCodeFilter(%q): %v", c.filter, err)
+			continue
+		}
+		for _, a := range c.match {
+			if !f.Match(netip.MustParseAddr(a)) {
+				t.Errorf("%q does not match %s", c.filter, a)
+			}
+		}
+		for _, a := range c.noMatch {
+			if f.Match(netip.MustParseAddr(a)) {
+				t.Errorf("%q matches %s", c.filter, a)
+			}
+		}
+	}
+}
+
+func FuzzParseCodeFilter(f *testing.F) {
+	for _, s := range []string{"127.0.0.2", "127.0.0.2-127.0.0.11", "mask:0x04", "mask 4", "1.2.3.4-", "-", "mask:"} {
+		f.Add(s, "127.0.0.4")
+	}
+	f.Fuzz(func(t *testing.T, s, addr string) {
+		cf, err := ParseCodeFilter(s)
+		if err != nil {
+			return
+		}
+		if a, err := netip.ParseAddr(addr); err == nil {
+			m := cf.Match(a)
+			if m && !a.Unmap().Is4() {
+				t.Errorf("%q matches non-IPv4 %s", s, a)
+			}
+		}
+		if cf.String() == "" {
+			t.Errorf("empty String() for %q", s)
+		}
+	})
+}
+
+func TestReverseIP(t *testing.T) {
+	cases := map[string]string{
+		"192.0.2.1":   "1.2.0.192",
+		"2001:db8::1": "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2",
+	}
+	for ip, want := range cases {
+		if got := reverseIP(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("reverseIP(%s) = %s, want %s", ip, got, want)
+		}
+	}
+}
+
+func BenchmarkDNSBL(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		cache int
+	}{{"cached", 0}, {"uncached", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			srv := startDNS(b, "dnsbl.zone")
+			r, err := NewResolver(DNSConfig{Servers: []string{srv.Addr()}, Timeout: testTimeout, CacheSize: c.cache})
+			if err != nil {
+				b.Fatal(err)
+			}
+			bl, err := NewDNSBL(DNSBLConfig{Zones: []ZoneConfig{{Zone: "bl.example"}, {Zone: "wl.example", Type: TypeAllow}}},
+				r, slog.New(slog.DiscardHandler))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ip := netip.MustParseAddr("192.0.2.10")
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				rs := bl.StartIP(ctx, ip).Wait(ctx)
+				if !rs[0].Listed {
+					b.Fatalf("%+v", rs)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,20 @@
+// Package checks holds the checks of the inbound gateway and the one DNS
+// layer they all ask through. A check returns a result value (what it saw);
+// it never decides the SMTP reply: the policy package does that.
+//
+//   - Resolver (dns.go): stub resolver on github.com/miekg/dns with a
+//     TTL-respecting cache, negative caching (RFC 2308), deadlines, one query
+//     in flight per name and type, and counters.
+//   - DNSBL (dnsbl.go): DNS block and allow lists (RFC 5782), IP and domain
+//     zones, code filters, error codes and RFC 5782 section 5 health checks.
+//   - SPF (spf.go): RFC 7208 with blitiri.com.ar/go/spf, and the
+//     Received-SPF header (RFC 7208 section 9.1).
+//   - DKIM (dkim.go): RFC 6376 and RFC 8463 verification with
+//     github.com/emersion/go-msgauth/dkim.
+//   - DMARC (dmarc.go): RFC 7489 policy discovery, alignment and policy
+//     selection; go-msgauth/dmarc parses the record.
+//   - Authentication-Results (authres.go): RFC 8601 header built with
+//     go-msgauth/authres, and removal of forged headers with our authserv-id
+//     (RFC 8601 section 5).
+//   - Config (config.go): YAML configuration of all of the above.
+package checks

@@ -1,0 +1,74 @@
+package checks
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+)
+
+// IPRevResult is the outcome of the reverse DNS check of the client IP
+// (RFC 8601 section 3, "iprev"): forward-confirmed reverse DNS.
+type IPRevResult struct {
+	Result string     `json:"result,omitempty"` // "pass", "fail", "temperror" or "permerror"
+	IP     netip.Addr `json:"ip,omitempty"`     // the client IP
+	// Name is the first PTR name whose addresses include IP (pass), or
+	// the first PTR name (fail).
+	Name   string   `json:"name,omitempty"`
+	Names  []string `json:"names,omitempty"` // the PTR names, at most 10
+	Reason string   `json:"reason,omitempty"`
+}
+
+// maxPTRNames bounds the PTR names whose addresses are looked up (as RFC
+// 7208 section 4.6.4 does for the ptr mechanism).
+const maxPTRNames = 10
+
+// IPRev checks that a PTR name of ip resolves back to ip (RFC 8601
+// section 3): pass if one does, fail if none does or there is no PTR
+// record, temperror if a lookup failed for now.
+func IPRev(ctx context.Context, res *Resolver, ip netip.Addr) IPRevResult {
+	ip = ip.Unmap()
+	r := IPRevResult{IP: ip}
+	names, err := res.LookupAddr(ctx, ip.String())
+	if err != nil {
+		if de, ok := err.(*net.DNSError); ok && de.IsNotFound {
+			r.Result, r.Reason = "fail", "no PTR record"
+			return r
+		}
+		if de, ok := err.(*net.DNSError); ok && de.Temporary() {
+			r.Result, r.Reason = "temperror", err.Error()
+			return r
+		}
+		r.Result, r.Reason = "permerror", err.Error()
+		return r
+	}
+	if len(names) > maxPTRNames {
+		names = names[:maxPTRNames]
+	}
+	r.Names = names
+	var tempErr error
+	for _, n := range names {
+		addrs, err := res.LookupIP(ctx, n)
+		if err != nil {
+			if de, ok := err.(*net.DNSError); ok && de.Temporary() {
+				tempErr = err
+			}
+			continue
+		}
+		for _, a := range addrs {
+			if a.Unmap() == ip {
+				r.Result, r.Name = "pass", strings.TrimSuffix(n, ".")
+				return r
+			}
+		}
+	}
+	if tempErr != nil {
+		r.Result, r.Reason = "temperror", tempErr.Error()
+		return r
+	}
+	r.Result, r.Reason = "fail", "no PTR name resolves to "+ip.String()
+	if len(names) > 0 {
+		r.Name = strings.TrimSuffix(names[0], ".")
+	}
+	return r
+}

@@ -1,0 +1,262 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"blitiri.com.ar/go/spf"
+)
+
+// SPFStatus is an SPF result as RFC 7208 section 2.6 names it.
+type SPFStatus string
+
+// SPF results (RFC 7208 section 2.6).
+const (
+	SPFNone      SPFStatus = "none"
+	SPFNeutral   SPFStatus = "neutral"
+	SPFPass      SPFStatus = "pass"
+	SPFFail      SPFStatus = "fail"
+	SPFSoftFail  SPFStatus = "softfail"
+	SPFTempError SPFStatus = "temperror"
+	SPFPermError SPFStatus = "permerror"
+)
+
+// SPF identities (RFC 7208 section 2.3, 2.4).
+const (
+	IdentityMailFrom = "mailfrom"
+	IdentityHelo     = "helo"
+)
+
+// SPFResult is the outcome of one check_host() evaluation.
+type SPFResult struct {
+	Result   SPFStatus  `json:"result,omitempty"`
+	Domain   string     `json:"domain,omitempty"`   // the domain whose policy was evaluated
+	Identity string     `json:"identity,omitempty"` // IdentityMailFrom, or IdentityHelo for a null reverse-path
+	Sender   string     `json:"sender,omitempty"`   // the <sender> of check_host(): MAIL FROM, or postmaster@<helo>
+	Helo     string     `json:"helo,omitempty"`     // the HELO/EHLO name as given
+	IP       netip.Addr `json:"ip,omitempty"`       // the client IP
+	// Mechanism tells what matched ("matched ip", "matched all", ...), when
+	// the library says.
+	Mechanism string `json:"mechanism,omitempty"`
+	// Err is the error behind temperror, permerror and none.
+	Err string `json:"err,omitempty"`
+}
+
+// SPF checks the client IP against the SPF policy of the MAIL FROM domain,
+// or of the HELO name when the reverse-path is null (RFC 7208 section 2.4),
+// with blitiri.com.ar/go/spf asking through our Resolver. The library
+// enforces the limits of RFC 7208 section 4.6.4: 10 DNS-querying terms and
+// 2 void lookups.
+type SPF struct {
+	res     *Resolver
+	timeout time.Duration
+}
+
+// NewSPF returns the SPF check (cfg defaults applied).
+func NewSPF(cfg SPFConfig, res *Resolver) *SPF {
+	cfg.setDefaults()
+	return &SPF{res: res, timeout: cfg.Timeout}
+}
+
+// Check evaluates SPF for a client at ip that said HELO helo and MAIL
+// FROM:<mailFrom> (mailFrom "" for the null reverse-path).
+func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) SPFResult {
+	r := SPFResult{Helo: helo, IP: ip, Identity: IdentityMailFrom}
+	sender := mailFrom
+	if sender == "" {
+		// RFC 7208 section 2.4: a null reverse-path is checked with the
+		// HELO identity and "postmaster" as local part.
+		r.Identity = IdentityHelo
+		sender = "postmaster@" + helo
+	}
+	local, domain, ok := strings.Cut(sender, "@")
+	if !ok {
+		// No domain in MAIL FROM: RFC 7208 section 2.4 says to use HELO.
+		r.Identity = IdentityHelo
+		local, domain = "postmaster", helo
+	}
+	if local == "" {
+		// RFC 7208 section 4.3.
+		local = "postmaster"
+	}
+	r.Sender = local + "@" + domain
+	r.Domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+
+	// RFC 7208 section 4.3: a malformed or single-label domain (or an
+	// address literal) gives "none" without any lookup.
+	if why := badSPFDomain(r.Domain); why != "" {
+		r.Result, r.Err = SPFNone, why
+		return r
+	}
+	if !ip.IsValid() {
+		r.Result, r.Err = SPFPermError, "invalid client IP"
+		return r
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	heloArg := helo
+	if r.Identity == IdentityHelo {
+		heloArg = r.Domain
+	}
+	res, err := spf.CheckHostWithSender(net.IP(ip.Unmap().AsSlice()), heloArg, r.Sender,
+		spf.WithContext(ctx), spf.WithResolver(s.res))
+	r.Result = SPFStatus(res)
+	if err != nil {
+		switch {
+		case isSPFMatch(err):
+			r.Mechanism = err.Error()
+		case r.Result == SPFPass || r.Result == SPFFail || r.Result == SPFSoftFail || r.Result == SPFNeutral:
+			// A non-match error along the way (e.g. a void lookup).
+			r.Mechanism = err.Error()
+		default:
+			r.Err = fmt.Errorf("spf: %w", err).Error()
+		}
+	}
+	return r
+}
+
+func isSPFMatch(err error) bool {
+	for _, m := range []error{spf.ErrMatchedAll, spf.ErrMatchedA, spf.ErrMatchedIP,
+		spf.ErrMatchedMX, spf.ErrMatchedPTR, spf.ErrMatchedExists} {
+		if errors.Is(err, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// badSPFDomain says why d cannot be an SPF domain (RFC 7208 section 4.3),
+// or "" if it can.
+func badSPFDomain(d string) string {
+	switch {
+	case d == "":
+		return "no domain"
+	case strings.HasPrefix(d, "["):
+		return "address literal"
+	case !strings.Contains(d, "."):
+		return "not a multi-label domain name"
+	case len(d) > 253:
+		return "domain name too long"
+	}
+	for l := range strings.SplitSeq(d, ".") {
+		if l == "" {
+			return "empty label"
+		}
+		if len(l) > 63 {
+			return "label longer than 63 characters"
+		}
+	}
+	return ""
+}
+
+// ReceivedSPF returns the value of a Received-SPF header field for r (RFC
+// 7208 section 9.1), without the field name and line ending; receiver is
+// our host name. Values from the client are quoted, and control
+// characters removed.
+func (r SPFResult) ReceivedSPF(receiver string) string {
+	who := "domain of " + r.Sender
+	if r.Identity == IdentityHelo {
+		who = "domain of " + r.Domain
+	}
+	ip := r.IP.String()
+	var comment string
+	switch r.Result {
+	case SPFPass:
+		comment = who + " designates " + ip + " as permitted sender"
+	case SPFFail:
+		comment = who + " does not designate " + ip + " as permitted sender"
+	case SPFSoftFail:
+		comment = "transitioning " + who + " does not designate " + ip + " as permitted sender"
+	case SPFNeutral:
+		comment = ip + " is neither permitted nor denied by " + who
+	case SPFNone:
+		comment = who + " does not provide an SPF record"
+	case SPFTempError:
+		comment = "error in processing during lookup of " + who
+	default:
+		comment = "permanent error in processing " + who
+	}
+	var b strings.Builder
+	b.WriteString(string(r.Result))
+	b.WriteString(" (")
+	b.WriteString(commentText(receiver + ": " + comment))
+	b.WriteString(")")
+	kv := func(k, v string) {
+		b.WriteString(" ")
+		b.WriteString(k)
+		b.WriteString("=")
+		b.WriteString(kvValue(v))
+		b.WriteString(";")
+	}
+	kv("client-ip", ip)
+	if r.Identity == IdentityMailFrom {
+		kv("envelope-from", r.Sender)
+	} else {
+		kv("envelope-from", "")
+	}
+	kv("helo", r.Helo)
+	if r.Err != "" && (r.Result == SPFPermError || r.Result == SPFTempError) {
+		kv("problem", r.Err)
+	}
+	kv("identity", r.Identity)
+	kv("receiver", receiver)
+	return b.String()
+}
+
+// commentText makes s safe inside a header comment: no control
+// characters, and parentheses and backslashes quoted.
+func commentText(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case c < ' ' || c == 0x7f:
+			continue
+		case c == '(' || c == ')' || c == '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// kvValue writes v as a dot-atom when it is one, else as a quoted-string
+// (RFC 5322 section 3.2.3, 3.2.4), without control characters.
+func kvValue(v string) string {
+	if isDotAtom(v) {
+		return v
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, c := range v {
+		switch {
+		case c < ' ' || c == 0x7f:
+			continue
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

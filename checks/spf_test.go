@@ -1,0 +1,82 @@
+package checks
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSPF(t *testing.T) {
+	srv := startDNS(t, "spf.zone")
+	srv.Timeout("slow.spf.example")
+	s := NewSPF(SPFConfig{}, newResolver(t, srv, 300*time.Millisecond))
+
+	cases := []struct {
+		name, ip, helo, from string
+		result               SPFStatus
+		identity, domain     string
+		errText              string // substring of Err
+	}{
+		{"pass", "192.0.2.10", "mx.client.example", "user@pass.spf.example", SPFPass, IdentityMailFrom, "pass.spf.example", ""},
+		{"pass ipv6", "2001:db8::25", "mx.client.example", "user@pass.spf.example", SPFPass, IdentityMailFrom, "pass.spf.example", ""},
+		{"fail", "198.51.100.1", "mx.client.example", "user@pass.spf.example", SPFFail, IdentityMailFrom, "pass.spf.example", ""},
+		{"softfail", "198.51.100.1", "mx.client.example", "user@softfail.spf.example", SPFSoftFail, IdentityMailFrom, "softfail.spf.example", ""},
+		{"neutral", "198.51.100.1", "mx.client.example", "user@neutral.spf.example", SPFNeutral, IdentityMailFrom, "neutral.spf.example", ""},
+		{"none no record", "192.0.2.10", "mx.client.example", "user@nospf.spf.example", SPFNone, IdentityMailFrom, "nospf.spf.example", ""},
+		{"none nxdomain", "192.0.2.10", "mx.client.example", "user@absent.spf.example", SPFNone, IdentityMailFrom, "absent.spf.example", ""},
+		{"none single label", "192.0.2.10", "mx.client.example", "user@localhost", SPFNone, IdentityMailFrom, "localhost", "multi-label"},
+		{"mx pass", "192.0.2.30", "mx.client.example", "user@mx.spf.example", SPFPass, IdentityMailFrom, "mx.spf.example", ""},
+		{"include pass", "192.0.2.10", "mx.client.example", "user@inc.spf.example", SPFPass, IdentityMailFrom, "inc.spf.example", ""},
+		{"case", "192.0.2.10", "mx.client.example", "User@PASS.SPF.Example", SPFPass, IdentityMailFrom, "pass.spf.example", ""},
+		{"temperror timeout", "192.0.2.10", "mx.client.example", "user@slow.spf.example", SPFTempError, IdentityMailFrom, "slow.spf.example", "timeout"},
+		{"temperror include timeout", "192.0.2.10", "mx.client.example", "user@incslow.spf.example", SPFTempError, IdentityMailFrom, "incslow.spf.example", ""},
+		{"permerror two records", "192.0.2.10", "mx.client.example", "user@twice.spf.example", SPFPermError, IdentityMailFrom, "twice.spf.example", "multiple"},
+		{"permerror syntax", "192.0.2.10", "mx.client.example", "user@syntax.spf.example", SPFPermError, IdentityMailFrom, "syntax.spf.example", ""},
+		{"permerror lookup limit", "192.0.2.1", "mx.client.example", "user@many.spf.example", SPFPermError, IdentityMailFrom, "many.spf.example", "lookup limit"},
+		{"permerror void lookups", "192.0.2.1", "mx.client.example", "user@void.spf.example", SPFPermError, IdentityMailFrom, "void.spf.example", "void lookup limit"},
+		{"two void lookups allowed", "192.0.2.1", "mx.client.example", "user@void2.spf.example", SPFPass, IdentityMailFrom, "void2.spf.example", ""},
+		{"null sender uses helo", "192.0.2.20", "helo.spf.example", "", SPFPass, IdentityHelo, "helo.spf.example", ""},
+		{"null sender helo fail", "198.51.100.1", "helo.spf.example", "", SPFFail, IdentityHelo, "helo.spf.example", ""},
+		{"null sender helo literal", "192.0.2.20", "[192.0.2.20]", "", SPFNone, IdentityHelo, "[192.0.2.20]", "literal"},
+		{"no local part", "192.0.2.10", "mx.client.example", "@pass.spf.example", SPFPass, IdentityMailFrom, "pass.spf.example", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := s.Check(context.Background(), netip.MustParseAddr(c.ip), c.helo, c.from)
+			if r.Result != c.result || r.Identity != c.identity || r.Domain != c.domain {
+				t.Errorf("got %s identity %s domain %s (err %q), want %s %s %s",
+					r.Result, r.Identity, r.Domain, r.Err, c.result, c.identity, c.domain)
+			}
+			if c.errText != "" && !strings.Contains(r.Err, c.errText) {
+				t.Errorf("Err = %q, want it to contain %q", r.Err, c.errText)
+			}
+		})
+	}
+}
+
+func TestReceivedSPF(t *testing.T) {
+	cases := []struct {
+		r    SPFResult
+		want string
+	}{
+		{SPFResult{Result: SPFPass, Identity: IdentityMailFrom, Sender: "user@example.com", Domain: "example.com",
+			Helo: "mx.example.com", IP: netip.MustParseAddr("192.0.2.1")},
+			`pass (gw.example.net: domain of user@example.com designates 192.0.2.1 as permitted sender)` +
+				` client-ip=192.0.2.1; envelope-from="user@example.com"; helo=mx.example.com; identity=mailfrom; receiver=gw.example.net;`},
+		{SPFResult{Result: SPFTempError, Identity: IdentityHelo, Sender: "postmaster@h.example", Domain: "h.example",
+			Helo: "h.example", IP: netip.MustParseAddr("2001:db8::1"), Err: "spf: lookup h.example: i/o timeout"},
+			`temperror (gw.example.net: error in processing during lookup of domain of h.example)` +
+				` client-ip="2001:db8::1"; envelope-from=""; helo=h.example; problem="spf: lookup h.example: i/o timeout"; identity=helo; receiver=gw.example.net;`},
+		{SPFResult{Result: SPFFail, Identity: IdentityMailFrom, Sender: "a\"b@x(y).example", Domain: "x(y).example",
+			Helo: "evil\r\nX-Injected: 1", IP: netip.MustParseAddr("192.0.2.1")},
+			`fail (gw.example.net: domain of a"b@x\(y\).example does not designate 192.0.2.1 as permitted sender)` +
+				` client-ip=192.0.2.1; envelope-from="a\"b@x(y).example"; helo="evilX-Injected: 1"; identity=mailfrom; receiver=gw.example.net;`},
+	}
+	for _, c := range cases {
+		if got := c.r.ReceivedSPF("gw.example.net"); got != c.want {
+			t.Errorf("ReceivedSPF =\n%s\nwant\n%s", got, c.want)
+		}
+	}
+}

@@ -1,0 +1,215 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/mxgate/gatewayd/internal/dnstest"
+	"go.yaml.in/yaml/v3"
+)
+
+// The shared test vectors live beside the repository (../shared/vectors
+// from its root). These tests run them when present and skip otherwise;
+// our own testdata covers every behaviour they check.
+var vectorsDir = filepath.Join("..", "..", "shared", "vectors")
+
+func needVectors(t *testing.T, sub string) string {
+	t.Helper()
+	dir := filepath.Join(vectorsDir, sub)
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("shared vectors not found at %s: skipped (our own testdata covers the same behaviour)", dir)
+	}
+	return dir
+}
+
+type spfScenario struct {
+	Description string                   `yaml:"description"`
+	Tests       map[string]spfVectorTest `yaml:"tests"`
+	Zonedata    map[string][]yaml.Node   `yaml:"zonedata"`
+}
+
+type spfVectorTest struct {
+	Helo     string    `yaml:"helo"`
+	Host     string    `yaml:"host"`
+	MailFrom string    `yaml:"mailfrom"`
+	Result   yaml.Node `yaml:"result"`
+	Spec     yaml.Node `yaml:"spec"`
+}
+
+// Floors: the counts passing when these tests were written. A drop means a
+// regression; a rise is welcome (raise the floor).
+const (
+	spfRFC7208Floor = 173
+	spfRFC4408Floor = 162
+)
+
+func TestSPFVectors(t *testing.T) {
+	dir := needVectors(t, "spf")
+	for _, c := range []struct {
+		file  string
+		floor int
+	}{{"rfc7208-tests.yml", spfRFC7208Floor}, {"rfc4408-tests.yml", spfRFC4408Floor}} {
+		t.Run(c.file, func(t *testing.T) {
+			pass, total, failed := runSPFSuite(t, filepath.Join(dir, c.file))
+			t.Logf("%s: %d of %d pass", c.file, pass, total)
+			for _, f := range failed {
+				t.Logf("  not passing: %s", f)
+			}
+			if pass < c.floor {
+				t.Errorf("%s: %d pass, below the floor of %d", c.file, pass, c.floor)
+			}
+		})
+	}
+}
+
+func runSPFSuite(t *testing.T, path string) (pass, total int, failed []string) {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	for {
+		var sc spfScenario
+		if err := dec.Decode(&sc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		srv := dnstest.Start(t)
+		loadSPFZonedata(t, srv, sc.Zonedata)
+		s := NewSPF(SPFConfig{}, newResolver(t, srv, 200*time.Millisecond))
+		names := make([]string, 0, len(sc.Tests))
+		for n := range sc.Tests {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			tc := sc.Tests[name]
+			var want []string
+			if tc.Result.Kind == yaml.SequenceNode {
+				tc.Result.Decode(&want)
+			} else {
+				want = []string{tc.Result.Value}
+			}
+			total++
+			ip, err := netip.ParseAddr(tc.Host)
+			var got SPFResult
+			if err != nil {
+				got = SPFResult{Result: SPFPermError}
+			} else {
+				got = s.Check(context.Background(), ip, tc.Helo, tc.MailFrom)
+			}
+			if slices.Contains(want, string(got.Result)) {
+				pass++
+			} else {
+				failed = append(failed, fmt.Sprintf("%s: got %s (%s), want %v", name, got.Result, got.Err, want))
+			}
+		}
+	}
+	return pass, total, failed
+}
+
+// loadSPFZonedata serves the suite's zone data: SPF-type records are also
+// served as TXT unless the name says "TXT: NONE"; TIMEOUT makes the name
+// time out for every type it has no records of.
+func loadSPFZonedata(t *testing.T, srv *dnstest.Server, zd map[string][]yaml.Node) {
+	for name, recs := range zd {
+		fqdn := dns.Fqdn(name)
+		if _, ok := dns.IsDomainName(fqdn); !ok {
+			continue
+		}
+		hdr := func(typ uint16) dns.RR_Header {
+			return dns.RR_Header{Name: fqdn, Rrtype: typ, Class: dns.ClassINET, Ttl: 300}
+		}
+		var txt, spfs []dns.RR
+		txtNone, timeout := false, false
+		var others []dns.RR
+		for _, n := range recs {
+			if n.Kind == yaml.ScalarNode && n.Value == "TIMEOUT" {
+				timeout = true
+				continue
+			}
+			var m map[string]yaml.Node
+			if err := n.Decode(&m); err != nil {
+				continue
+			}
+			for typ, v := range m {
+				switch typ {
+				case "TXT", "SPF":
+					var strs []string
+					if v.Kind == yaml.SequenceNode {
+						v.Decode(&strs)
+					} else {
+						if typ == "TXT" && v.Value == "NONE" {
+							txtNone = true
+							continue
+						}
+						strs = []string{v.Value}
+					}
+					rr := txtRR(name)
+					rr.Txt = nil
+					for _, s := range strs {
+						rr.Txt = append(rr.Txt, txtRR(name, s).Txt...)
+					}
+					if typ == "TXT" {
+						txt = append(txt, rr)
+					} else {
+						spfs = append(spfs, rr)
+					}
+				case "A":
+					if a, err := netip.ParseAddr(v.Value); err == nil && a.Is4() {
+						others = append(others, &dns.A{Hdr: hdr(dns.TypeA), A: a.AsSlice()})
+					}
+				case "AAAA":
+					if a, err := netip.ParseAddr(v.Value); err == nil {
+						others = append(others, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: a.AsSlice()})
+					}
+				case "MX":
+					var mx []any
+					if v.Decode(&mx) == nil && len(mx) == 2 {
+						pref, _ := mx[0].(int)
+						host, _ := mx[1].(string)
+						others = append(others, &dns.MX{Hdr: hdr(dns.TypeMX), Preference: uint16(pref), Mx: dns.Fqdn(host)})
+					}
+				case "PTR":
+					others = append(others, &dns.PTR{Hdr: hdr(dns.TypePTR), Ptr: dns.Fqdn(v.Value)})
+				case "CNAME":
+					others = append(others, &dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: dns.Fqdn(v.Value)})
+				}
+			}
+		}
+		if len(txt) == 0 && !txtNone {
+			txt = spfs
+		}
+		srv.AddRecords(append(others, txt...)...)
+		if len(txt) == 0 && len(others) == 0 {
+			// The name exists in the suite (it may be NODATA): an empty
+			// non-terminal below it makes it exist for our server.
+			srv.AddRecords(&dns.TXT{Hdr: dns.RR_Header{Name: "zz-exists." + fqdn, Rrtype: dns.TypeTXT,
+				Class: dns.ClassINET, Ttl: 300}, Txt: []string{"x"}})
+		}
+		if timeout {
+			// TIMEOUT: every type without records times out.
+			has := map[uint16]bool{}
+			for _, rr := range append(others, txt...) {
+				has[rr.Header().Rrtype] = true
+			}
+			for _, typ := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypePTR, dns.TypeSPF} {
+				if !has[typ] {
+					srv.Timeout(name, typ)
+				}
+			}
+		}
+	}
+}
