@@ -17,11 +17,15 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mxgate/gatewayd/checks"
+	"github.com/mxgate/gatewayd/greylist"
 )
 
 // Config is the whole configuration file.
@@ -39,6 +43,16 @@ type Config struct {
 	Log             Log           `yaml:"log"`
 	TempDir         string        `yaml:"temp_dir"`
 	ShutdownTimeout Duration      `yaml:"shutdown_timeout"`
+
+	// Checks names the checks to run: iprev, dnsbl, spf, dkim, dmarc.
+	// The embedded defaults run none, so a first try needs no DNS.
+	Checks   []string           `yaml:"checks"`
+	DNS      checks.DNSConfig   `yaml:"dns"`
+	DNSBL    checks.DNSBLConfig `yaml:"dnsbl"`
+	SPF      checks.SPFConfig   `yaml:"spf"`
+	DKIM     checks.DKIMConfig  `yaml:"dkim"`
+	DMARC    checks.DMARCConfig `yaml:"dmarc"`
+	Greylist greylist.Config    `yaml:"greylist"`
 
 	// File is the path the configuration was loaded from ("" for defaults).
 	File string `yaml:"-"`
@@ -124,7 +138,29 @@ func Default() *Config {
 		Metrics:         Metrics{Listen: "127.0.0.1:9025"},
 		Log:             Log{Decisions: "stdout", Level: "info", Format: "text"},
 		ShutdownTimeout: Duration(30 * time.Second),
+		Greylist:        defaultGreylist(),
 	}
+}
+
+// defaultGreylist is greylisting on, with the local host never greylisted
+// (local submissions, and a first try from the same machine).
+func defaultGreylist() greylist.Config {
+	g := greylist.DefaultConfig()
+	g.AllowCIDRs = []string{"127.0.0.0/8", "::1/128"}
+	return g
+}
+
+// CheckNames are the checks the `checks` key may name.
+var CheckNames = []string{"iprev", "dnsbl", "spf", "dkim", "dmarc"}
+
+// CheckOn reports whether the named check is enabled.
+func (c *Config) CheckOn(name string) bool {
+	for _, n := range c.Checks {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Load reads a configuration file over the defaults and validates it.
@@ -267,6 +303,26 @@ func (c *Config) Validate() error {
 		bad("log.decisions", "want stdout, stderr or a file path")
 	}
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
+	for i, n := range c.Checks {
+		if !slices.Contains(CheckNames, n) {
+			bad(fmt.Sprintf("checks[%d]", i), "%q: want one of %s", n, strings.Join(CheckNames, ", "))
+		}
+	}
+	if c.CheckOn("dnsbl") && len(c.DNSBL.Zones) == 0 {
+		bad("dnsbl.zones", "the dnsbl check is on but no zone is configured")
+	}
+	for _, sub := range []error{c.DNS.Validate(), c.DNSBL.Validate(), c.SPF.Validate(), c.DKIM.Validate(), c.DMARC.Validate(), c.Greylist.Validate()} {
+		if sub != nil {
+			e := &Error{File: c.File, Msg: sub.Error()}
+			// The sub-configurations name their key first: find its position.
+			if key, _, ok := strings.Cut(sub.Error(), ":"); ok {
+				if p, ok := c.pos[key]; ok {
+					e.Line, e.Column = p[0], p[1]
+				}
+			}
+			errs = append(errs, e)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -39,7 +39,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		}
 		return d.decode(n, v.Elem(), path)
 	}
-	if _, ok := v.Addr().Interface().(yaml.Unmarshaler); ok {
+	// A struct with its own UnmarshalYAML (one that only sets defaults)
+	// is still walked key by key, so unknown keys are caught; defaults
+	// come from Default.
+	if _, ok := v.Addr().Interface().(yaml.Unmarshaler); ok && v.Kind() != reflect.Struct {
 		return leaf(n, v, path)
 	}
 	switch v.Kind() {

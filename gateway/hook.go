@@ -6,8 +6,7 @@ import (
 	"io"
 	"net/netip"
 
-	"github.com/emersion/go-msgauth/authres"
-
+	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/policy"
 )
 
@@ -51,7 +50,7 @@ func Chain(hooks ...Hook) Hook {
 
 // State is what the gateway knows of a session when it asks a hook. Hooks
 // read it and may record what they learn in Results (logged with every
-// decision), AuthResults (written into our Authentication-Results field)
+// decision), Auth (written into our Authentication-Results field)
 // and ReverseName; Values is per-session scratch space for hooks (a lookup
 // started at connect and awaited later, say).
 type State struct {
@@ -80,9 +79,10 @@ type State struct {
 	// stage), as the sender sent it.
 	Message func() io.Reader
 
-	Results     map[string]any
-	AuthResults []authres.Result
-	Values      map[string]any
+	Results map[string]any
+	// Auth is what our Authentication-Results field reports.
+	Auth   checks.AuthResultsInput
+	Values map[string]any
 }
 
 // SetResult records a check result for the decision log.

@@ -201,32 +201,3 @@ func FuzzCommandLine(f *testing.F) {
 	})
 }
 
-func TestStripOurAuthResults(t *testing.T) {
-	hdr := "Authentication-Results: mx.test; spf=pass\r\n" +
-		"Subject: keep\r\n" +
-		"Authentication-Results: mx.test.evil; spf=pass\r\n" +
-		"Authentication-Results:\r\n mx.test\r\n ; dkim=pass\r\n" +
-		"X-Authentication-Results: mx.test; x\r\n"
-	got := string(stripOurAuthResults([]byte(hdr), "MX.test"))
-	want := "Subject: keep\r\n" +
-		"Authentication-Results: mx.test.evil; spf=pass\r\n" +
-		"X-Authentication-Results: mx.test; x\r\n"
-	if got != want {
-		t.Errorf("got\n%q\nwant\n%q", got, want)
-	}
-}
-
-func FuzzStripAuthResults(f *testing.F) {
-	f.Add([]byte("Authentication-Results: mx.test; none\r\nSubject: x\r\n"))
-	f.Add([]byte("a: b\r\n c\r\n"))
-	f.Fuzz(func(t *testing.T, hdr []byte) {
-		out := stripOurAuthResults(hdr, "mx.test")
-		if len(out) > len(hdr) {
-			t.Fatal("output grew")
-		}
-		// Idempotent.
-		if again := stripOurAuthResults(out, "mx.test"); !bytes.Equal(again, out) {
-			t.Fatalf("not idempotent: %q -> %q", out, again)
-		}
-	})
-}

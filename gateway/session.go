@@ -17,8 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-msgauth/authres"
-
+	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/policy"
 )
 
@@ -692,9 +691,17 @@ func (s *session) endTx() {
 	s.st.Header = nil
 	s.st.Size = 0
 	s.st.Message = nil
-	s.st.AuthResults = nil
-	s.st.Results = nil
+	s.st.Auth = checks.AuthResultsInput{IPRev: s.st.Auth.IPRev}
+	for k := range s.st.Results {
+		if !sessionResults[k] {
+			delete(s.st.Results, k)
+		}
+	}
 }
+
+// sessionResults are the check results that describe the client, not a
+// transaction: they stay in the log lines of every transaction.
+var sessionResults = map[string]bool{"dnsbl": true, "iprev": true, "domainbl_helo": true}
 
 func (s *session) rcptStrings() []string {
 	out := make([]string, 0, len(s.st.Rcpts)+len(s.dropped))
@@ -838,12 +845,12 @@ func (s *session) cmdData(arg string) bool {
 	}
 	pre.WriteString(receivedField(ri))
 	pre.WriteString("Authentication-Results: ")
-	pre.WriteString(authres.Format(s.cfg.AuthservID, s.st.AuthResults))
+	pre.WriteString(checks.AuthenticationResults(s.cfg.AuthservID, s.st.Auth))
 	pre.WriteString("\r\n")
 	for _, h := range v.Headers {
 		pre.WriteString(h.Name + ": " + h.Value + "\r\n")
 	}
-	hdrOut := stripOurAuthResults(hdr, s.cfg.AuthservID)
+	hdrOut := checks.StripAuthResults(hdr, s.cfg.AuthservID)
 	rest := held.Section(int64(len(hdr))) // the empty line and the body
 	msg := io.MultiReader(strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest)
 

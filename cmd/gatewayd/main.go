@@ -46,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "check":
 			return runCheck(args[1:], stdout, stderr)
+		case "greylist":
+			return runGreylist(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("gatewayd", flag.ContinueOnError)
@@ -234,12 +236,20 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(reg)
 
+	rc, err := buildChecks(cfg, reg, logger, func() gateway.Evaluator { return gateway.DefaultPolicy })
+	if err != nil {
+		return err
+	}
+	defer rc.stop()
+
 	srv := gateway.New(gatewayConfig(cfg, certs), gateway.Options{
 		Upstream:  up,
+		Hook:      rc.judge,
 		Decisions: gateway.NewDecisionLog(slog.NewJSONHandler(dw, nil)),
 		Logger:    logger,
 		Metrics:   metrics,
 	})
+	rc.judge.Hostname = srv.Config().Hostname
 
 	var listeners []net.Listener
 	for _, a := range cfg.Listen {
@@ -265,7 +275,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 			}
 			io.WriteString(w, "ready\n")
 		})
-		mountAdmin(mux)
+		mountGreylistAdmin(mux, rc.greylist)
 		ml, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)

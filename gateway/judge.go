@@ -1,0 +1,435 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mxgate/gatewayd/checks"
+	"github.com/mxgate/gatewayd/greylist"
+	"github.com/mxgate/gatewayd/policy"
+)
+
+// Checks bundles the checks the Judge runs; a nil member is switched off.
+type Checks struct {
+	Resolver *checks.Resolver
+	DNSBL    *checks.DNSBL
+	SPF      *checks.SPF
+	DKIM     *checks.DKIM
+	DMARC    *checks.DMARC
+	IPRev    bool // forward-confirmed reverse DNS of the client
+	Greylist *greylist.Greylister
+	// Wait bounds how long a stage waits for a check started earlier
+	// (the checks have their own DNS deadlines; this is the backstop).
+	Wait time.Duration
+}
+
+// Evaluator turns the facts of a stage into a verdict: the rule engine, or
+// DefaultPolicy when no rules are configured.
+type Evaluator interface {
+	Evaluate(ctx context.Context, stage policy.Stage, f *policy.Facts) policy.Verdict
+}
+
+// EvaluatorFunc adapts a function to Evaluator.
+type EvaluatorFunc func(ctx context.Context, stage policy.Stage, f *policy.Facts) policy.Verdict
+
+// Evaluate calls f.
+func (f EvaluatorFunc) Evaluate(ctx context.Context, stage policy.Stage, fa *policy.Facts) policy.Verdict {
+	return f(ctx, stage, fa)
+}
+
+// Judge is the Hook that runs the checks at the right stage and asks the
+// policy for the verdict. Checks return what they saw; only the policy
+// decides; the Judge carries results between the two and into the log and
+// our Authentication-Results field.
+//
+// Lookups start as early as their input is known (DNSBL and reverse DNS at
+// connect, the HELO domain list at HELO, SPF and the sender domain list at
+// MAIL) and are awaited only at the stage that needs them.
+type Judge struct {
+	Checks Checks
+	// Policy returns the evaluator to use; it is called once per stage so
+	// that a reload takes effect between transactions.
+	Policy func() Evaluator
+	Logger *slog.Logger
+	// Hostname names us in Received-SPF.
+	Hostname string
+}
+
+// judgeState is the Judge's per-session memory, kept in State.Values.
+type judgeState struct {
+	dnsbl   *checks.Pending
+	heloBL  *checks.Pending
+	mailBL  *checks.Pending
+	iprev   chan checks.IPRevResult
+	spf     chan checks.SPFResult
+	facts   policy.Facts
+	trusted bool // an accept at connect/helo: skip the rest for this client
+	txTrust bool // an accept at mail/rcpt: skip the rest for this transaction
+
+	sessionScore float64 // connect and helo
+	txScore      float64 // mail, rcpt and data of this transaction
+	txID         string
+}
+
+const judgeKey = "judge"
+
+func (j *Judge) state(st *State) *judgeState {
+	if st.Values == nil {
+		st.Values = map[string]any{}
+	}
+	js, _ := st.Values[judgeKey].(*judgeState)
+	if js == nil {
+		js = &judgeState{}
+		st.Values[judgeKey] = js
+	}
+	return js
+}
+
+func (j *Judge) wait() time.Duration {
+	if j.Checks.Wait > 0 {
+		return j.Checks.Wait
+	}
+	return 10 * time.Second
+}
+
+// Decide implements Hook.
+func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) policy.Verdict {
+	js := j.state(st)
+	if st.QueueID != js.txID {
+		js.txID, js.txScore, js.txTrust = st.QueueID, 0, false
+		js.facts.SPF, js.facts.DKIM, js.facts.DMARC, js.facts.Greylist = nil, nil, nil, ""
+		js.spf, js.mailBL = nil, nil
+	}
+	f := &js.facts
+	f.Stage = stage
+	ip := st.Client.Addr()
+	switch stage {
+	case policy.StageConnect:
+		f.ClientIP, f.ClientPort = ip, int(st.Client.Port())
+		if b := j.Checks.DNSBL; b != nil {
+			js.dnsbl = b.StartIP(context.WithoutCancel(ctx), ip)
+		}
+		if j.Checks.IPRev && j.Checks.Resolver != nil {
+			js.iprev = make(chan checks.IPRevResult, 1)
+			go func() { js.iprev <- checks.IPRev(context.WithoutCancel(ctx), j.Checks.Resolver, ip) }()
+		}
+		j.awaitDNSBL(ctx, js, st)
+	case policy.StageHelo:
+		f.Helo = st.Helo
+		f.TLS = st.TLS != nil
+		if st.TLS != nil {
+			f.TLSVersion = strings.ReplaceAll(tls.VersionName(st.TLS.Version), " ", "")
+		}
+		if b := j.Checks.DNSBL; b != nil && !js.trusted {
+			js.heloBL = b.StartDomain(context.WithoutCancel(ctx), st.Helo)
+		}
+	case policy.StageMail:
+		f.MailFrom = st.From.String()
+		f.MailFromDomain = st.From.Domain
+		f.NullSender = st.From.IsNull()
+		f.Rcpt, f.RcptDomain, f.Rcpts = "", "", nil
+		f.Header, f.Size = nil, 0
+		if !js.trusted {
+			if s := j.Checks.SPF; s != nil {
+				js.spf = make(chan checks.SPFResult, 1)
+				helo, from := st.Helo, f.MailFrom
+				go func() { js.spf <- s.Check(context.WithoutCancel(ctx), ip, helo, from) }()
+			}
+			if b := j.Checks.DNSBL; b != nil && !f.NullSender {
+				js.mailBL = b.StartDomain(context.WithoutCancel(ctx), st.From.Domain)
+			}
+		}
+	case policy.StageRcpt:
+		f.Rcpt = st.Rcpt.String()
+		f.RcptDomain = st.Rcpt.Domain
+		f.Rcpts = addrStrings(st.Rcpts)
+		f.Greylist = ""
+		j.awaitIPRev(ctx, js, st)
+	case policy.StageData:
+		f.Rcpts = addrStrings(st.Rcpts)
+		f.Header, f.Size = st.Header, st.Size
+		if !js.trusted && !js.txTrust {
+			j.dataChecks(ctx, js, st)
+		}
+		j.awaitIPRev(ctx, js, st)
+	}
+	if js.trusted || (js.txTrust && stage != policy.StageConnect && stage != policy.StageHelo) {
+		return policy.Continue
+	}
+	f.Score = js.sessionScore + js.txScore
+	v := j.Policy().Evaluate(ctx, stage, f)
+	switch stage {
+	case policy.StageConnect, policy.StageHelo:
+		js.sessionScore += v.Score
+	default:
+		js.txScore += v.Score
+	}
+	if v.Action == policy.ActionAccept {
+		if stage == policy.StageConnect || stage == policy.StageHelo {
+			js.trusted = true
+		} else {
+			js.txTrust = true
+		}
+	}
+	if v.Action == policy.ActionGreylist && stage == policy.StageRcpt {
+		v = j.greylist(ctx, js, st, v)
+	}
+	if stage == policy.StageData && f.SPF != nil {
+		v.Headers = append(v.Headers, policy.Header{Name: "Received-SPF", Value: f.SPF.ReceivedSPF(j.Hostname)})
+	}
+	return v
+}
+
+func addrStrings(as []Address) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+func (j *Judge) awaitDNSBL(ctx context.Context, js *judgeState, st *State) {
+	if js.dnsbl == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, j.wait())
+	defer cancel()
+	res := js.dnsbl.Wait(wctx)
+	js.facts.DNSBL = make(map[string]checks.ZoneResult, len(res))
+	for _, r := range res {
+		js.facts.DNSBL[r.Zone] = r
+	}
+	if len(res) > 0 {
+		st.SetResult("dnsbl", compactZones(res))
+	}
+}
+
+// compactZones keeps the log line short: only zones that said something.
+func compactZones(res []checks.ZoneResult) []map[string]any {
+	var out []map[string]any
+	for _, r := range res {
+		if r.Status == checks.NotListed {
+			continue
+		}
+		m := map[string]any{"zone": r.Zone, "status": string(r.Status), "subject": r.Subject}
+		if len(r.Codes) > 0 {
+			m["codes"] = r.Codes
+		}
+		if r.Reason != "" && r.Listed {
+			m["reason"] = r.Reason
+		}
+		if r.Error != "" {
+			m["error"] = r.Error
+		}
+		out = append(out, m)
+	}
+	if out == nil {
+		out = []map[string]any{}
+	}
+	return out
+}
+
+func (j *Judge) awaitIPRev(ctx context.Context, js *judgeState, st *State) {
+	if js.iprev == nil {
+		return
+	}
+	select {
+	case r := <-js.iprev:
+		js.iprev = nil
+		js.facts.IPRev = &r
+		if r.Result == "pass" {
+			js.facts.ClientName = r.Name
+			st.ReverseName = r.Name
+		}
+		st.Auth.IPRev = &r
+		st.SetResult("iprev", map[string]any{"result": r.Result, "name": r.Name})
+	case <-time.After(j.wait()):
+		js.iprev = nil
+	case <-ctx.Done():
+	}
+}
+
+func (j *Judge) domainBL(ctx context.Context, p *checks.Pending, f *policy.Facts, what string, st *State) {
+	if p == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, j.wait())
+	defer cancel()
+	res := p.Wait(wctx)
+	if f.DomainBL == nil {
+		f.DomainBL = map[string]map[string]checks.ZoneResult{}
+	}
+	for _, r := range res {
+		if f.DomainBL[r.Zone] == nil {
+			f.DomainBL[r.Zone] = map[string]checks.ZoneResult{}
+		}
+		f.DomainBL[r.Zone][what] = r
+	}
+	if c := compactZones(res); len(c) > 0 {
+		st.SetResult("domainbl_"+what, c)
+	}
+}
+
+// dataChecks runs what needs the message: SPF (started at MAIL) is
+// awaited, DKIM verifies the held message, DMARC combines both with the
+// From domain, which is also looked up in the domain lists.
+func (j *Judge) dataChecks(ctx context.Context, js *judgeState, st *State) {
+	f := &js.facts
+	j.domainBL(ctx, js.heloBL, f, "helo", st)
+	j.domainBL(ctx, js.mailBL, f, "mail_from", st)
+	if js.spf != nil {
+		select {
+		case r := <-js.spf:
+			js.spf = nil
+			f.SPF = &r
+		case <-time.After(j.wait()):
+			js.spf = nil
+			f.SPF = &checks.SPFResult{Result: checks.SPFTempError, Err: "SPF check did not finish in time"}
+		}
+		st.Auth.SPF = f.SPF
+		st.SetResult("spf", map[string]any{"result": string(f.SPF.Result), "domain": f.SPF.Domain, "identity": f.SPF.Identity})
+	}
+	if d := j.Checks.DKIM; d != nil && st.Message != nil {
+		r := d.Verify(ctx, st.Message())
+		f.DKIM = &r
+		st.Auth.DKIM = &r
+		var sigs []map[string]any
+		for _, s := range r.Signatures {
+			sigs = append(sigs, map[string]any{"d": s.Domain, "s": s.Selector, "result": string(s.Result), "reason": s.Reason})
+		}
+		if sigs == nil {
+			sigs = []map[string]any{}
+		}
+		st.SetResult("dkim", sigs)
+	}
+	if d := j.Checks.DMARC; d != nil {
+		in := checks.DMARCInput{Header: st.Header}
+		if f.SPF != nil {
+			in.SPF = *f.SPF
+		}
+		if f.DKIM != nil {
+			in.DKIM = *f.DKIM
+		}
+		r := d.Check(ctx, in)
+		f.DMARC = &r
+		st.Auth.DMARC = &r
+		st.SetResult("dmarc", map[string]any{"result": string(r.Result), "domain": r.Domain, "policy": r.Policy, "applied": r.Applied})
+		if b := j.Checks.DNSBL; b != nil && r.Domain != "" {
+			j.domainBL(ctx, b.StartDomain(ctx, r.Domain), f, "from", st)
+		}
+	}
+}
+
+// greylist applies a greylist verdict: the greylister says whether this
+// attempt passes (the verdict becomes continue) or is deferred.
+func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, v policy.Verdict) policy.Verdict {
+	g := j.Checks.Greylist
+	if g == nil {
+		// Greylisting is not configured: a greylist rule cannot defer.
+		v.Action = policy.ActionContinue
+		return v
+	}
+	d, err := g.Check(ctx, greylist.Triplet{IP: st.Client.Addr(), Sender: st.From.String(), Recipient: st.Rcpt.String(), ClientName: js.facts.ClientName})
+	res := map[string]any{"action": d.Action.String(), "reason": string(d.Reason), "network": d.Network}
+	if d.FailOpen {
+		res["fail_open"] = true
+	}
+	if err == nil {
+		err = d.Err
+	}
+	if err != nil {
+		res["error"] = err.Error()
+		j.Logger.Warn("greylist store failed", "err", err, "fail_open", d.FailOpen)
+	}
+	st.SetResult("greylist", res)
+	switch d.Action {
+	case greylist.Defer:
+		js.facts.Greylist = "defer"
+		wait := max(time.Until(d.RetryAt).Round(time.Second), time.Second)
+		if v.Reply.IsZero() {
+			v.Reply = policy.Reply{Code: 451, Enhanced: "4.7.1", Text: "Greylisted, please try again in " + strconv.Itoa(int(wait.Seconds())) + " seconds"}
+		}
+		v.Reasons = append(v.Reasons, policy.Reason{Rule: "greylist", Detail: string(d.Reason)})
+		return v
+	case greylist.Allowed:
+		js.facts.Greylist = "allowed"
+	case greylist.AutoAllowed:
+		js.facts.Greylist = "autoallowed"
+	default:
+		js.facts.Greylist = "pass"
+		if d.FailOpen {
+			js.facts.Greylist = "failopen"
+		}
+	}
+	v.Action = policy.ActionContinue
+	v.Reply = policy.Reply{}
+	return v
+}
+
+// DefaultPolicy is the fixed enforcement used when no rule files are
+// configured: a client listed on a block list is refused at connect with
+// the zone's reason; every recipient is greylisted unless the client is on
+// an allow list (DNSWL zone, or the greylist allow lists); DMARC fail with an
+// applied reject is refused, an applied quarantine is marked with a header
+// and relayed, and a DMARC temperror is deferred (never a 5xx for a DNS
+// failure). SPF alone only informs.
+var DefaultPolicy Evaluator = EvaluatorFunc(defaultPolicy)
+
+func defaultPolicy(_ context.Context, stage policy.Stage, f *policy.Facts) policy.Verdict {
+	switch stage {
+	case policy.StageConnect:
+		for _, r := range f.DNSBL {
+			if r.Listed && r.Type == checks.TypeBlock {
+				reason := r.Reason
+				if reason == "" {
+					reason = "listed at " + r.Zone
+				}
+				return policy.Verdict{Action: policy.ActionReject,
+					Reply:   policy.Reply{Code: 554, Enhanced: "5.7.1", Text: fmt.Sprintf("Service unavailable; client [%s] blocked using %s: %s", f.ClientIP, r.Zone, oneLine(reason))},
+					Reasons: []policy.Reason{{Rule: "dnsbl_" + r.Zone, Score: r.Weight, Detail: strings.Join(r.Codes, ",")}}}
+			}
+		}
+	case policy.StageRcpt:
+		for _, r := range f.DNSBL {
+			if r.Listed && r.Type == checks.TypeAllow {
+				return policy.Verdict{Action: policy.ActionContinue, Reasons: []policy.Reason{{Rule: "dnswl_" + r.Zone, Score: r.Weight}}}
+			}
+		}
+		return policy.Verdict{Action: policy.ActionGreylist}
+	case policy.StageData:
+		d := f.DMARC
+		if d == nil {
+			return policy.Continue
+		}
+		switch {
+		case d.Result == checks.DMARCTempError:
+			return policy.Verdict{Action: policy.ActionDefer,
+				Reply:   policy.Reply{Code: 451, Enhanced: "4.7.5", Text: "DMARC policy of " + d.Domain + " could not be checked, try again later"},
+				Reasons: []policy.Reason{{Rule: "dmarc_temperror"}}}
+		case d.Result == checks.DMARCFail && d.Applied == "reject":
+			return policy.Verdict{Action: policy.ActionReject,
+				Reply:   policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Message rejected by the DMARC policy of " + d.Domain},
+				Reasons: []policy.Reason{{Rule: "dmarc_reject"}}}
+		case d.Result == checks.DMARCFail && d.Applied == "quarantine":
+			return policy.Verdict{Action: policy.ActionContinue,
+				Headers: []policy.Header{{Name: "X-Gatewayd-Quarantine", Value: "DMARC policy of " + d.Domain + " asks for quarantine"}},
+				Reasons: []policy.Reason{{Rule: "dmarc_quarantine"}}}
+		}
+	}
+	return policy.Continue
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 127 {
+			return ' '
+		}
+		return r
+	}, s)
+}
+

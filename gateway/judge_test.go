@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/gatewayd/checks"
+	"github.com/mxgate/gatewayd/greylist"
+	"github.com/mxgate/gatewayd/internal/dnstest"
+	"github.com/mxgate/gatewayd/internal/redistest"
+)
+
+// fakeClock is the greylist's clock in tests: no sleeping for delays.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type judgeEnv struct {
+	dns   *dnstest.Server
+	g     *testGateway
+	clock *fakeClock
+}
+
+// startJudged runs a gateway with every check on, against the test DNS
+// server, greylisting in the given store (memory when redisAddr is "").
+func startJudged(t *testing.T, redisAddr string, glOn bool) *judgeEnv {
+	t.Helper()
+	srv := dnstest.Start(t, "testdata/checks.zone")
+	res, err := checks.NewResolver(checks.DNSConfig{Servers: []string{srv.Addr()}, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bl, err := checks.NewDNSBL(checks.DNSBLConfig{Zones: []checks.ZoneConfig{
+		{Zone: "zen.test"},
+		{Zone: "wl.test", Type: checks.TypeAllow},
+	}}, res, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	c := Checks{Resolver: res, DNSBL: bl, SPF: checks.NewSPF(checks.SPFConfig{}, res),
+		DKIM: checks.NewDKIM(checks.DKIMConfig{}, res), DMARC: checks.NewDMARC(checks.DMARCConfig{}, res), IPRev: true}
+	if glOn {
+		cfg := greylist.DefaultConfig()
+		cfg.Enabled = true
+		if redisAddr != "" {
+			cfg.Redis.Addrs = []string{redisAddr}
+		}
+		gl, err := greylist.Open(cfg, greylist.WithClock(clock.Now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { gl.Close() })
+		c.Greylist = gl
+	}
+	j := &Judge{Checks: c, Policy: func() Evaluator { return DefaultPolicy }, Logger: slog.New(slog.DiscardHandler), Hostname: "mx.test"}
+	return &judgeEnv{dns: srv, g: startGateway(t, testConfig(), nil, j), clock: clock}
+}
+
+// sendFrom sends a message from a chosen loopback source address.
+func sendFrom(src, addr, from string, to []string, msg string) error {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	c.CommandTimeout = 10 * time.Second
+	if err := c.Hello("mail.client.test"); err != nil {
+		return err
+	}
+	if err := c.SendMail(from, to, strings.NewReader(msg)); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+func TestDNSBLRefusesAtConnect(t *testing.T) {
+	e := startJudged(t, "", false)
+	err := sendFrom("127.0.0.2", e.g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)
+	if err == nil || !strings.Contains(err.Error(), "554") || !strings.Contains(err.Error(), "Listed in test SBL") {
+		t.Fatalf("want 554 with the zone's TXT reason, got %v", err)
+	}
+	if !strings.Contains(e.g.log.String(), `"stage":"connect","action":"reject"`) || !strings.Contains(e.g.log.String(), `"zone":"zen.test"`) {
+		t.Errorf("decision log:\n%s", e.g.log.String())
+	}
+	// A Spamhaus-style error code is not a listing.
+	if err := sendFrom("127.0.0.3", e.g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+		t.Fatalf("error code treated as a listing: %v", err)
+	}
+	if !strings.Contains(e.g.log.String(), `"status":"zoneerror"`) {
+		t.Errorf("zone error not logged:\n%s", e.g.log.String())
+	}
+}
+
+func signedMessage(t *testing.T, e *judgeEnv, domain, from string) string {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	e.dns.AddRR(t, "sel._domainkey."+domain+". 300 IN TXT \"v=DKIM1; k=ed25519; p="+base64.StdEncoding.EncodeToString(pub)+"\"")
+	msg := "From: Alice <" + from + ">\r\nTo: bob@example.com\r\nSubject: signed\r\n\r\nHello.\r\n"
+	var out bytes.Buffer
+	if err := dkim.Sign(&out, strings.NewReader(msg), &dkim.SignOptions{Domain: domain, Selector: "sel", Signer: priv}); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// TestAuthenticationResultsRelayed: what the internal MTA receives carries
+// our verdicts on SPF, DKIM, DMARC and iprev.
+func TestAuthenticationResultsRelayed(t *testing.T) {
+	e := startJudged(t, "", false)
+	msg := signedMessage(t, e, "sender.test", "alice@sender.test")
+	if err := sendFrom("127.0.0.1", e.g.addr, "alice@sender.test", []string{"bob@example.com"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	data := string(e.g.mta.messages()[0].Data)
+	ar := data[strings.Index(data, "Authentication-Results:"):]
+	ar = ar[:strings.Index(ar, "\r\n")+2]
+	for _, want := range []string{"mx.test;", "iprev=pass", "spf=pass smtp.mailfrom=alice@sender.test", "dkim=pass", "header.d=sender.test", "header.s=sel", "dmarc=pass header.from=sender.test"} {
+		if !strings.Contains(unfold(data), want) {
+			t.Errorf("Authentication-Results lacks %q:\n%s", want, data)
+		}
+	}
+	if !strings.Contains(data, "Received: from mail.client.test (mail.client.test [127.0.0.1])") {
+		t.Errorf("Received lacks the verified reverse name:\n%s", data)
+	}
+	if !strings.Contains(data, "Received-SPF: pass") {
+		t.Errorf("no Received-SPF:\n%s", data)
+	}
+	_ = ar
+	var relay map[string]any
+	for _, l := range e.g.log.lines() {
+		if strings.Contains(l, `"action":"relay"`) {
+			json.Unmarshal([]byte(l), &relay)
+		}
+	}
+	chk, _ := relay["checks"].(map[string]any)
+	for _, k := range []string{"spf", "dkim", "dmarc", "iprev"} {
+		if chk[k] == nil {
+			t.Errorf("decision log lacks the %s result: %v", k, relay)
+		}
+	}
+}
+
+func unfold(s string) string { return strings.NewReplacer("\r\n\t", " ", "\r\n ", " ").Replace(s) }
+
+func TestDMARCEnforcement(t *testing.T) {
+	e := startJudged(t, "", false)
+	e.dns.Timeout("_dmarc.slow.test.")
+	cases := []struct {
+		from     string
+		wantCode int
+		wantText string
+		header   string
+	}{
+		{"x@strict.test", 550, "5.7.1", ""},
+		{"x@slow.test", 451, "4.7.5", ""},
+		{"x@quiet.test", 250, "", "X-Gatewayd-Quarantine: DMARC policy of quiet.test asks for quarantine"},
+	}
+	for _, c := range cases {
+		before := len(e.g.mta.messages())
+		msg := "From: " + c.from + "\r\nSubject: t\r\n\r\nbody\r\n"
+		err := sendFrom("127.0.0.1", e.g.addr, c.from, []string{"bob@example.com"}, msg)
+		if code := codeOf(err); code != c.wantCode {
+			t.Errorf("%s: got %v, want %d", c.from, err, c.wantCode)
+			continue
+		}
+		if c.wantText != "" {
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) || fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2]) != c.wantText {
+				t.Errorf("%s: got %v, want %s", c.from, err, c.wantText)
+			}
+		}
+		if c.header != "" {
+			msgs := e.g.mta.messages()
+			if len(msgs) != before+1 || !strings.Contains(string(msgs[len(msgs)-1].Data), c.header) {
+				t.Errorf("%s: header %q not added", c.from, c.header)
+			}
+		}
+	}
+}
+
+// TestGreylistThroughGateway: first try 451 4.7.1, retry before the delay
+// 451, retry after the delay 250, with memory and Redis stores; a DNSWL
+// client skips greylisting.
+func TestGreylistThroughGateway(t *testing.T) {
+	rs := redistest.Start(t)
+	for _, store := range []struct{ name, addr string }{{"memory", ""}, {"redis", rs.Addr}} {
+		t.Run(store.name, func(t *testing.T) {
+			e := startJudged(t, store.addr, true)
+			send := func() error {
+				return sendFrom("127.0.0.1", e.g.addr, "alice@sender.test", []string{"bob@example.com"}, "From: alice@sender.test\r\nSubject: g\r\n\r\nbody\r\n")
+			}
+			err := send()
+			if codeOf(err) != 451 || !strings.Contains(err.Error(), "Greylisted") {
+				t.Fatalf("first try: %v", err)
+			}
+			e.clock.Advance(time.Minute)
+			if codeOf(send()) != 451 {
+				t.Fatal("early retry passed")
+			}
+			e.clock.Advance(5 * time.Minute)
+			if err := send(); err != nil {
+				t.Fatalf("retry after the delay: %v", err)
+			}
+			if len(e.g.mta.messages()) != 1 {
+				t.Fatalf("internal MTA holds %d messages", len(e.g.mta.messages()))
+			}
+			if !strings.Contains(e.g.log.String(), `"greylist":{"action":"defer"`) {
+				t.Errorf("greylist result not logged:\n%s", e.g.log.String())
+			}
+			// DNSWL-listed client: no greylisting.
+			if err := sendFrom("127.0.0.4", e.g.addr, "carol@sender.test", []string{"bob@example.com"}, "From: carol@sender.test\r\nSubject: w\r\n\r\nb\r\n"); err != nil {
+				t.Fatalf("DNSWL client greylisted: %v", err)
+			}
+		})
+	}
+}
+
+var _ = context.Background
