@@ -40,7 +40,7 @@ type runtimeChecks struct {
 func buildChecks(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger, policy func() gateway.Evaluator) (*runtimeChecks, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &runtimeChecks{stop: cancel}
-	c := gateway.Checks{Wait: cfg.DNS.Timeout + time.Second}
+	c := gateway.Checks{Wait: checksWait(cfg)}
 	if len(cfg.Checks) > 0 {
 		res, err := checks.NewResolver(cfg.DNS, checks.WithLogger(logger))
 		if err != nil {
@@ -102,4 +102,17 @@ func mountGreylistAdmin(mux *http.ServeMux, g *greylist.Greylister) {
 	if g != nil {
 		mux.Handle("/greylist/", greylist.AdminHandler(g))
 	}
+}
+
+// checksWait is the backstop for awaiting a check: the longest of the
+// checks' own deadlines, plus a second.
+func checksWait(cfg *config.Config) time.Duration {
+	or := func(d, def time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return def
+	}
+	return max(or(cfg.DNS.Timeout, checks.DefaultDNSTimeout), or(cfg.SPF.Timeout, checks.DefaultSPFTimeout),
+		or(cfg.DKIM.Timeout, checks.DefaultDKIMTimeout), or(cfg.DMARC.Timeout, checks.DefaultDMARCTimeout)) + time.Second
 }
