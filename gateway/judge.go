@@ -432,4 +432,3 @@ func oneLine(s string) string {
 		return r
 	}, s)
 }
-

@@ -200,4 +200,3 @@ func FuzzCommandLine(f *testing.F) {
 		}
 	})
 }
-
