@@ -330,3 +330,5 @@ func waitLog(t *testing.T, d *daemon, s string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func deadline() time.Time { return time.Now().Add(20 * time.Second) }
