@@ -1,8 +1,8 @@
-// Package policy turns what the checks saw into a verdict for each SMTP
-// stage. A verdict is data: the action to take, the SMTP reply to send, the
-// rules that fired with their scores, and the headers to add. The gateway
-// writes the reply and logs the verdict; policy never touches the wire.
 package policy
+
+// A verdict is data: the action to take, the SMTP reply to send, the rules
+// that fired with their scores, and the headers to add. The gateway writes
+// the reply and logs the verdict; policy never touches the wire.
 
 import (
 	"fmt"

@@ -1,0 +1,113 @@
+// Package policy evaluates the operator's rules: it loads rule files, compiles
+// their conditions once, and evaluates a stage of a session to a verdict.
+//
+// Rules are YAML files in one directory (rules/ in the repository), loaded
+// in lexical order of their names; within a file, in the order written.
+// A rule names the stage it runs at, a condition and an action:
+//
+//	lists:
+//	  allow_networks: {type: cidr, file: lists/allow_networks.txt}
+//	rules:
+//	  - name: allow_local_networks
+//	    stage: connect
+//	    if: in_list("allow_networks", client_ip)
+//	    action: accept
+//	  - name: zen_sbl_xbl
+//	    stage: connect
+//	    if: dnsbl_code("zen.spamhaus.org", "127.0.0.2-127.0.0.7")
+//	    action: reject
+//	    reply:
+//	      code: 554
+//	      enhanced: 5.7.1
+//	      text: 'Blocked: {{ .ZoneReason "zen.spamhaus.org" }}'
+//	  - name: spf_fail
+//	    stage: mail
+//	    if: spf.result == "fail"
+//	    action: score
+//	    score: 4
+//	thresholds:
+//	  reject: {score: 9}
+//
+// # Conditions
+//
+// Conditions are expressions of github.com/expr-lang/expr, compiled once
+// when the rules load. We chose expr because it type-checks an expression
+// against a Go struct at compile time (a misspelt variable or a string
+// compared with a number is a load error, with its position), runs a
+// compact bytecode VM (some 100 ns for a usual condition), needs no CGO,
+// and is well maintained. The variables and functions are the
+// fields of Env, by their snake_case names: client_ip, client_name, helo,
+// tls, mail_from, mail_from_domain, null_sender, rcpt, rcpt_domain, rcpts,
+// dnsbl, domainbl, iprev, spf, dkim, dmarc, greylist, size, score, stage;
+// header(), headers(), in_list(), ip_in(), dnsbl_listed(), dnsbl_code(),
+// dkim_pass_domain(), domain_match(); plus expr's own operators and
+// builtins (in, matches, startsWith, endsWith, contains, lower, any, ...).
+// A rule without "if" always applies.
+//
+// From the names a stage's conditions and templates use, the engine knows
+// which checks they read: Engine.Needs(stage) tells the gateway which
+// checks to run or await before evaluating that stage.
+//
+// # Actions
+//
+// accept ends the stage and lets it pass; the Outcome's Scope says what
+// the gateway may skip afterwards (the session after connect and helo,
+// the transaction after mail and data, the recipient after rcpt). reject
+// (5xx), defer (4xx) and greylist (4xx, rcpt only) end the stage with a
+// reply; drop (mail, rcpt, data) and quarantine (data) end it with the
+// gateway's 250. score adds points (negative ones too) under the rule's
+// name and goes on; add_header (data) adds a header field and goes on;
+// continue only records that the rule matched. A greylist verdict asks the
+// gateway to consult the greylist store: when the triplet may pass, the
+// gateway sets Facts.Greylist ("pass", "allowed", ...) and evaluates the
+// rcpt stage again, so the rules after the greylist rule and the
+// thresholds still apply: greylist rules and the greylist threshold are
+// skipped when Facts.Greylist is set. Reply texts, header values
+// and details are text/template templates over TemplateData, parsed at
+// load.
+//
+// Replies are checked at load: a reject needs a 5xx code, a defer or
+// greylist a 4xx code, the enhanced code's class must match (Reply.Validate),
+// and at connect only 554 and 421 may be used (RFC 5321 section 3.1).
+// Defaults: reject 550 5.7.1 (554 5.7.1 at connect), defer 451 4.7.1 (421
+// 4.7.0 at connect), greylist 451 4.7.1.
+//
+// # Scores and thresholds
+//
+// The score of a message is the sum of the points of the score rules that
+// matched, over the stages. The engine keeps no state between calls; the
+// gateway carries the score:
+//
+//   - It passes in Facts.Score the score so far; Evaluate returns in
+//     Verdict.Score only what this stage added (the sum of the scores in
+//     Verdict.Reasons), and in Outcome.Total the two together.
+//   - Session score = connect + helo. Each transaction starts from it:
+//     at mail, Facts.Score = session score.
+//   - Transaction score = session score + mail. At each rcpt,
+//     Facts.Score = transaction score; what a rcpt stage adds counts for
+//     that recipient only (its rcpt thresholds), and does not carry to
+//     other recipients or to data.
+//   - At data, Facts.Score = transaction score.
+//
+// Within a stage, "score" in a condition is Facts.Score plus what the
+// rules before it added. Thresholds (the thresholds section: greylist,
+// reject, quarantine, add_header, each optional, with an optional extra
+// condition) are applied after the rules of a stage that did not end it,
+// to the total: reject at rcpt and data, greylist at rcpt, quarantine and
+// add_header at data. add_header goes first and does not end the stage;
+// then reject, quarantine and greylist, the first that applies.
+//
+// # Lists
+//
+// Named lists (cidr, domain, address, regex) are declared in a lists
+// section with a file (relative to the rules directory) and/or inline
+// entries, and used as in_list("name", value). The list name must be a
+// literal naming a declared list; that is checked at load.
+//
+// # Loading and reloading
+//
+// Load compiles a directory and reports every problem at once, each with
+// file:line:column (*LoadError). Store keeps the current Engine in an
+// atomic pointer; Reload and Watch (fsnotify, debounced) replace it only
+// with an engine that loaded cleanly.
+package policy

@@ -1,0 +1,181 @@
+package policy_test
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mxgate/gatewayd/policy"
+)
+
+// TestLoadErrors loads each directory of testdata/errors and compares every
+// error with its golden text: the file, line and column, and why.
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		dir  string
+		want []string // without the "testdata/errors/DIR/" prefix
+	}{
+		{"unknown_field", []string{
+			`rules.yaml:4:5: rule "r1": unknown field "actoin" (want name, stage, if, action, reply, score, header, detail, description)`}},
+		{"syntax", []string{
+			`rules.yaml:4:31: rule "r1": if: unexpected token EOF`}},
+		{"unknown_variable", []string{
+			`rules.yaml:4:33: rule "r1": if: unknown name spff`}},
+		{"not_bool", []string{
+			`rules.yaml:4:10: rule "r1": if: a condition must be true or false, this one is float64`}},
+		{"type_error", []string{
+			`rules.yaml:4:14: rule "r1": if: invalid operation: > (mismatched types int64 and string)`}},
+		{"block_scalar", []string{
+			`rules.yaml:6:18: rule "r1": if: type policy.DMARC has no field resutl`}},
+		{"folded_scalar", []string{
+			`rules.yaml:5:13: rule "r1": if: type policy.DMARC has no field resutl`}},
+		{"duplicate_name", []string{
+			`20-b.yaml:5:11: rule "same": duplicate name, first defined at testdata/errors/duplicate_name/10-a.yaml:2:11`}},
+		{"unknown_list", []string{
+			`rules.yaml:6:55: rule "r1": if: unknown list "unknown" (declared: known)`}},
+		{"list_name_not_literal", []string{
+			`rules.yaml:4:17: rule "r1": if: in_list: the list name must be a literal string`}},
+		{"bad_network", []string{
+			`rules.yaml:4:26: rule "r1": if: ip_in: "192.0.2.0/40" is not a network: netip.ParsePrefix("192.0.2.0/40"): prefix length out of range`}},
+		{"bad_codes", []string{
+			`rules.yaml:4:40: rule "r1": if: dnsbl_code: "banana" is not an IPv4 address`}},
+		{"reject_4xx", []string{
+			`rules.yaml:5:19: rule "r1": a reject needs a 5xx code, not 451 (use defer for a 4xx)`}},
+		{"defer_5xx", []string{
+			`rules.yaml:5:12: rule "r1": a defer needs a 4xx code, not 550 (use reject for a 5xx)`}},
+		{"enhanced_mismatch", []string{
+			`rules.yaml:6:13: rule "r1": reply: enhanced code "4.7.1" disagrees with reply code 550 (class 4 vs 5xx)`}},
+		{"connect_code", []string{
+			`rules.yaml:5:12: rule "r1": at connect a reject is 554 (RFC 5321 section 3.1), not 550`}},
+		{"action_stage", []string{
+			`rules.yaml:4:13: rule "grey_at_connect": action greylist is not allowed at stage connect (greylisting needs a recipient: use it at rcpt; allowed there: accept, reject, defer, score, continue)`,
+			`rules.yaml:7:13: rule "quarantine_at_rcpt": action quarantine is not allowed at stage rcpt (there is no message before data; allowed there: accept, reject, defer, greylist, drop, score, continue)`,
+			`rules.yaml:10:13: rule "header_at_mail": action add_header is not allowed at stage mail (headers go on the message: use it at data, where the facts of earlier stages are still visible; allowed there: accept, reject, defer, drop, score, continue)`}},
+		{"bad_template", []string{
+			`rules.yaml:5:12: rule "r1": reply text: reply:1: unclosed action`}},
+		{"template_field", []string{
+			`rules.yaml:5:12: rule "r1": reply text: reply:1:7: executing "reply" at <.HeloName>: can't evaluate field HeloName in type policy.TemplateData`}},
+		{"unknown_stage", []string{
+			`rules.yaml:3:12: rule "r1": unknown stage "conect" (want one of connect, helo, mail, rcpt, data)`}},
+		{"bad_list_entries", []string{
+			`nets.txt:3:3: list "nets": "198.51.100.0/33" is not a network: netip.ParsePrefix("198.51.100.0/33"): prefix length out of range`,
+			`nets.txt:5:1: list "nets": "not-an-ip" is not an address or network`}},
+		{"missing_list_file", []string{
+			`rules.yaml:4:11: list "nets": open testdata/errors/missing_list_file/lists/nope.txt: no such file or directory`}},
+		{"comment_in_condition", []string{
+			`rules.yaml:4:28: rule "r1": if: unexpected token EOF (in YAML " #" starts a comment: put the condition in quotes)`}},
+		{"mixed_list", []string{
+			`rules.yaml:5:29: list "nets": "192.0.2.300" is not an address or network`,
+			`rules.yaml:6:12: list "empty_ok" must be a mapping (key: value), not empty`,
+			`nets.txt:2:1: list "nets": "10.0.0.0/99" is not a network: netip.ParsePrefix("10.0.0.0/99"): prefix length out of range`}},
+		{"bad_yaml", []string{
+			`rules.yaml:1: not valid YAML: did not find expected '-' indicator`}},
+		{"duplicate_threshold", []string{
+			`20-b.yaml:2:3: threshold reject: defined twice, first at testdata/errors/duplicate_threshold/10-a.yaml:2:3`}},
+		{"score_missing", []string{
+			`rules.yaml:4:13: rule "r1": action score needs score: POINTS (negative to lower the score)`,
+			`rules.yaml:8:12: rule "r2": score must be a number, not "lots"`}},
+		{"header_name", []string{
+			`rules.yaml:5:20: rule "r1": header.name "Bad Name" is not a header field name`,
+			`rules.yaml:9:20: rule "r2": header.name "Received" is written by the gateway itself`}},
+		// Every problem of a load is reported, not only the first.
+		{"many", []string{
+			`rules.yaml:2:14: list "l1": unknown list type "nosuch" (want cidr, domain, address or regex)`,
+			`rules.yaml:7:5: a rule without a name (every rule needs a unique name, for the logs)`,
+			`rules.yaml:9:11: rule "bad one": a name is letters, digits, _ . and -`,
+			`rules.yaml:11:13: rule "bad one": unknown action "explode" (want accept, reject, defer, greylist, drop, quarantine, score, add_header, continue)`,
+			`rules.yaml:14:9: rule "r3": if: unknown name nosuch`,
+			`rules.yaml:16:24: rule "r3": reply: unknown field "txt" (want code, enhanced, text)`,
+			`rules.yaml:18:19: threshold reject: score must be a number, not "ten"`,
+			`rules.yaml:19:3: thresholds: unknown threshold "maybe" (want greylist, reject, quarantine, add_header)`,
+			`rules.yaml:20:1: unknown top-level field "unknown" (want rules, lists, thresholds)`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.dir, func(t *testing.T) {
+			dir := filepath.Join("testdata", "errors", tc.dir)
+			e, err := policy.Load(dir)
+			if err == nil {
+				t.Fatalf("loaded %d rules, want errors", len(e.Rules()))
+			}
+			if e != nil {
+				t.Error("an engine came back with the errors")
+			}
+			var le *policy.LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("error %T %v is not a *LoadError", err, err)
+			}
+			var got []string
+			for _, x := range le.Errors {
+				got = append(got, strings.TrimPrefix(x.Error(), dir+string(filepath.Separator)))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestLoadUnknownZone(t *testing.T) {
+	_, err := policy.LoadOptions("testdata/actions", policy.Options{Zones: []string{"zen.spamhaus.org"}})
+	want := `testdata/actions/10-connect.yaml:9:15: rule "connect_zone_error": if: zone "bl.test" is not configured in dnsbl.zones`
+	if err == nil || !strings.HasPrefix(err.Error(), "3 errors in rules:\n"+want+"\n") {
+		t.Errorf("got %v\nwant first %s", err, want)
+	}
+	if _, err := policy.LoadOptions("testdata/actions", policy.Options{Zones: []string{"BL.test."}}); err != nil {
+		t.Errorf("configured zone: %v", err)
+	}
+}
+
+func TestLoadMissingDir(t *testing.T) {
+	_, err := policy.Load("testdata/nosuch")
+	if err == nil || !strings.HasPrefix(err.Error(), "testdata/nosuch: reading the rules directory: ") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestLoadEmptyAndIgnoredFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "empty.yaml", "")
+	write(t, dir, "comments.yml", "# nothing yet\n")
+	write(t, dir, ".hidden.yaml", "garbage: [")
+	write(t, dir, "README.txt", "not rules")
+	write(t, dir, "rules.yaml~", "garbage: [")
+	e, err := policy.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.Rules()); n != 0 {
+		t.Errorf("%d rules", n)
+	}
+	if got := e.Evaluate(facts(policy.StageConnect)); got.Action != policy.ActionContinue {
+		t.Errorf("empty engine: %+v", got)
+	}
+}
+
+func TestSummaryAndInfo(t *testing.T) {
+	e, err := policy.Load("testdata/actions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "30 rules (connect 6, helo 4, mail 6, rcpt 6, data 8), 4 thresholds, 4 lists with 9 entries, digest " + e.Digest()[:12]
+	if got := e.Summary(); got != want {
+		t.Errorf("Summary() = %q\nwant %q", got, want)
+	}
+	r := e.Rules()[0]
+	if r.Name != "connect_allow" || r.Stage != policy.StageConnect || r.Action != "accept" ||
+		r.File != filepath.Join("testdata", "actions", "10-connect.yaml") || r.Line != 2 ||
+		r.Condition != `in_list("allow_networks", client_ip)` {
+		t.Errorf("first rule %+v", r)
+	}
+	if got := e.Lists(); !slices.Equal(got, []string{"allow_networks", "bad_senders", "good_domains", "trap_rcpts"}) {
+		t.Errorf("Lists() = %v", got)
+	}
+	if l, ok := e.List("allow_networks"); !ok || l.Len() != 3 || l.Type != policy.ListCIDR || !l.Contains("192.0.2.1") {
+		t.Errorf("List(allow_networks) = %+v", l)
+	}
+	if n := len(e.Files()); n != 9 {
+		t.Errorf("Files() = %v", e.Files())
+	}
+}
