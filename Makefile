@@ -27,9 +27,12 @@ test-deps:
 	}
 	@redis-server --version
 
-## bench: Go benchmarks of the hot paths (figures printed, nothing asserted)
+## bench: Go benchmarks of the hot paths, then the end-to-end benchmark on loopback
+## (cmd/benchrun: gateway with every check vs a sink; BENCHFLAGS="-messages 500 -runs 1"
+## for a quick look). Figures printed and written to bench-results.json, nothing asserted.
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); $(GO) run ./cmd/benchrun $(BENCHFLAGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:

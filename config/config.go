@@ -54,6 +54,10 @@ type Config struct {
 	DMARC    checks.DMARCConfig `yaml:"dmarc"`
 	Greylist greylist.Config    `yaml:"greylist"`
 
+	// Rules configures the rule engine; without a directory the fixed
+	// default policy applies.
+	Rules Rules `yaml:"rules"`
+
 	// File is the path the configuration was loaded from ("" for defaults).
 	File string `yaml:"-"`
 	pos  map[string][2]int
@@ -102,6 +106,12 @@ type Metrics struct {
 	Listen string `yaml:"listen"`
 }
 
+// Rules is the rule files' directory.
+type Rules struct {
+	Dir   string `yaml:"dir"`   // rule files (*.yaml), loaded in lexical order; "" = built-in defaults
+	Watch bool   `yaml:"watch"` // reload when a rule or list file changes (fsnotify)
+}
+
 // Log configures the decision log and the service log.
 type Log struct {
 	Decisions string `yaml:"decisions"` // stdout, stderr or a file path
@@ -139,6 +149,7 @@ func Default() *Config {
 		Log:             Log{Decisions: "stdout", Level: "info", Format: "text"},
 		ShutdownTimeout: Duration(30 * time.Second),
 		Greylist:        defaultGreylist(),
+		Rules:           Rules{Watch: true},
 	}
 }
 
@@ -308,6 +319,11 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("checks[%d]", i), "%q: want one of %s", n, strings.Join(CheckNames, ", "))
 		}
 	}
+	if c.Rules.Dir != "" {
+		if st, err := os.Stat(c.Rules.Dir); err != nil || !st.IsDir() {
+			bad("rules.dir", "%q is not a directory", c.Rules.Dir)
+		}
+	}
 	if c.CheckOn("dnsbl") && len(c.DNSBL.Zones) == 0 {
 		bad("dnsbl.zones", "the dnsbl check is on but no zone is configured")
 	}
@@ -324,6 +340,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ZoneNames are the configured DNSBL/DNSWL zones, for the rules to check
+// the zones they name against.
+func (c *Config) ZoneNames() []string {
+	out := []string{}
+	for _, z := range c.DNSBL.Zones {
+		out = append(out, strings.ToLower(strings.TrimSuffix(z.Zone, ".")))
+	}
+	return out
 }
 
 // ProxyTrusted returns the parsed trusted networks.

@@ -66,13 +66,30 @@ func (h *holdBuffer) ReaderAt() io.ReaderAt {
 }
 
 // Reader returns a new reader over the whole held message.
-func (h *holdBuffer) Reader() io.Reader {
-	return io.NewSectionReader(h.ReaderAt(), 0, h.size)
+func (h *holdBuffer) Reader() io.Reader { return h.Section(0) }
+
+// Section returns a reader over octets [off, size). A message held in
+// memory is read through a bytes.Reader, whose WriteTo copies without an
+// intermediate buffer.
+func (h *holdBuffer) Section(off int64) io.Reader {
+	if h.file == nil {
+		return bytes.NewReader(h.mem.Bytes()[off:])
+	}
+	return io.NewSectionReader(h.file, off, h.size-off)
 }
 
-// Section returns a reader over octets [off, size).
-func (h *holdBuffer) Section(off int64) io.Reader {
-	return io.NewSectionReader(h.ReaderAt(), off, h.size-off)
+// Prefix returns the first n held octets: a slice of the buffer when in
+// memory (valid until Reset), else a copy read from the file.
+func (h *holdBuffer) Prefix(n int64) ([]byte, error) {
+	n = min(n, h.size)
+	if h.file == nil {
+		return h.mem.Bytes()[:n], nil
+	}
+	buf := make([]byte, n)
+	if _, err := h.file.ReadAt(buf, 0); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("hold: %w", err)
+	}
+	return buf, nil
 }
 
 // Reset empties the buffer for the next transaction, removing any file.

@@ -28,18 +28,16 @@ type Checks struct {
 	Wait time.Duration
 }
 
-// Evaluator turns the facts of a stage into a verdict: the rule engine, or
-// DefaultPolicy when no rules are configured.
+// Evaluator turns the facts of a stage into an outcome: the rule engine
+// (*policy.Engine), or DefaultPolicy when no rules are configured.
 type Evaluator interface {
-	Evaluate(ctx context.Context, stage policy.Stage, f *policy.Facts) policy.Verdict
-}
-
-// EvaluatorFunc adapts a function to Evaluator.
-type EvaluatorFunc func(ctx context.Context, stage policy.Stage, f *policy.Facts) policy.Verdict
-
-// Evaluate calls f.
-func (f EvaluatorFunc) Evaluate(ctx context.Context, stage policy.Stage, fa *policy.Facts) policy.Verdict {
-	return f(ctx, stage, fa)
+	// Evaluate judges f.Stage.
+	Evaluate(f *policy.Facts) policy.Outcome
+	// Needs names the checks whose results the stage's rules read; the
+	// Judge waits for those before evaluating. Checks a stage does not
+	// need keep running and are awaited where they are needed, or at end
+	// of DATA for the log and our Authentication-Results.
+	Needs(stage policy.Stage) policy.NeedSet
 }
 
 // Judge is the Hook that runs the checks at the right stage and asks the
@@ -52,16 +50,20 @@ func (f EvaluatorFunc) Evaluate(ctx context.Context, stage policy.Stage, fa *pol
 // MAIL) and are awaited only at the stage that needs them.
 type Judge struct {
 	Checks Checks
-	// Policy returns the evaluator to use; it is called once per stage so
-	// that a reload takes effect between transactions.
+	// Policy returns the evaluator to use; it is asked at connect and at
+	// each MAIL, so a reload takes effect between transactions.
 	Policy func() Evaluator
 	Logger *slog.Logger
 	// Hostname names us in Received-SPF.
 	Hostname string
+	// DryRun leaves the greylist store untouched: a greylist verdict is
+	// reported, not applied (explain).
+	DryRun bool
 }
 
 // judgeState is the Judge's per-session memory, kept in State.Values.
 type judgeState struct {
+	ev      Evaluator
 	dnsbl   *checks.Pending
 	heloBL  *checks.Pending
 	mailBL  *checks.Pending
@@ -100,6 +102,16 @@ func (j *Judge) wait() time.Duration {
 // Decide implements Hook.
 func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) policy.Verdict {
 	js := j.state(st)
+	// One evaluator per transaction: a reload takes effect at the next
+	// MAIL (or session), never half-way through a transaction.
+	if js.ev == nil || stage == policy.StageConnect || stage == policy.StageMail {
+		js.ev = j.Policy()
+	}
+	ev := js.ev
+	need := ev.Needs(stage)
+	if need.DNSBL && stage != policy.StageConnect {
+		j.awaitDNSBL(ctx, js, st)
+	}
 	if st.QueueID != js.txID {
 		js.txID, js.txScore, js.txTrust = st.QueueID, 0, false
 		js.facts.SPF, js.facts.DKIM, js.facts.DMARC, js.facts.Greylist = nil, nil, nil, ""
@@ -118,7 +130,9 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 			js.iprev = make(chan checks.IPRevResult, 1)
 			go func() { js.iprev <- checks.IPRev(context.WithoutCancel(ctx), j.Checks.Resolver, ip) }()
 		}
-		j.awaitDNSBL(ctx, js, st)
+		if ev.Needs(stage).DNSBL {
+			j.awaitDNSBL(ctx, js, st)
+		}
 	case policy.StageHelo:
 		f.Helo = st.Helo
 		f.TLS = st.TLS != nil
@@ -149,7 +163,9 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 		f.RcptDomain = st.Rcpt.Domain
 		f.Rcpts = addrStrings(st.Rcpts)
 		f.Greylist = ""
-		j.awaitIPRev(ctx, js, st)
+		if need.IPRev || need.Greylist {
+			j.awaitIPRev(ctx, js, st)
+		}
 	case policy.StageData:
 		f.Rcpts = addrStrings(st.Rcpts)
 		f.Header, f.Size = st.Header, st.Size
@@ -158,26 +174,42 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 		}
 		j.awaitIPRev(ctx, js, st)
 	}
+	if stage == policy.StageHelo || stage == policy.StageMail {
+		if need.DomainBL {
+			j.domainBL(ctx, js.heloBL, f, "helo", st)
+			js.heloBL = nil
+		}
+		if need.IPRev {
+			j.awaitIPRev(ctx, js, st)
+		}
+	}
 	if js.trusted || (js.txTrust && stage != policy.StageConnect && stage != policy.StageHelo) {
 		return policy.Continue
 	}
 	f.Score = js.sessionScore + js.txScore
-	v := j.Policy().Evaluate(ctx, stage, f)
+	out := ev.Evaluate(f)
+	v := out.Verdict
+	if len(out.Errors) > 0 {
+		j.Logger.Warn("rule failed at run time", "stage", stage, "errors", out.Errors, "session", st.SessionID)
+	}
 	switch stage {
 	case policy.StageConnect, policy.StageHelo:
 		js.sessionScore += v.Score
-	default:
+	case policy.StageMail, policy.StageData:
 		js.txScore += v.Score
+		// rcpt points count for that recipient only.
 	}
 	if v.Action == policy.ActionAccept {
-		if stage == policy.StageConnect || stage == policy.StageHelo {
+		switch out.Scope {
+		case policy.ScopeSession:
 			js.trusted = true
-		} else {
+		case policy.ScopeTransaction:
 			js.txTrust = true
 		}
+		// ScopeRecipient: this recipient passes RCPT; DATA is still judged.
 	}
 	if v.Action == policy.ActionGreylist && stage == policy.StageRcpt {
-		v = j.greylist(ctx, js, st, v)
+		v = j.greylist(ctx, js, st, ev, out)
 	}
 	if stage == policy.StageData && f.SPF != nil {
 		v.Headers = append(v.Headers, policy.Header{Name: "Received-SPF", Value: f.SPF.ReceivedSPF(j.Hostname)})
@@ -327,8 +359,20 @@ func (j *Judge) dataChecks(ctx context.Context, js *judgeState, st *State) {
 
 // greylist applies a greylist verdict: the greylister says whether this
 // attempt passes (the verdict becomes continue) or is deferred.
-func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, v policy.Verdict) policy.Verdict {
+//
+// A pass sets Facts.Greylist and evaluates the stage again, so that the
+// rules after the greylist rule (and the reject threshold) still judge the
+// recipient; the engine skips greylist rules once the state is known.
+func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, ev Evaluator, out policy.Outcome) policy.Verdict {
+	v := out.Verdict
 	g := j.Checks.Greylist
+	if j.DryRun && g != nil {
+		st.SetResult("greylist", map[string]any{"action": "not consulted (dry run)"})
+		v.Reasons = append(v.Reasons, policy.Reason{Rule: "greylist", Detail: "dry run: the store was not asked; a first attempt would be deferred"})
+		v.Action = policy.ActionContinue
+		v.Reply = policy.Reply{}
+		return v
+	}
 	if g == nil {
 		// Greylisting is not configured: a greylist rule cannot defer.
 		v.Action = policy.ActionContinue
@@ -351,7 +395,7 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, v polic
 	case greylist.Defer:
 		js.facts.Greylist = "defer"
 		wait := max(time.Until(d.RetryAt).Round(time.Second), time.Second)
-		if v.Reply.IsZero() {
+		if v.Reply.IsZero() || out.DefaultReply {
 			v.Reply = policy.Reply{Code: 451, Enhanced: "4.7.1", Text: "Greylisted, please try again in " + strconv.Itoa(int(wait.Seconds())) + " seconds"}
 		}
 		v.Reasons = append(v.Reasons, policy.Reason{Rule: "greylist", Detail: string(d.Reason)})
@@ -366,9 +410,13 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, v polic
 			js.facts.Greylist = "failopen"
 		}
 	}
-	v.Action = policy.ActionContinue
-	v.Reply = policy.Reply{}
-	return v
+	again := ev.Evaluate(&js.facts)
+	again.Reasons = append(append(v.Reasons, policy.Reason{Rule: "greylist", Detail: js.facts.Greylist}), again.Reasons...)
+	if again.Action == policy.ActionGreylist {
+		again.Action = policy.ActionContinue // an evaluator that ignores the known state
+		again.Reply = policy.Reply{}
+	}
+	return again.Verdict
 }
 
 // DefaultPolicy is the fixed enforcement used when no rule files are
@@ -378,9 +426,28 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, v polic
 // applied reject is refused, an applied quarantine is marked with a header
 // and relayed, and a DMARC temperror is deferred (never a 5xx for a DNS
 // failure). SPF alone only informs.
-var DefaultPolicy Evaluator = EvaluatorFunc(defaultPolicy)
+var DefaultPolicy Evaluator = defaultEvaluator{}
 
-func defaultPolicy(_ context.Context, stage policy.Stage, f *policy.Facts) policy.Verdict {
+type defaultEvaluator struct{}
+
+func (defaultEvaluator) Evaluate(f *policy.Facts) policy.Outcome {
+	v := defaultPolicy(f.Stage, f)
+	return policy.Outcome{Verdict: v, Total: f.Score + v.Score}
+}
+
+func (defaultEvaluator) Needs(stage policy.Stage) policy.NeedSet {
+	switch stage {
+	case policy.StageConnect:
+		return policy.NeedSet{DNSBL: true}
+	case policy.StageRcpt:
+		return policy.NeedSet{DNSBL: true, Greylist: true}
+	case policy.StageData:
+		return policy.NeedSet{SPF: true, DKIM: true, DMARC: true}
+	}
+	return policy.NeedSet{}
+}
+
+func defaultPolicy(stage policy.Stage, f *policy.Facts) policy.Verdict {
 	switch stage {
 	case policy.StageConnect:
 		for _, r := range f.DNSBL {

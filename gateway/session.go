@@ -33,8 +33,12 @@ type session struct {
 
 	raw  net.Conn // as accepted (maybe a PROXY protocol wrapper)
 	conn net.Conn // raw, or TLS over raw, reading through deadlines
-	r    *bufio.Reader
-	w    *bufio.Writer
+	// r and w are taken from pools while the session has something to
+	// read or write, and given back while it waits for a command: an idle
+	// session holds no buffers (see park).
+	r   *bufio.Reader
+	w   *bufio.Writer
+	pre prefixReader
 
 	st      State
 	errs    int
@@ -104,8 +108,6 @@ func newSession(srv *Server, cfg *Config, c net.Conn, client netip.AddrPort) *se
 		raw:  c,
 	}
 	s.conn = &deadlineConn{Conn: c, s: s}
-	s.r = bufio.NewReaderSize(s.conn, 4096)
-	s.w = bufio.NewWriterSize(s.conn, 2048)
 	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
 	s.st = State{SessionID: newID(), Client: client, Local: local}
 	return s
@@ -137,17 +139,84 @@ func newID() string {
 	return idEncoding.EncodeToString(b[:])
 }
 
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+)
+
+// prefixReader gives back the octet park read, then reads the connection.
+type prefixReader struct {
+	b   [1]byte
+	has bool
+	r   io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if p.has && len(b) > 0 {
+		b[0] = p.b[0]
+		p.has = false
+		return 1, nil
+	}
+	return p.r.Read(b)
+}
+
+// park waits for the client's next octet holding no buffer: the reader and
+// writer go back to their pools (the writer flushed), the goroutine waits
+// in a one-octet read, and a pooled reader is taken when data arrives.
+// Thousands of idle connections so cost their goroutine and little else.
+func (s *session) park() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	s.releaseBuffers()
+	s.pre.r = s.conn
+	n, err := s.conn.Read(s.pre.b[:])
+	if n == 1 {
+		s.pre.has = true
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	s.r = readerPool.Get().(*bufio.Reader)
+	s.r.Reset(&s.pre)
+	return nil
+}
+
+func (s *session) releaseBuffers() {
+	if s.r != nil {
+		s.r.Reset(nil)
+		readerPool.Put(s.r)
+		s.r = nil
+	}
+	if s.w != nil {
+		s.w.Reset(nil)
+		writerPool.Put(s.w)
+		s.w = nil
+	}
+}
+
+// writer returns the session's writer, taking one from the pool.
+func (s *session) writer() *bufio.Writer {
+	if s.w == nil {
+		s.w = writerPool.Get().(*bufio.Writer)
+		s.w.Reset(s.conn)
+	}
+	return s.w
+}
+
 // reply queues one reply line; replies go out when the client's pipelined
 // input is used up (RFC 2920) or at a stage that must be answered now.
 func (s *session) reply(code int, enh, text string) {
-	s.w.WriteString(strconv.Itoa(code))
-	s.w.WriteByte(' ')
+	w := s.writer()
+	w.WriteString(strconv.Itoa(code))
+	w.WriteByte(' ')
 	if enh != "" {
-		s.w.WriteString(enh)
-		s.w.WriteByte(' ')
+		w.WriteString(enh)
+		w.WriteByte(' ')
 	}
-	s.w.WriteString(text)
-	s.w.WriteString("\r\n")
+	w.WriteString(text)
+	w.WriteString("\r\n")
 }
 
 func (s *session) writeReply(r policy.Reply) { s.reply(r.Code, r.Enhanced, r.Text) }
@@ -160,7 +229,12 @@ func (s *session) fail(code int, enh, text string) {
 
 func (s *session) failReply(r policy.Reply) { s.fail(r.Code, r.Enhanced, r.Text) }
 
-func (s *session) flush() error { return s.w.Flush() }
+func (s *session) flush() error {
+	if s.w == nil {
+		return nil
+	}
+	return s.w.Flush()
+}
 
 func (s *session) ctx() context.Context { return s.srv.baseCtx }
 
@@ -215,6 +289,7 @@ func defaultReply(v policy.Verdict, stage policy.Stage) policy.Reply {
 func (s *session) close() {
 	s.endTx()
 	s.raw.Close()
+	s.releaseBuffers()
 }
 
 func (s *session) serve() {
@@ -259,19 +334,22 @@ func (s *session) serve() {
 			s.flush()
 			return
 		}
-		if s.r.Buffered() == 0 {
-			if err := s.flush(); err != nil {
-				return
-			}
-		}
 		inTx := s.st.HasFrom
 		if !inTx && s.srv.draining.Load() {
 			s.reply(421, "4.3.2", "Service shutting down, try again later")
 			s.flush()
 			return
 		}
+		var line []byte
+		var err error
 		s.setIdle(!inTx)
-		line, err := readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
+		if s.r == nil || s.r.Buffered() == 0 {
+			// Nothing pipelined: answer, and wait without buffers.
+			err = s.park()
+		}
+		if err == nil {
+			line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
+		}
 		s.setIdle(false)
 		if err != nil {
 			switch {
@@ -384,15 +462,16 @@ func (s *session) cmdHelo(ehlo bool, arg string) {
 		s.reply(250, "", s.cfg.Hostname)
 		return
 	}
-	s.w.WriteString("250-" + s.cfg.Hostname + "\r\n")
-	s.w.WriteString("250-PIPELINING\r\n")
-	s.w.WriteString("250-SIZE " + strconv.FormatInt(s.cfg.MaxMessageSize, 10) + "\r\n")
-	s.w.WriteString("250-8BITMIME\r\n")
-	s.w.WriteString("250-SMTPUTF8\r\n")
+	w := s.writer()
+	w.WriteString("250-" + s.cfg.Hostname + "\r\n")
+	w.WriteString("250-PIPELINING\r\n")
+	w.WriteString("250-SIZE " + strconv.FormatInt(s.cfg.MaxMessageSize, 10) + "\r\n")
+	w.WriteString("250-8BITMIME\r\n")
+	w.WriteString("250-SMTPUTF8\r\n")
 	if s.cfg.TLS != nil && s.st.TLS == nil {
-		s.w.WriteString("250-STARTTLS\r\n")
+		w.WriteString("250-STARTTLS\r\n")
 	}
-	s.w.WriteString("250 ENHANCEDSTATUSCODES\r\n")
+	w.WriteString("250 ENHANCEDSTATUSCODES\r\n")
 }
 
 func (s *session) cmdStartTLS(arg string) bool {
@@ -411,6 +490,7 @@ func (s *session) cmdStartTLS(arg string) bool {
 	if err := s.flush(); err != nil {
 		return false
 	}
+	s.releaseBuffers() // plaintext pipelined after STARTTLS is dropped here
 	// Anything the client pipelined after STARTTLS was sent in clear text
 	// and must not be read as commands inside TLS (CVE-2011-0411): the new
 	// reader starts empty.
@@ -423,8 +503,6 @@ func (s *session) cmdStartTLS(arg string) bool {
 	}
 	state := tc.ConnectionState()
 	s.conn = tc
-	s.r = bufio.NewReaderSize(tc, 4096)
-	s.w = bufio.NewWriterSize(tc, 2048)
 	s.endTx()
 	s.st.TLS = &state
 	s.st.Helo = "" // RFC 3207 section 4.2: forget what the client said
@@ -852,7 +930,7 @@ func (s *session) cmdData(arg string) bool {
 	}
 	hdrOut := checks.StripAuthResults(hdr, s.cfg.AuthservID)
 	rest := held.Section(int64(len(hdr))) // the empty line and the body
-	msg := io.MultiReader(strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest)
+	msg := &parts{strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest}
 
 	ctx, cancel := context.WithTimeout(s.ctx(), s.cfg.DataTimeout+time.Minute)
 	t0 := time.Now()
@@ -916,15 +994,11 @@ func (s *session) proto() string {
 	return p
 }
 
-// headerSection reads the held message's header fields (each with its
+// headerSection returns the held message's header fields (each with its
 // CRLF; the empty line that ends them excluded).
 func (s *session) headerSection() ([]byte, error) {
-	n := s.hold.Size()
-	if n > maxHeaderSection {
-		n = maxHeaderSection
-	}
-	buf := make([]byte, n)
-	if _, err := s.hold.ReaderAt().ReadAt(buf, 0); err != nil && err != io.EOF {
+	buf, err := s.hold.Prefix(maxHeaderSection)
+	if err != nil {
 		return nil, err
 	}
 	hdr, _, ok := splitHeader(buf)
@@ -932,4 +1006,36 @@ func (s *session) headerSection() ([]byte, error) {
 		return nil, fmt.Errorf("no end of header section in the first %d octets", maxHeaderSection)
 	}
 	return hdr, nil
+}
+
+// parts is a message sent as consecutive pieces. Its WriteTo hands each
+// piece to the writer in turn, so bytes.Readers copy without the 32 KiB
+// buffer io.MultiReader would allocate for each message.
+type parts []io.Reader
+
+func (p *parts) Read(b []byte) (int, error) {
+	for len(*p) > 0 {
+		n, err := (*p)[0].Read(b)
+		if err == io.EOF {
+			*p = (*p)[1:]
+			err = nil
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.EOF
+}
+
+func (p *parts) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for len(*p) > 0 {
+		n, err := io.Copy(w, (*p)[0])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		*p = (*p)[1:]
+	}
+	return total, nil
 }

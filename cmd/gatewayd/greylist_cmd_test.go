@@ -54,7 +54,7 @@ func TestGreylistOperatorCommands(t *testing.T) {
 			if !strings.Contains(out, "alice@sender.test") || !strings.Contains(out, "pending") {
 				t.Fatalf("show does not list the pending triplet:\n%s", out)
 			}
-			out = greylistCmd(t, true, append(append([]string{"counts"}, storeFlag...))...)
+			out = greylistCmd(t, true, append([]string{"counts"}, storeFlag...)...)
 			if !strings.Contains(out, "1") {
 				t.Errorf("counts:\n%s", out)
 			}

@@ -48,6 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runCheck(args[1:], stdout, stderr)
 		case "greylist":
 			return runGreylist(args[1:], stdout, stderr)
+		case "rules":
+			return runRules(args[1:], stdout, stderr)
+		case "explain":
+			return runExplain(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("gatewayd", flag.ContinueOnError)
@@ -236,11 +240,24 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := gateway.NewMetrics(reg)
 
-	rc, err := buildChecks(cfg, reg, logger, func() gateway.Evaluator { return gateway.DefaultPolicy })
+	rules, err := openRules(cfg, logger)
+	if err != nil {
+		return err
+	}
+	rc, err := buildChecks(cfg, reg, logger, rules.evaluator)
 	if err != nil {
 		return err
 	}
 	defer rc.stop()
+	if rules.store != nil && cfg.Rules.Watch {
+		wctx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		go func() {
+			if err := rules.store.Watch(wctx, logger); err != nil && wctx.Err() == nil {
+				logger.Error("watching rule files failed; SIGHUP still reloads", "err", err)
+			}
+		}()
+	}
 
 	srv := gateway.New(gatewayConfig(cfg, certs), gateway.Options{
 		Upstream:  up,
@@ -301,6 +318,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				reload(srv, cfg, cfgPath, certs, logger)
+				rules.reload(logger)
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.D().String())
