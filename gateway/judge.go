@@ -183,6 +183,9 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 			j.awaitIPRev(ctx, js, st)
 		}
 	}
+	if (stage == policy.StageMail || stage == policy.StageRcpt) && (need.SPF || need.DMARC) {
+		j.awaitSPF(js, st)
+	}
 	if js.trusted || (js.txTrust && stage != policy.StageConnect && stage != policy.StageHelo) {
 		return policy.Continue
 	}
@@ -314,18 +317,7 @@ func (j *Judge) dataChecks(ctx context.Context, js *judgeState, st *State) {
 	f := &js.facts
 	j.domainBL(ctx, js.heloBL, f, "helo", st)
 	j.domainBL(ctx, js.mailBL, f, "mail_from", st)
-	if js.spf != nil {
-		select {
-		case r := <-js.spf:
-			js.spf = nil
-			f.SPF = &r
-		case <-time.After(j.wait()):
-			js.spf = nil
-			f.SPF = &checks.SPFResult{Result: checks.SPFTempError, Err: "SPF check did not finish in time"}
-		}
-		st.Auth.SPF = f.SPF
-		st.SetResult("spf", map[string]any{"result": string(f.SPF.Result), "domain": f.SPF.Domain, "identity": f.SPF.Identity})
-	}
+	j.awaitSPF(js, st)
 	if d := j.Checks.DKIM; d != nil && st.Message != nil {
 		r := d.Verify(ctx, st.Message())
 		f.DKIM = &r
@@ -355,6 +347,23 @@ func (j *Judge) dataChecks(ctx context.Context, js *judgeState, st *State) {
 			j.domainBL(ctx, b.StartDomain(ctx, r.Domain), f, "from", st)
 		}
 	}
+}
+
+// awaitSPF waits for the SPF check started at MAIL, once.
+func (j *Judge) awaitSPF(js *judgeState, st *State) {
+	if js.spf == nil {
+		return
+	}
+	f := &js.facts
+	select {
+	case r := <-js.spf:
+		f.SPF = &r
+	case <-time.After(j.wait()):
+		f.SPF = &checks.SPFResult{Result: checks.SPFTempError, Err: "SPF check did not finish in time"}
+	}
+	js.spf = nil
+	st.Auth.SPF = f.SPF
+	st.SetResult("spf", map[string]any{"result": string(f.SPF.Result), "domain": f.SPF.Domain, "identity": f.SPF.Identity})
 }
 
 // greylist applies a greylist verdict: the greylister says whether this
