@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -83,7 +84,12 @@ func NewDKIM(cfg DKIMConfig, res *Resolver) *DKIM {
 // msg and verifies its signatures, up to the configured bound. Only the
 // header is held in memory; the body is streamed through the hashes.
 func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
-	br := bufio.NewReaderSize(msg, 64<<10)
+	br := dkimReaders.Get().(*bufio.Reader)
+	br.Reset(msg)
+	defer func() {
+		br.Reset(nil)
+		dkimReaders.Put(br)
+	}()
 	hdr, err := readHeaderBlock(br)
 	if err != nil {
 		return DKIMResult{Err: fmt.Sprintf("dkim: %v", err)}
@@ -113,7 +119,7 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	verifs, err := dkim.VerifyWithOptions(io.MultiReader(bytes.NewReader(hdr), br),
+	verifs, err := dkim.VerifyWithOptions(&headerThenBody{hdr: hdr, body: br},
 		&dkim.VerifyOptions{LookupTXT: d.res.TXTLookup(ctx), MaxVerifications: d.max})
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) && len(verifs) == 0 {
 		// The message could not be read: nothing was verified.
@@ -151,6 +157,43 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 		r.Err = err.Error()
 	}
 	return r
+}
+
+// dkimReaders are the 64 KiB read buffers of Verify, reused: a gateway
+// verifies every message, and a fresh buffer each time was a third of all
+// the bytes it allocated (make bench profile).
+var dkimReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// headerThenBody gives the library the header already read, then the rest
+// of the message. Its WriteTo streams from the pooled reader's buffer, so
+// the library's io.Copy allocates no 32 KiB buffer of its own (as it would
+// through io.MultiReader).
+type headerThenBody struct {
+	hdr  []byte
+	body *bufio.Reader
+}
+
+func (h *headerThenBody) Read(p []byte) (int, error) {
+	if len(h.hdr) > 0 {
+		n := copy(p, h.hdr)
+		h.hdr = h.hdr[n:]
+		return n, nil
+	}
+	return h.body.Read(p)
+}
+
+func (h *headerThenBody) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	if len(h.hdr) > 0 {
+		n, err := w.Write(h.hdr)
+		total += int64(n)
+		h.hdr = h.hdr[n:]
+		if err != nil {
+			return total, err
+		}
+	}
+	n, err := h.body.WriteTo(w)
+	return total + n, err
 }
 
 // shortenBPrefixes cuts each b= to 8 characters, or more where two
@@ -224,7 +267,7 @@ func headerFields(hdr []byte) []headerField {
 		if !ok || name == "" || name[0] == ' ' || name[0] == '\t' {
 			continue
 		}
-		value = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(value)
+		value = unfoldReplacer.Replace(value)
 		out = append(out, headerField{name: strings.TrimRight(name, " \t"), value: value, raw: raw})
 	}
 	return out
@@ -283,3 +326,7 @@ func parseTagList(s string) map[string]string {
 	}
 	return tags
 }
+
+// unfoldReplacer removes line breaks from folded header values; built once
+// (a replacer builds its lookup table on first use).
+var unfoldReplacer = strings.NewReplacer("\r\n", "", "\n", "", "\r", "")

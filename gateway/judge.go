@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -126,9 +127,9 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 		if b := j.Checks.DNSBL; b != nil {
 			js.dnsbl = b.StartIP(context.WithoutCancel(ctx), ip)
 		}
-		if j.Checks.IPRev && j.Checks.Resolver != nil {
-			js.iprev = make(chan checks.IPRevResult, 1)
-			go func() { js.iprev <- checks.IPRev(context.WithoutCancel(ctx), j.Checks.Resolver, ip) }()
+		if need.IPRev {
+			j.startIPRev(ctx, js, ip)
+			j.awaitIPRev(ctx, js, st)
 		}
 		if ev.Needs(stage).DNSBL {
 			j.awaitDNSBL(ctx, js, st)
@@ -211,6 +212,11 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 		}
 		// ScopeRecipient: this recipient passes RCPT; DATA is still judged.
 	}
+	if stage == policy.StageConnect && !need.IPRev && v.Action != policy.ActionReject && v.Action != policy.ActionDefer {
+		// Started only now: a client refused at connect never costs a
+		// reverse lookup.
+		j.startIPRev(ctx, js, ip)
+	}
 	if v.Action == policy.ActionGreylist && stage == policy.StageRcpt {
 		v = j.greylist(ctx, js, st, ev, out)
 	}
@@ -267,6 +273,14 @@ func compactZones(res []checks.ZoneResult) []map[string]any {
 		out = []map[string]any{}
 	}
 	return out
+}
+
+func (j *Judge) startIPRev(ctx context.Context, js *judgeState, ip netip.Addr) {
+	if !j.Checks.IPRev || j.Checks.Resolver == nil || js.iprev != nil || js.facts.IPRev != nil {
+		return
+	}
+	js.iprev = make(chan checks.IPRevResult, 1)
+	go func() { js.iprev <- checks.IPRev(context.WithoutCancel(ctx), j.Checks.Resolver, ip) }()
 }
 
 func (j *Judge) awaitIPRev(ctx context.Context, js *judgeState, st *State) {

@@ -226,9 +226,9 @@ func (u *SMTPUpstream) Begin(ctx context.Context, from Address, opts MailOpts) (
 				return nil, policy.Reply{Code: 553, Enhanced: "5.6.7", Text: "Internal mail server does not accept non-ASCII addresses"}, nil
 			}
 		}
-		stop := context.AfterFunc(ctx, func() { pc.conn.Close() })
+		// Commands are bounded by the client's CommandTimeout; only DATA,
+		// which may run long, also follows ctx.
 		err = pc.c.Mail(from.String(), mo)
-		stop()
 		if err == nil {
 			return &smtpTx{u: u, pc: pc, mailDone: true}, policy.Reply{Code: 250, Enhanced: "2.1.0", Text: "OK"}, nil
 		}
@@ -260,9 +260,7 @@ func (t *smtpTx) Rcpt(ctx context.Context, to Address) (policy.Reply, error) {
 	if t.broken {
 		return policy.Reply{}, errors.New("upstream: connection lost earlier in this transaction")
 	}
-	stop := context.AfterFunc(ctx, func() { t.pc.conn.Close() })
 	err := t.pc.c.Rcpt(to.String(), nil)
-	stop()
 	if err == nil {
 		return policy.Reply{Code: 250, Enhanced: "2.1.5", Text: "OK"}, nil
 	}

@@ -82,8 +82,11 @@ func (f *Facts) HeaderValues(name string) []string {
 		if !ok || !strings.EqualFold(strings.TrimSpace(k), name) {
 			continue
 		}
-		v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
+		v = unfoldHeader.Replace(v)
 		out = append(out, strings.TrimSpace(v))
 	}
 	return out
 }
+
+// unfoldHeader removes the line breaks of folded header values.
+var unfoldHeader = strings.NewReplacer("\r\n", "", "\n", "")
