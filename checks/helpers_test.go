@@ -2,11 +2,11 @@ package checks
 
 import (
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mxgate/gatewayd/internal/dnstest"
+	"github.com/mxgate/gatewayd/internal/fakeclock"
 )
 
 // startDNS starts the test DNS server with zone files from testdata/.
@@ -37,24 +37,6 @@ func newResolver(t testing.TB, srv *dnstest.Server, timeout time.Duration, opts 
 	return r
 }
 
-// fakeClock is a clock the tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }

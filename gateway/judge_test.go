@@ -9,10 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mxgate/gatewayd/internal/fakeclock"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,23 +25,10 @@ import (
 	"github.com/mxgate/gatewayd/internal/redistest"
 )
 
-// fakeClock is the greylist's clock in tests: no sleeping for delays.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type judgeEnv struct {
 	dns   *dnstest.Server
 	g     *testGateway
-	clock *fakeClock
+	clock *fakeclock.Clock
 }
 
 // startJudged runs a gateway with every check on, against the test DNS
@@ -60,7 +47,7 @@ func startJudged(t *testing.T, redisAddr string, glOn bool) *judgeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 	c := Checks{Resolver: res, DNSBL: bl, SPF: checks.NewSPF(checks.SPFConfig{}, res),
 		DKIM: checks.NewDKIM(checks.DKIMConfig{}, res), DMARC: checks.NewDMARC(checks.DMARCConfig{}, res), IPRev: true}
 	if glOn {

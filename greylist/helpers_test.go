@@ -10,30 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxgate/gatewayd/internal/fakeclock"
 	"github.com/mxgate/gatewayd/internal/redistest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakeClock is a settable clock for the rules.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = fakeclock.Clock
 
 func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	return fakeclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // shared is one redis-server for the tests that need no faults; each test

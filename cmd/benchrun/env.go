@@ -41,7 +41,10 @@ const (
 	senderAddr   = "sender@bench.test"
 	rcptAddr     = "user@example.com"
 	dkimSelector = "s1"
-	blZone       = "bl.bench.test"
+	// The zone names the shipped rules use; they are answered only by the
+	// in-process test DNS server, never queried on the Internet.
+	blZone       = "zen.spamhaus.org"
+	wlZone       = "list.dnswl.org"
 	listedClient = "127.0.0.2"              // listed in blZone (also the RFC 5782 test entry)
 	loadSources  = "127.0.0.10-127.0.0.209" // relay load and idle connections
 	loadNetwork  = "127.0.0.0/24"           // greylist-allowed before the run
@@ -352,6 +355,8 @@ func (e *env) startDNS(alg string) (crypto.Signer, error) {
 	var zone strings.Builder
 	fmt.Fprintf(&zone, "$TTL 3600\n$ORIGIN %s.\n@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300\n", blZone)
 	fmt.Fprintf(&zone, "2.0.0.127 IN A 127.0.0.2\n          IN TXT \"Listed in the benchmark DNSBL\"\n")
+	fmt.Fprintf(&zone, "$ORIGIN %s.\n@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300\n", wlZone)
+	fmt.Fprintf(&zone, "2.0.0.127 IN A 127.0.10.0\n")
 	fmt.Fprintf(&zone, "$ORIGIN %s.\n@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300\n", senderDomain)
 	fmt.Fprintf(&zone, "@ IN TXT \"v=spf1 ip4:127.0.0.0/24 -all\"\n")
 	fmt.Fprintf(&zone, "_dmarc IN TXT \"v=DMARC1; p=reject\"\n")
@@ -494,12 +499,16 @@ dns:
 dnsbl:
   zones:
     - zone: %s
+    - zone: %s
+      type: allow
+      codes: ["127.0.0.0-127.0.255.255"]
+      error_codes: ["127.0.0.255"]
 greylist:
   enabled: true
   allow_cidrs: []
   redis:
     addrs: [%q]
-`, gatewayHost, addr, maxConns, maxConns, e.sinkAddr, e.decisionsLog, tmp, e.dns.Addr(), blZone, e.redis.Addr)
+`, gatewayHost, addr, maxConns, maxConns, e.sinkAddr, e.decisionsLog, tmp, e.dns.Addr(), blZone, wlZone, e.redis.Addr)
 	if withRules {
 		e.rulesDir = filepath.Join(e.root, "rules")
 		fmt.Fprintf(&b, "rules:\n  dir: %q\n", e.rulesDir)
