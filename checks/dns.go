@@ -154,6 +154,16 @@ type cacheKey struct {
 	qtype uint16
 }
 
+// Cached reports whether an answer for name and qtype is in the cache and
+// fresh, so that a caller can ask synchronously instead of in a goroutine.
+func (r *Resolver) Cached(name string, qtype uint16) bool {
+	if r.cache == nil {
+		return false
+	}
+	_, ok := r.cache.get(cacheKey{strings.ToLower(dns.Fqdn(name)), qtype}, r.now())
+	return ok
+}
+
 // Query asks for name and qtype (dns.TypeA, ...). NXDOMAIN and NODATA are
 // answers, not errors; timeouts and server failures are *net.DNSError.
 func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*Response, error) {

@@ -185,9 +185,18 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 	p.results = make([]ZoneResult, len(zs))
 	p.done = make([]bool, len(zs))
 	var wg sync.WaitGroup
+	async := 0
 	for i, z := range zs {
 		p.results[i] = ZoneResult{Zone: z.name, Kind: z.cfg.Kind, Type: z.cfg.Type,
 			Subject: subject, Query: qname(z), Weight: z.weight}
+		if b.res.Cached(p.results[i].Query, dns.TypeA) {
+			// A cached answer costs no wait: no goroutine for it (most
+			// clients of a busy MX are repeat visitors).
+			p.results[i] = b.lookup(ctx, z, p.results[i])
+			p.done[i] = true
+			continue
+		}
+		async++
 		wg.Go(func() {
 			r := b.lookup(ctx, z, p.results[i])
 			p.mu.Lock()
@@ -195,6 +204,10 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 			p.done[i] = true
 			p.mu.Unlock()
 		})
+	}
+	if async == 0 {
+		close(p.all)
+		return p
 	}
 	go func() {
 		wg.Wait()

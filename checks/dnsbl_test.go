@@ -405,3 +405,31 @@ func BenchmarkDNSBL(b *testing.B) {
 		})
 	}
 }
+
+// TestDNSBLCachedIsSynchronous: a second lookup of the same client is
+// answered from the cache, complete when StartIP returns, and equal to the
+// first.
+func TestDNSBLCachedIsSynchronous(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "bl.example"})
+	ip := netip.MustParseAddr("192.0.2.10")
+	first := bl.StartIP(context.Background(), ip).Wait(context.Background())
+	before := srv.Queries()
+	p := bl.StartIP(context.Background(), ip)
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("cached lookup still pending after StartIP returned")
+	}
+	second := p.Wait(context.Background())
+	if !slices.EqualFunc(first, second, func(a, b ZoneResult) bool { return a.Status == b.Status && slices.Equal(a.Codes, b.Codes) && a.Reason == b.Reason }) {
+		t.Errorf("cached answer differs:\n%v\n%v", first, second)
+	}
+	if srv.Queries() != before {
+		t.Errorf("the cached lookup reached the server")
+	}
+	if !second[0].Listed {
+		t.Errorf("want listed: %+v", second[0])
+	}
+}

@@ -127,8 +127,11 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 		if b := j.Checks.DNSBL; b != nil {
 			js.dnsbl = b.StartIP(context.WithoutCancel(ctx), ip)
 		}
-		if need.IPRev {
-			j.startIPRev(ctx, js, ip)
+		if need.IPRev && j.Checks.IPRev && j.Checks.Resolver != nil {
+			// Needed now: look it up here (the DNSBL lookups started
+			// above run meanwhile), no goroutine.
+			js.iprev = make(chan checks.IPRevResult, 1)
+			js.iprev <- checks.IPRev(ctx, j.Checks.Resolver, ip)
 			j.awaitIPRev(ctx, js, st)
 		}
 		if ev.Needs(stage).DNSBL {
