@@ -423,7 +423,9 @@ func TestDNSBLCachedIsSynchronous(t *testing.T) {
 		t.Fatal("cached lookup still pending after StartIP returned")
 	}
 	second := p.Wait(context.Background())
-	if !slices.EqualFunc(first, second, func(a, b ZoneResult) bool { return a.Status == b.Status && slices.Equal(a.Codes, b.Codes) && a.Reason == b.Reason }) {
+	if !slices.EqualFunc(first, second, func(a, b ZoneResult) bool {
+		return a.Status == b.Status && slices.Equal(a.Codes, b.Codes) && a.Reason == b.Reason
+	}) {
 		t.Errorf("cached answer differs:\n%v\n%v", first, second)
 	}
 	if srv.Queries() != before {
