@@ -38,6 +38,7 @@ type Config struct {
 	Limits          Limits        `yaml:"limits"`
 	Upstream        Upstream      `yaml:"upstream"`
 	Maildir         string        `yaml:"maildir"`
+	Quarantine      string        `yaml:"quarantine"`
 	ProxyProtocol   ProxyProtocol `yaml:"proxy_protocol"`
 	Metrics         Metrics       `yaml:"metrics"`
 	Log             Log           `yaml:"log"`
@@ -144,6 +145,7 @@ func Default() *Config {
 			StartTLS:       "none",
 		},
 		Maildir:         "./var/maildir",
+		Quarantine:      "./var/quarantine",
 		ProxyProtocol:   ProxyProtocol{HeaderTimeout: Duration(5 * time.Second)},
 		Metrics:         Metrics{Listen: "127.0.0.1:9025"},
 		Log:             Log{Decisions: "stdout", Level: "info", Format: "text"},
@@ -272,6 +274,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad(fmt.Sprintf("upstream.addrs[%d]", i), "%q is not host:port", a)
 		}
+	}
+	if c.Quarantine == "" {
+		bad("quarantine", "a Maildir path is needed for quarantined messages")
 	}
 	if len(c.Upstream.Addrs) == 0 && c.Maildir == "" {
 		bad("upstream.addrs", "no internal MTA and no maildir: mail would have nowhere to go")

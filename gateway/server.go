@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/mxgate/gatewayd/maildir"
 )
 
 // Config is the gateway's runtime configuration. Reload swaps it whole;
@@ -102,6 +104,8 @@ type Options struct {
 	Decisions *DecisionLog
 	Logger    *slog.Logger // service log (errors, start, stop)
 	Metrics   *Metrics
+	// Quarantine receives the messages a quarantine verdict holds back.
+	Quarantine *maildir.Dir
 }
 
 // Server is the boundary SMTP server.
@@ -111,9 +115,10 @@ type Server struct {
 	hook     atomic.Pointer[hookBox]
 	domains  atomic.Pointer[map[string]bool]
 
-	decisions *DecisionLog
-	logger    *slog.Logger
-	metrics   *Metrics
+	decisions  *DecisionLog
+	logger     *slog.Logger
+	metrics    *Metrics
+	quarantine *maildir.Dir
 
 	baseCtx context.Context
 	cancel  context.CancelFunc
@@ -134,11 +139,12 @@ type hookBox struct{ h Hook }
 // New returns a server; Serve starts it on a listener.
 func New(cfg Config, opts Options) *Server {
 	s := &Server{
-		decisions: opts.Decisions,
-		logger:    opts.Logger,
-		metrics:   opts.Metrics,
-		sessions:  make(map[*session]struct{}),
-		perIP:     make(map[netip.Addr]int),
+		decisions:  opts.Decisions,
+		quarantine: opts.Quarantine,
+		logger:     opts.Logger,
+		metrics:    opts.Metrics,
+		sessions:   make(map[*session]struct{}),
+		perIP:      make(map[netip.Addr]int),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

@@ -902,6 +902,9 @@ func (s *session) cmdData(arg string) bool {
 		d.Reply = policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as " + s.st.QueueID}
 		s.writeReply(d.Reply)
 		return true
+	case policy.ActionQuarantine:
+		s.quarantine(d, v, hdr, held)
+		return true
 	}
 	if s.tx == nil || len(s.st.Rcpts) == 0 {
 		// Every recipient was dropped.
@@ -911,27 +914,7 @@ func (s *session) cmdData(arg string) bool {
 		return true
 	}
 
-	// Relay: our trace and authentication fields, the verdict's fields, the
-	// sender's header section without forged Authentication-Results of
-	// ours, then the body, streamed from where it is held.
-	var pre strings.Builder
-	ri := receivedInfo{Helo: s.st.Helo, RDNS: s.st.ReverseName, IP: s.st.Client.Addr().String(),
-		Host: s.cfg.Hostname, Proto: s.proto(), QueueID: s.st.QueueID, TLS: s.st.TLS,
-		When: time.Now(), Software: s.cfg.Software}
-	if len(s.st.Rcpts) == 1 {
-		ri.Rcpt = s.st.Rcpts[0].String()
-	}
-	pre.WriteString(receivedField(ri))
-	pre.WriteString("Authentication-Results: ")
-	pre.WriteString(checks.AuthenticationResults(s.cfg.AuthservID, s.st.Auth))
-	pre.WriteString("\r\n")
-	for _, h := range v.Headers {
-		pre.WriteString(h.Name + ": " + h.Value + "\r\n")
-	}
-	hdrOut := checks.StripAuthResults(hdr, s.cfg.AuthservID)
-	rest := held.Section(int64(len(hdr))) // the empty line and the body
-	msg := &parts{strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest}
-
+	msg := s.outgoing(v.Headers, hdr, held)
 	ctx, cancel := context.WithTimeout(s.ctx(), s.cfg.DataTimeout+time.Minute)
 	t0 := time.Now()
 	r, err := s.tx.Data(ctx, msg)
@@ -966,6 +949,59 @@ func (s *session) cmdData(arg string) bool {
 		s.failReply(r)
 	}
 	return true
+}
+
+// outgoing is the message as it leaves us: our trace and authentication
+// fields, the verdict's fields, the sender's header section without forged
+// Authentication-Results of ours, then the body, streamed from where it is
+// held.
+func (s *session) outgoing(extra []policy.Header, hdr []byte, held *holdBuffer) io.Reader {
+	var pre strings.Builder
+	ri := receivedInfo{Helo: s.st.Helo, RDNS: s.st.ReverseName, IP: s.st.Client.Addr().String(),
+		Host: s.cfg.Hostname, Proto: s.proto(), QueueID: s.st.QueueID, TLS: s.st.TLS,
+		When: time.Now(), Software: s.cfg.Software}
+	if len(s.st.Rcpts) == 1 {
+		ri.Rcpt = s.st.Rcpts[0].String()
+	}
+	pre.WriteString(receivedField(ri))
+	pre.WriteString("Authentication-Results: ")
+	pre.WriteString(checks.AuthenticationResults(s.cfg.AuthservID, s.st.Auth))
+	pre.WriteString("\r\n")
+	for _, h := range extra {
+		pre.WriteString(h.Name + ": " + h.Value + "\r\n")
+	}
+	hdrOut := checks.StripAuthResults(hdr, s.cfg.AuthservID)
+	rest := held.Section(int64(len(hdr))) // the empty line and the body
+	return &parts{strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest}
+}
+
+// quarantine delivers the message to the quarantine Maildir instead of the
+// internal MTA and answers 250; the upstream transaction is abandoned. A
+// failure to write is a 4xx: the sender keeps the message.
+func (s *session) quarantine(d *Decision, v policy.Verdict, hdr []byte, held *holdBuffer) {
+	q := s.srv.quarantine
+	var why []string
+	for _, r := range v.Reasons {
+		why = append(why, r.Rule)
+	}
+	extra := append(append([]policy.Header(nil), v.Headers...), policy.Header{Name: "X-Gatewayd-Quarantine",
+		Value: "queue id " + s.st.QueueID + "; rules " + strings.Join(why, ", ")})
+	var name string
+	err := errors.New("no quarantine configured")
+	if q != nil {
+		name, err = q.Deliver(s.outgoing(extra, hdr, held))
+	}
+	if err != nil {
+		s.srv.logger.Error("quarantine failed", "session", s.st.SessionID, "err", err)
+		d.Action = policy.ActionDefer
+		d.Reply = policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Local error in processing, try again later"}
+		d.Upstream = &UpstreamResult{Addr: "quarantine", Error: err.Error()}
+		s.failReply(d.Reply)
+		return
+	}
+	d.Upstream = &UpstreamResult{Addr: "quarantine:" + q.Path(), Reply: policy.Reply{Code: 250, Text: name}}
+	d.Reply = policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as " + s.st.QueueID}
+	s.writeReply(d.Reply)
 }
 
 func bareDetail(dr *dataReader) string {

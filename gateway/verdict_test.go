@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/pires/go-proxyproto"
 
+	"github.com/mxgate/gatewayd/maildir"
 	"github.com/mxgate/gatewayd/policy"
 )
 
@@ -296,4 +298,42 @@ func selfSigned(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-var _ = filepath.Join
+// TestQuarantine: a quarantine verdict answers 250, puts the message in the
+// quarantine Maildir with our fields and the rules, and relays nothing.
+func TestQuarantine(t *testing.T) {
+	m := startMTA(t)
+	q, err := maildir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := stageHook(policy.StageData, policy.Verdict{Action: policy.ActionQuarantine, Reasons: []policy.Reason{{Rule: "dmarc_quarantine"}}})
+	cfg := testConfig()
+	cfg.TempDir = t.TempDir()
+	log := &syncBuffer{}
+	srv := New(cfg, Options{Hook: hook, Quarantine: q, Decisions: NewDecisionLog(slog.NewJSONHandler(log, nil)),
+		Upstream: NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, MaxIdle: 2})})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	if err := sendMail(l.Addr().String(), "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+		t.Fatalf("want 250, got %v", err)
+	}
+	if len(m.messages()) != 0 {
+		t.Fatal("a quarantined message reached the internal MTA")
+	}
+	ents, _ := os.ReadDir(filepath.Join(q.Path(), "new"))
+	if len(ents) != 1 {
+		t.Fatalf("quarantine holds %d files", len(ents))
+	}
+	data, _ := os.ReadFile(filepath.Join(q.Path(), "new", ents[0].Name()))
+	if !strings.Contains(string(data), "X-Gatewayd-Quarantine: queue id ") || !strings.Contains(string(data), "rules dmarc_quarantine") ||
+		!strings.HasSuffix(string(data), simpleMsg) || !strings.HasPrefix(string(data), "Received: ") {
+		t.Errorf("quarantined file:\n%s", data)
+	}
+	if !strings.Contains(log.String(), `"action":"quarantine"`) {
+		t.Errorf("decision log:\n%s", log.String())
+	}
+}

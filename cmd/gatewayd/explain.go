@@ -20,6 +20,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/mxgate/gatewayd/gateway"
+	"github.com/mxgate/gatewayd/maildir"
 	"github.com/mxgate/gatewayd/policy"
 )
 
@@ -225,7 +226,17 @@ func explain(cfgPath string, ip netip.Addr, helo, from string, rcpts []string, m
 	gc := gatewayConfig(cfg, &certHolder{})
 	gc.ProxyTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	gc.MaxConnectionsPerIP = 10
-	srv := gateway.New(gc, gateway.Options{Upstream: dryRunUpstream{}, Hook: rc.judge, Logger: logger})
+	// A quarantined message goes to a scratch Maildir, removed afterwards.
+	qdir, err := os.MkdirTemp("", "gatewayd-explain-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(qdir)
+	quarantine, err := maildir.Open(qdir)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := gateway.New(gc, gateway.Options{Upstream: dryRunUpstream{}, Hook: rc.judge, Logger: logger, Quarantine: quarantine})
 	rc.judge.Hostname = srv.Config().Hostname
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -87,10 +87,11 @@ func TestExplainMatchesDaemon(t *testing.T) {
 	dns := dnstest.Start(t, "testdata/e2e.zone")
 	addr := freePort(t)
 	cfg := e2eConfig(t, addr, dns.Addr())
-	startDaemon(t, "-config", cfg)
+	d := startDaemon(t, "-config", cfg)
 	for _, c := range []struct{ file, from, want string }{
 		{"testdata/clean.eml", "alice@sender.test", "250 2.0.0"},
 		{"testdata/spoofed.eml", "ceo@strict.test", "550 5.7.1"},
+		{"testdata/quiet.eml", "news@quiet.test", "250 2.0.0"}, // quarantined
 	} {
 		got := smtpSend(t, addr, c.from, "bob@example.com", c.file)
 		if !strings.HasPrefix(got, c.want) {
@@ -114,6 +115,13 @@ func TestExplainMatchesDaemon(t *testing.T) {
 		if c.want == "550 5.7.1" && !strings.Contains(string(out), "+ dmarc_reject") {
 			t.Errorf("explain does not show the rule that fired:\n%s", out)
 		}
+	}
+	// The DMARC quarantine of quiet.test went to the quarantine, and only
+	// the clean message reached the delivery target.
+	q, _ := os.ReadDir(filepath.Join(d.cmd.Dir, "var", "quarantine", "new"))
+	m, _ := os.ReadDir(filepath.Join(d.cmd.Dir, "var", "maildir", "new"))
+	if len(q) != 1 || len(m) != 1 {
+		t.Errorf("quarantine holds %d, maildir %d; want 1 and 1", len(q), len(m))
 	}
 }
 

@@ -319,12 +319,17 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 		}()
 	}
 
+	quarantine, err := maildir.Open(cfg.Quarantine)
+	if err != nil {
+		return fmt.Errorf("quarantine: %w", err)
+	}
 	srv := gateway.New(gatewayConfig(cfg, certs), gateway.Options{
-		Upstream:  up,
-		Hook:      rc.judge,
-		Decisions: gateway.NewDecisionLog(slog.NewJSONHandler(dw, nil)),
-		Logger:    logger,
-		Metrics:   metrics,
+		Quarantine: quarantine,
+		Upstream:   up,
+		Hook:       rc.judge,
+		Decisions:  gateway.NewDecisionLog(slog.NewJSONHandler(dw, nil)),
+		Logger:     logger,
+		Metrics:    metrics,
 	})
 	rc.judge.Hostname = srv.Config().Hostname
 
