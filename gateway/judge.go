@@ -253,27 +253,59 @@ func (j *Judge) awaitDNSBL(ctx context.Context, js *judgeState, st *State) {
 	}
 }
 
+// The check results as the decision log shows them ("checks"): typed, so
+// that encoding a line reflects over cached struct layouts, not maps.
+type (
+	zoneLog struct {
+		Zone    string   `json:"zone"`
+		Status  string   `json:"status"`
+		Subject string   `json:"subject"`
+		Codes   []string `json:"codes,omitempty"`
+		Reason  string   `json:"reason,omitempty"`
+		Error   string   `json:"error,omitempty"`
+	}
+	iprevLog struct {
+		Result string `json:"result"`
+		Name   string `json:"name"`
+	}
+	spfLog struct {
+		Result   string `json:"result"`
+		Domain   string `json:"domain"`
+		Identity string `json:"identity"`
+	}
+	dkimLog struct {
+		D      string `json:"d"`
+		S      string `json:"s"`
+		Result string `json:"result"`
+		Reason string `json:"reason,omitempty"`
+	}
+	dmarcLog struct {
+		Result  string `json:"result"`
+		Domain  string `json:"domain"`
+		Policy  string `json:"policy"`
+		Applied string `json:"applied"`
+	}
+	greylistLog struct {
+		Action   string `json:"action"`
+		Reason   string `json:"reason,omitempty"`
+		Network  string `json:"network,omitempty"`
+		FailOpen bool   `json:"fail_open,omitempty"`
+		Error    string `json:"error,omitempty"`
+	}
+)
+
 // compactZones keeps the log line short: only zones that said something.
-func compactZones(res []checks.ZoneResult) []map[string]any {
-	var out []map[string]any
+func compactZones(res []checks.ZoneResult) []zoneLog {
+	out := []zoneLog{}
 	for _, r := range res {
 		if r.Status == checks.NotListed {
 			continue
 		}
-		m := map[string]any{"zone": r.Zone, "status": string(r.Status), "subject": r.Subject}
-		if len(r.Codes) > 0 {
-			m["codes"] = r.Codes
+		z := zoneLog{Zone: r.Zone, Status: string(r.Status), Subject: r.Subject, Codes: r.Codes, Error: r.Error}
+		if r.Listed {
+			z.Reason = r.Reason
 		}
-		if r.Reason != "" && r.Listed {
-			m["reason"] = r.Reason
-		}
-		if r.Error != "" {
-			m["error"] = r.Error
-		}
-		out = append(out, m)
-	}
-	if out == nil {
-		out = []map[string]any{}
+		out = append(out, z)
 	}
 	return out
 }
@@ -299,7 +331,7 @@ func (j *Judge) awaitIPRev(ctx context.Context, js *judgeState, st *State) {
 			st.ReverseName = r.Name
 		}
 		st.Auth.IPRev = &r
-		st.SetResult("iprev", map[string]any{"result": r.Result, "name": r.Name})
+		st.SetResult("iprev", iprevLog{Result: r.Result, Name: r.Name})
 	case <-time.After(j.wait()):
 		js.iprev = nil
 	case <-ctx.Done():
@@ -339,12 +371,9 @@ func (j *Judge) dataChecks(ctx context.Context, js *judgeState, st *State) {
 		r := d.Verify(ctx, st.Message())
 		f.DKIM = &r
 		st.Auth.DKIM = &r
-		var sigs []map[string]any
+		sigs := []dkimLog{}
 		for _, s := range r.Signatures {
-			sigs = append(sigs, map[string]any{"d": s.Domain, "s": s.Selector, "result": string(s.Result), "reason": s.Reason})
-		}
-		if sigs == nil {
-			sigs = []map[string]any{}
+			sigs = append(sigs, dkimLog{D: s.Domain, S: s.Selector, Result: string(s.Result), Reason: s.Reason})
 		}
 		st.SetResult("dkim", sigs)
 	}
@@ -359,7 +388,7 @@ func (j *Judge) dataChecks(ctx context.Context, js *judgeState, st *State) {
 		r := d.Check(ctx, in)
 		f.DMARC = &r
 		st.Auth.DMARC = &r
-		st.SetResult("dmarc", map[string]any{"result": string(r.Result), "domain": r.Domain, "policy": r.Policy, "applied": r.Applied})
+		st.SetResult("dmarc", dmarcLog{Result: string(r.Result), Domain: r.Domain, Policy: r.Policy, Applied: r.Applied})
 		if b := j.Checks.DNSBL; b != nil && r.Domain != "" {
 			j.domainBL(ctx, b.StartDomain(ctx, r.Domain), f, "from", st)
 		}
@@ -380,7 +409,7 @@ func (j *Judge) awaitSPF(js *judgeState, st *State) {
 	}
 	js.spf = nil
 	st.Auth.SPF = f.SPF
-	st.SetResult("spf", map[string]any{"result": string(f.SPF.Result), "domain": f.SPF.Domain, "identity": f.SPF.Identity})
+	st.SetResult("spf", spfLog{Result: string(f.SPF.Result), Domain: f.SPF.Domain, Identity: f.SPF.Identity})
 }
 
 // greylist applies a greylist verdict: the greylister says whether this
@@ -393,7 +422,7 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, ev Eval
 	v := out.Verdict
 	g := j.Checks.Greylist
 	if j.DryRun && g != nil {
-		st.SetResult("greylist", map[string]any{"action": "not consulted (dry run)"})
+		st.SetResult("greylist", greylistLog{Action: "not consulted (dry run)"})
 		v.Reasons = append(v.Reasons, policy.Reason{Rule: "greylist", Detail: "dry run: the store was not asked; a first attempt would be deferred"})
 		v.Action = policy.ActionContinue
 		v.Reply = policy.Reply{}
@@ -405,15 +434,12 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, ev Eval
 		return v
 	}
 	d, err := g.Check(ctx, greylist.Triplet{IP: st.Client.Addr(), Sender: st.From.String(), Recipient: st.Rcpt.String(), ClientName: js.facts.ClientName})
-	res := map[string]any{"action": d.Action.String(), "reason": string(d.Reason), "network": d.Network}
-	if d.FailOpen {
-		res["fail_open"] = true
-	}
+	res := greylistLog{Action: d.Action.String(), Reason: string(d.Reason), Network: d.Network, FailOpen: d.FailOpen}
 	if err == nil {
 		err = d.Err
 	}
 	if err != nil {
-		res["error"] = err.Error()
+		res.Error = err.Error()
 		j.Logger.Warn("greylist store failed", "err", err, "fail_open", d.FailOpen)
 	}
 	st.SetResult("greylist", res)
