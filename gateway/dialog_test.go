@@ -305,14 +305,15 @@ func TestIdleTimeout(t *testing.T) {
 		<EOF`)
 }
 
-// TestIdleTimeoutRenewedInData: the idle timeout applies to each read inside
-// DATA too (a slow but steady sender is not cut off), and the whole-DATA
+// TestDataDeadline: the idle timeout is renewed by every read inside DATA
+// (a slow but steady sender is not cut off by it), and the whole-DATA
 // deadline ends a sender that trickles forever; after it, the rest of the
-// stream is never read as commands.
+// stream is never read as commands. The two timeouts answer with different
+// texts, so the test tells which one fired without measuring time.
 func TestDataDeadline(t *testing.T) {
 	cfg := testConfig()
-	cfg.IdleTimeout = 300 * time.Millisecond
-	cfg.DataTimeout = 1500 * time.Millisecond
+	cfg.IdleTimeout = time.Second
+	cfg.DataTimeout = 3 * time.Second
 	g := startGateway(t, cfg, nil, nil)
 	c, err := net.Dial("tcp", g.addr)
 	if err != nil {
@@ -329,8 +330,8 @@ func TestDataDeadline(t *testing.T) {
 		< 250
 		> DATA
 		< 354`)
-	// Trickle a line every 100ms: each read renews the idle timeout, so
-	// only the DATA deadline can end this.
+	// Trickle a line every 100ms, far within the idle timeout: only the
+	// DATA deadline can end this.
 	var reply string
 	buf := make([]byte, 512)
 	for i := 0; i < 100; i++ {
@@ -345,8 +346,8 @@ func TestDataDeadline(t *testing.T) {
 			break
 		}
 	}
-	if !strings.HasPrefix(reply, "421 4.4.2") {
-		t.Fatalf("want 421 4.4.2 at the DATA deadline, got %q", reply)
+	if !strings.HasPrefix(reply, "421 4.4.2 Message data took longer than allowed") {
+		t.Fatalf("want the DATA deadline's 421 4.4.2, got %q", reply)
 	}
 	// What follows looks like commands; the connection is closed instead.
 	fmt.Fprintf(c, ".\r\nMAIL FROM:<smuggled@test.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n")
@@ -358,5 +359,29 @@ func TestDataDeadline(t *testing.T) {
 	if len(g.mta.messages()) != 0 || strings.Contains(strings.Join(g.mta.mailFroms(), ","), "smuggled") {
 		t.Errorf("internal MTA got something after a failed DATA read")
 	}
-	_ = reply
+}
+
+// TestIdleTimeoutInData: a sender that stops in the middle of DATA is cut
+// off by the idle timeout, long before the DATA deadline.
+func TestIdleTimeoutInData(t *testing.T) {
+	cfg := testConfig()
+	cfg.IdleTimeout = 300 * time.Millisecond
+	cfg.DataTimeout = time.Hour
+	g := startGateway(t, cfg, nil, nil)
+	dialog(t, g.addr, `
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@sender.test>
+		< 250
+		> RCPT TO:<bob@example.com>
+		< 250
+		> DATA
+		< 354
+		> Subject: half a message
+		< 421 4.4.2 Idle timeout reading message data
+		<EOF`)
+	if !strings.Contains(g.log.String(), `"idle_timeout"`) {
+		t.Errorf("decision log:\n%s", g.log.String())
+	}
 }

@@ -854,8 +854,12 @@ func (s *session) cmdData(arg string) bool {
 		switch {
 		case errors.Is(rerr, errInterrupted):
 			d.Reply = policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down, try again later"}
+		case isTimeout(rerr) && !time.Now().Before(start.Add(s.cfg.DataTimeout)):
+			d.Reply = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Message data took longer than allowed, closing connection"}
+			d.Reasons = []policy.Reason{{Rule: "data_timeout"}}
 		case isTimeout(rerr):
-			d.Reply = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Timeout reading message data, closing connection"}
+			d.Reply = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Idle timeout reading message data, closing connection"}
+			d.Reasons = []policy.Reason{{Rule: "idle_timeout"}}
 		default:
 			d.Reply = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Error reading message data"}
 			d.Reasons = []policy.Reason{{Rule: "data_read_error", Detail: rerr.Error()}}
