@@ -124,9 +124,9 @@ func FuzzStripAuthResults(f *testing.F) {
 		if i := bytes.Index(out, []byte("\r\n\r\n")); i >= 0 {
 			end = i
 		}
-		for _, f := range headerFields(append(bytes.Clone(out[:end]), "\r\n"...)) {
-			if id != "" && strings.EqualFold(f.name, "Authentication-Results") && strings.EqualFold(authservIDOf(f.value), id) {
-				t.Fatalf("field of ours kept: %q", f.raw)
+		for _, f := range HeaderFields(append(bytes.Clone(out[:end]), "\r\n"...)) {
+			if id != "" && strings.EqualFold(f.Name, "Authentication-Results") && strings.EqualFold(authservIDOf(f.Value), id) {
+				t.Fatalf("field of ours kept: %q", f.Raw)
 			}
 		}
 	})

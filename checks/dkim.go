@@ -95,11 +95,11 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 		return DKIMResult{Err: fmt.Sprintf("dkim: %v", err)}
 	}
 	var sigs []DKIMSignature
-	for _, f := range headerFields(hdr) {
-		if !strings.EqualFold(f.name, "DKIM-Signature") {
+	for _, f := range HeaderFields(hdr) {
+		if !strings.EqualFold(f.Name, "DKIM-Signature") {
 			continue
 		}
-		tags := parseTagList(f.value)
+		tags := parseTagList(f.Value)
 		s := DKIMSignature{
 			Domain:    strings.ToLower(tags["d"]),
 			Selector:  tags["s"],
@@ -243,18 +243,20 @@ func readHeaderBlock(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// headerField is one field of a header block, unfolded.
-type headerField struct {
-	name  string // as written, without surrounding white space
-	value string // after the colon, continuation lines joined, CRLFs removed
-	raw   []byte // the field's bytes, continuation lines and line endings included
+// HeaderField is one field of a header block, unfolded.
+type HeaderField struct {
+	Name  string // as written, without surrounding white space
+	Value string // after the colon, continuation lines joined, CRLFs removed
+	Raw   []byte // the field's bytes, continuation lines and line endings included
 }
 
-// headerFields splits a raw header block into fields. Lines before the
-// first field and lines without a colon are skipped; the empty line ends
-// the block.
-func headerFields(hdr []byte) []headerField {
-	var out []headerField
+// HeaderFields splits a raw header block into fields (RFC 5322 section
+// 2.2, folding per section 2.2.3). Lines before the first field and lines
+// without a colon are skipped; the empty line ends the block. DKIM, the
+// stripping of forged Authentication-Results (through fieldEnd) and the
+// rules' header() read fields through it; DMARC's From uses net/textproto.
+func HeaderFields(hdr []byte) []HeaderField {
+	var out []HeaderField
 	for len(hdr) > 0 {
 		end := fieldEnd(hdr)
 		raw := hdr[:end]
@@ -268,7 +270,7 @@ func headerFields(hdr []byte) []headerField {
 			continue
 		}
 		value = unfoldReplacer.Replace(value)
-		out = append(out, headerField{name: strings.TrimRight(name, " \t"), value: value, raw: raw})
+		out = append(out, HeaderField{Name: strings.TrimRight(name, " \t"), Value: value, Raw: raw})
 	}
 	return out
 }

@@ -182,9 +182,9 @@ func FuzzHeaderFields(f *testing.F) {
 		if total != len(hdr) {
 			t.Fatalf("fields cover %d of %d bytes", total, len(hdr))
 		}
-		for _, f := range headerFields(hdr) {
-			if strings.ContainsAny(f.value, "\r\n") {
-				t.Errorf("value %q not unfolded", f.value)
+		for _, f := range HeaderFields(hdr) {
+			if strings.ContainsAny(f.Value, "\r\n") {
+				t.Errorf("value %q not unfolded", f.Value)
 			}
 		}
 		br := bufio.NewReader(bytes.NewReader(hdr))

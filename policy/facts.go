@@ -62,31 +62,10 @@ type Facts struct {
 // (case-insensitive), in order.
 func (f *Facts) HeaderValues(name string) []string {
 	var out []string
-	h := f.Header
-	for len(h) > 0 {
-		end := 0
-		for {
-			i := strings.IndexByte(string(h[end:]), '\n')
-			if i < 0 {
-				end = len(h)
-				break
-			}
-			end += i + 1
-			if end >= len(h) || (h[end] != ' ' && h[end] != '\t') {
-				break
-			}
+	for _, h := range checks.HeaderFields(f.Header) {
+		if strings.EqualFold(h.Name, name) {
+			out = append(out, strings.TrimSpace(h.Value))
 		}
-		field := string(h[:end])
-		h = h[end:]
-		k, v, ok := strings.Cut(field, ":")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), name) {
-			continue
-		}
-		v = unfoldHeader.Replace(v)
-		out = append(out, strings.TrimSpace(v))
 	}
 	return out
 }
-
-// unfoldHeader removes the line breaks of folded header values.
-var unfoldHeader = strings.NewReplacer("\r\n", "", "\n", "")
