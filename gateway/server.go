@@ -191,26 +191,29 @@ func (s *Server) Ready() bool { return s.ready.Load() && !s.draining.Load() }
 
 // Serve accepts connections on l until Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
-	cfg := s.cfg.Load()
-	if len(cfg.ProxyTrusted) > 0 {
-		trusted := cfg.ProxyTrusted
-		l = &proxyproto.Listener{
-			Listener:          l,
-			ReadHeaderTimeout: cfg.ProxyHeaderTimeout,
-			ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-				ap, err := netip.ParseAddrPort(o.Upstream.String())
-				if err == nil {
-					for _, p := range trusted {
-						if p.Contains(ap.Addr().Unmap()) {
-							return proxyproto.REQUIRE, nil
-						}
+	// The PROXY protocol policy reads the current configuration for each
+	// connection, so a reload can change the trusted peers; an untrusted
+	// peer gets the raw connection (SKIP), at no cost.
+	l = &proxyproto.Listener{
+		Listener:          l,
+		ReadHeaderTimeout: s.cfg.Load().ProxyHeaderTimeout,
+		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+			trusted := s.cfg.Load().ProxyTrusted
+			if len(trusted) == 0 {
+				return proxyproto.SKIP, nil
+			}
+			ap, err := netip.ParseAddrPort(o.Upstream.String())
+			if err == nil {
+				for _, p := range trusted {
+					if p.Contains(ap.Addr().Unmap()) {
+						return proxyproto.REQUIRE, nil
 					}
 				}
-				// Untrusted peers: a PROXY header is not read as one; it
-				// is an unknown command like any other line.
-				return proxyproto.SKIP, nil
-			},
-		}
+			}
+			// Untrusted peers: a PROXY header is not read as one; it is
+			// an unknown command like any other line.
+			return proxyproto.SKIP, nil
+		},
 	}
 	s.mu.Lock()
 	if s.draining.Load() {

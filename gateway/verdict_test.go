@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,5 +336,35 @@ func TestQuarantine(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), `"action":"quarantine"`) {
 		t.Errorf("decision log:\n%s", log.String())
+	}
+}
+
+// TestProxyTrustReload: trusting a load balancer takes effect for the next
+// connection after a reload.
+func TestProxyTrustReload(t *testing.T) {
+	var seen atomic.Value
+	hook := HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
+		if stage == policy.StageConnect {
+			seen.Store(st.Client.Addr().String())
+		}
+		return policy.Continue
+	})
+	g := startGateway(t, testConfig(), nil, hook)
+	dialog(t, g.addr, "< 220\n> QUIT\n< 221")
+	if seen.Load() != "127.0.0.1" {
+		t.Fatalf("client %v", seen.Load())
+	}
+	cfg := testConfig()
+	cfg.ProxyTrusted = mustPrefixes("127.0.0.0/8")
+	g.srv.Reload(cfg, nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PROXY TCP4 198.51.100.9 192.0.2.1 41000 25\r\n")
+	runDialog(t, c, "< 220\n> QUIT\n< 221")
+	if seen.Load() != "198.51.100.9" {
+		t.Errorf("after the reload the client is %v, want the PROXY header's", seen.Load())
 	}
 }
