@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"strconv"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -80,5 +81,33 @@ func TestStripsForgedAuthResults(t *testing.T) {
 	}
 	if !bytes.Contains(got, []byte("Authentication-Results: other.test;\r\n\tdkim=pass header.d=x.test\r\n")) {
 		t.Errorf("foreign field removed:\n%s", got)
+	}
+}
+
+// TestOddMessageShapes: an empty message, one with no header section and
+// one with no body are relayed as they came, behind our fields.
+func TestOddMessageShapes(t *testing.T) {
+	for _, msg := range []string{"", "\r\nbody without header\r\n", "Subject: only a header\r\n"} {
+		m := startMTA(t)
+		g := startGateway(t, testConfig(), m, nil)
+		dialog(t, g.addr, `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<a@sender.test>
+			< 250
+			> RCPT TO:<bob@example.com>
+			< 250
+			> DATA
+			< 354
+			>> `+strconv.Quote(msg+".\r\n")+`
+			< 250 2.0.0
+			> QUIT
+			< 221`)
+		got := string(m.messages()[0].Data)
+		i := strings.Index(got, "Authentication-Results: mx.test; none\r\n")
+		if i < 0 || got[i+len("Authentication-Results: mx.test; none\r\n"):] != msg {
+			t.Errorf("%q relayed as %q", msg, got)
+		}
 	}
 }

@@ -200,3 +200,42 @@ func FuzzCommandLine(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseParams: ESMTP parameters parse or fail, never panic, and what
+// parses has upper-case keys without '='.
+func FuzzParseParams(f *testing.F) {
+	for _, s := range []string{"SIZE=100 BODY=8BITMIME", "SMTPUTF8", "=x", "A=b=c", "K=\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := parseParams(s)
+		if err != nil {
+			return
+		}
+		for _, p := range ps {
+			if p.key == "" || p.key != strings.ToUpper(p.key) || strings.Contains(p.key, "=") {
+				t.Fatalf("%q: bad key %q", s, p.key)
+			}
+		}
+	})
+}
+
+// FuzzSplitHeader: the header section and the rest always put the message
+// back together.
+func FuzzSplitHeader(f *testing.F) {
+	for _, s := range []string{"", "\r\n", "a: b\r\n\r\nbody", "a: b\r\n", "a\r\n\r\n\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		hdr, off, ok := splitHeader(msg)
+		if off > len(msg) || len(hdr) > off {
+			t.Fatalf("%q: header %d, body offset %d", msg, len(hdr), off)
+		}
+		if !bytes.HasPrefix(msg, hdr) {
+			t.Fatalf("%q: header is not the message's prefix", msg)
+		}
+		if ok && !bytes.Equal(msg[len(hdr):off], []byte("\r\n")) {
+			t.Fatalf("%q: between header and body %q, want the empty line", msg, msg[len(hdr):off])
+		}
+	})
+}
