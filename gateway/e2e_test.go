@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"bytes"
-	"strconv"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 )
