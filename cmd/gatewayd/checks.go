@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,38 +31,82 @@ func init() {
 }
 
 // runtimeChecks is what the daemon builds from the checks and greylist
-// configuration.
+// configuration. SIGHUP builds a new one (rebuild) and swaps the hook;
+// sessions already open finish with the one they started with.
 type runtimeChecks struct {
 	judge    *gateway.Judge
 	greylist *greylist.Greylister
-	stop     func()
+	gmetrics *greylist.Metrics
+	// collectors registered on the registry, unregistered when replaced.
+	collectors []prometheus.Collector
+	cancel     context.CancelFunc // the DNSBL health loop
+	ownStore   bool               // this greylister opened its store
+	cfg        *config.Config
+}
+
+// stop ends what this runtime started: the health loop and, when it opened
+// it, the greylist store.
+func (rc *runtimeChecks) stop() {
+	rc.cancel()
+	if rc.greylist != nil && rc.ownStore {
+		rc.greylist.Close()
+	}
 }
 
 // buildChecks builds the checks the configuration enables, the greylister,
-// and the Judge that runs them. Collectors are registered on reg.
-func buildChecks(cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger, policy func() gateway.Evaluator) (*runtimeChecks, error) {
+// and the Judge that runs them. Collectors are registered on reg (when not
+// nil). With prev, the greylist store and metrics are carried over when the
+// store's configuration did not change, so the in-process store keeps its
+// state across a reload.
+func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, policy func() gateway.Evaluator, prev *runtimeChecks) (*runtimeChecks, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	rc := &runtimeChecks{stop: cancel}
+	rc := &runtimeChecks{cancel: cancel, cfg: cfg}
+	fail := func(err error) (*runtimeChecks, error) {
+		cancel()
+		for _, c := range rc.collectors {
+			reg.Unregister(c)
+		}
+		if prev != nil && reg != nil {
+			for _, c := range prev.collectors {
+				reg.Register(c) // the running checks keep their metrics
+			}
+		}
+		return nil, err
+	}
+	register := func(c prometheus.Collector) error {
+		if reg == nil {
+			return nil
+		}
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+		rc.collectors = append(rc.collectors, c)
+		return nil
+	}
+	if prev != nil {
+		// The new collectors take the old ones' names.
+		for _, c := range prev.collectors {
+			reg.Unregister(c)
+		}
+	}
 	c := gateway.Checks{Wait: checksWait(cfg)}
 	if len(cfg.Checks) > 0 {
 		res, err := checks.NewResolver(cfg.DNS, checks.WithLogger(logger))
 		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("dns: %w", err)
+			return fail(fmt.Errorf("dns: %w", err))
 		}
-		if reg != nil {
-			reg.MustRegister(res)
+		if err := register(res); err != nil {
+			return fail(err)
 		}
 		c.Resolver = res
 		c.IPRev = cfg.CheckOn("iprev")
 		if cfg.CheckOn("dnsbl") {
 			bl, err := checks.NewDNSBL(cfg.DNSBL, res, logger)
 			if err != nil {
-				cancel()
-				return nil, fmt.Errorf("dnsbl: %w", err)
+				return fail(fmt.Errorf("dnsbl: %w", err))
 			}
-			if reg != nil {
-				reg.MustRegister(bl)
+			if err := register(bl); err != nil {
+				return fail(err)
 			}
 			go bl.Run(ctx)
 			c.DNSBL = bl
@@ -75,33 +122,88 @@ func buildChecks(cfg *config.Config, reg prometheus.Registerer, logger *slog.Log
 		}
 	}
 	if cfg.Greylist.Enabled {
-		m := greylist.NewMetrics()
-		if reg != nil {
-			if err := m.Register(reg); err != nil {
-				cancel()
-				return nil, err
+		if prev != nil && prev.gmetrics != nil {
+			rc.gmetrics = prev.gmetrics
+		} else {
+			rc.gmetrics = greylist.NewMetrics()
+			if reg != nil {
+				if err := rc.gmetrics.Register(reg); err != nil {
+					return fail(err)
+				}
 			}
 		}
-		g, err := greylist.Open(cfg.Greylist, greylist.WithMetrics(m))
+		var g *greylist.Greylister
+		var err error
+		if prev != nil && prev.greylist != nil && reflect.DeepEqual(prev.cfg.Greylist.Redis, cfg.Greylist.Redis) &&
+			prev.cfg.Greylist.MaxMemoryEntries == cfg.Greylist.MaxMemoryEntries {
+			g, err = greylist.New(cfg.Greylist, prev.greylist.Store(), greylist.WithMetrics(rc.gmetrics))
+			if err == nil {
+				rc.ownStore = prev.ownStore
+				prev.ownStore = false // the store now belongs to the new runtime
+			}
+		} else {
+			g, err = greylist.Open(cfg.Greylist, greylist.WithMetrics(rc.gmetrics))
+			rc.ownStore = true
+		}
 		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("greylist: %w", err)
+			return fail(fmt.Errorf("greylist: %w", err))
 		}
 		c.Greylist = g
 		rc.greylist = g
-		stop := rc.stop
-		rc.stop = func() { stop(); g.Close() }
 	}
 	rc.judge = &gateway.Judge{Checks: c, Policy: policy, Logger: logger, Hostname: cfg.Hostname}
 	return rc, nil
 }
 
+// greylistOperator serves the admin endpoints from whichever greylister is
+// current, across reloads.
+type greylistOperator struct {
+	cur atomic.Pointer[greylist.Greylister]
+}
+
+func (o *greylistOperator) op() (greylist.Operator, error) {
+	if g := o.cur.Load(); g != nil {
+		return g, nil
+	}
+	return nil, errors.New("greylisting is disabled")
+}
+
+func (o *greylistOperator) Show(ctx context.Context, q greylist.Query) (greylist.State, error) {
+	g, err := o.op()
+	if err != nil {
+		return greylist.State{}, err
+	}
+	return g.Show(ctx, q)
+}
+
+func (o *greylistOperator) Release(ctx context.Context, q greylist.Query) (greylist.Released, error) {
+	g, err := o.op()
+	if err != nil {
+		return greylist.Released{}, err
+	}
+	return g.Release(ctx, q)
+}
+
+func (o *greylistOperator) Allow(ctx context.Context, q greylist.Query, d time.Duration) (greylist.Allowance, error) {
+	g, err := o.op()
+	if err != nil {
+		return greylist.Allowance{}, err
+	}
+	return g.Allow(ctx, q, d)
+}
+
+func (o *greylistOperator) Counts(ctx context.Context) (greylist.Counts, error) {
+	g, err := o.op()
+	if err != nil {
+		return greylist.Counts{}, err
+	}
+	return g.Counts(ctx)
+}
+
 // mountGreylistAdmin serves the greylist operator endpoints on the loopback
 // HTTP listener.
-func mountGreylistAdmin(mux *http.ServeMux, g *greylist.Greylister) {
-	if g != nil {
-		mux.Handle("/greylist/", greylist.AdminHandler(g))
-	}
+func mountGreylistAdmin(mux *http.ServeMux, op *greylistOperator) {
+	mux.Handle("/greylist/", greylist.AdminHandler(op))
 }
 
 // checksWait is the backstop for awaiting a check: the longest of the

@@ -216,7 +216,7 @@ func explain(cfgPath string, ip netip.Addr, helo, from string, rcpts []string, m
 	rc, err := buildChecks(cfg, nil, logger, func() gateway.Evaluator {
 		ex.inner = rules.evaluator()
 		return ex
-	})
+	}, nil)
 	if err != nil {
 		return nil, nil, err
 	}

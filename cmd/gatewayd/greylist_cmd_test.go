@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mxgate/gatewayd/internal/redistest"
 )
@@ -65,5 +68,41 @@ func TestGreylistOperatorCommands(t *testing.T) {
 			// A bad network is a usage error.
 			greylistCmd(t, false, append(append([]string{"show"}, storeFlag...), "not-an-ip")...)
 		})
+	}
+}
+
+// TestSIGHUPReloadsGreylist: a change of the greylist block (here its allow
+// list) applies to new sessions after SIGHUP, the in-process store keeps
+// its state across the reload, and the admin endpoint serves the new one.
+func TestSIGHUPReloadsGreylist(t *testing.T) {
+	addr, admin := freePort(t), freePort(t)
+	base := fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: %q\n", addr, admin)
+	cfgPath := writeConfig(t, base+"greylist:\n  allow_cidrs: []\n")
+	d := startDaemon(t, "-config", cfgPath)
+	if line := sendOnce(t, addr); !strings.HasPrefix(line, "451 4.7.1") {
+		t.Fatalf("first try: %q", line)
+	}
+	// Reload with a different delay: the pending triplet is still there.
+	os.WriteFile(cfgPath, []byte(base+"greylist:\n  allow_cidrs: []\n  delay: 10m\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "configuration reloaded")
+	out := greylistCmd(t, true, "show", "-admin", "http://"+admin, "127.0.0.1")
+	if !strings.Contains(out, "alice@sender.test") {
+		t.Fatalf("state lost across the reload:\n%s", out)
+	}
+	// Reload with loopback allowed: no more greylisting.
+	os.WriteFile(cfgPath, []byte(base+"greylist:\n  allow_cidrs: [\"127.0.0.0/8\"]\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, func() bool { return strings.HasPrefix(sendOnce(t, addr), "250") })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met after the reload")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

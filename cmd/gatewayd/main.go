@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -304,11 +305,13 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rc, err := buildChecks(cfg, reg, logger, rules.evaluator)
+	rc, err := buildChecks(cfg, reg, logger, rules.evaluator, nil)
 	if err != nil {
 		return err
 	}
-	defer rc.stop()
+	defer func() { rc.stop() }()
+	gop := &greylistOperator{}
+	gop.cur.Store(rc.greylist)
 	if rules.store != nil && cfg.Rules.Watch {
 		wctx, stopWatch := context.WithCancel(context.Background())
 		defer stopWatch()
@@ -357,7 +360,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 			}
 			io.WriteString(w, "ready\n")
 		})
-		mountGreylistAdmin(mux, rc.greylist)
+		mountGreylistAdmin(mux, gop)
 		ml, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
@@ -382,7 +385,13 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 			}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, cfg, cfgPath, certs, logger)
+				if newCfg := reload(srv, cfg, cfgPath, certs, logger); newCfg != nil {
+					if nrc := reloadChecks(srv, rc, newCfg, reg, logger, rules.evaluator); nrc != nil {
+						rc = nrc
+						gop.cur.Store(rc.greylist)
+					}
+					cfg = newCfg
+				}
 				rules.reload(logger)
 				continue
 			}
@@ -412,11 +421,50 @@ func describeUpstream(cfg *config.Config) any {
 	return cfg.Upstream.Addrs
 }
 
-// reload re-reads the configuration file; a bad file keeps what runs.
-func reload(srv *gateway.Server, old *config.Config, path string, certs *certHolder, logger *slog.Logger) {
+// reloadChecks swaps in checks and greylisting built from the new
+// configuration; on failure the running ones stay. Sessions already open
+// finish with the hook they started with; the old runtime is stopped once
+// they have had time to (the shutdown timeout).
+func reloadChecks(srv *gateway.Server, old *runtimeChecks, cfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, policy func() gateway.Evaluator) *runtimeChecks {
+	if checksUnchanged(old.cfg, cfg) {
+		return nil // unchanged: keep the running checks and their caches
+	}
+	nrc, err := buildChecks(cfg, reg, logger, policy, old)
+	if err != nil {
+		logger.Error("reload of the checks failed; keeping the running ones", "err", err)
+		return nil
+	}
+	nrc.judge.Hostname = srv.Config().Hostname
+	srv.SetHook(nrc.judge)
+	time.AfterFunc(cfg.ShutdownTimeout.D(), old.stop)
+	return nrc
+}
+
+// checksUnchanged tells whether a reload left the blocks the checks are
+// built from as they were.
+func checksUnchanged(a, b *config.Config) bool {
+	type blocks struct {
+		checks   []string
+		dns      any
+		dnsbl    any
+		spf      any
+		dkim     any
+		dmarc    any
+		greylist any
+		host     string
+	}
+	of := func(c *config.Config) blocks {
+		return blocks{c.Checks, c.DNS, c.DNSBL, c.SPF, c.DKIM, c.DMARC, c.Greylist, c.Hostname}
+	}
+	return reflect.DeepEqual(of(a), of(b))
+}
+
+// reload re-reads the configuration file; a bad file keeps what runs. It
+// returns the new configuration, nil when nothing was reloaded.
+func reload(srv *gateway.Server, old *config.Config, path string, certs *certHolder, logger *slog.Logger) *config.Config {
 	if path == "" {
 		logger.Info("SIGHUP: running on embedded defaults, nothing to reload")
-		return
+		return nil
 	}
 	cfg, err := config.Load(path)
 	if err == nil {
@@ -427,7 +475,7 @@ func reload(srv *gateway.Server, old *config.Config, path string, certs *certHol
 	}
 	if err != nil {
 		logger.Error("reload failed; keeping the running configuration", "err", err)
-		return
+		return nil
 	}
 	if fmt.Sprint(cfg.Listen) != fmt.Sprint(old.Listen) || cfg.Metrics.Listen != old.Metrics.Listen {
 		logger.Warn("listen addresses change only on restart")
@@ -435,8 +483,9 @@ func reload(srv *gateway.Server, old *config.Config, path string, certs *certHol
 	up, err := buildUpstream(cfg)
 	if err != nil {
 		logger.Error("reload failed; keeping the running configuration", "err", err)
-		return
+		return nil
 	}
 	srv.Reload(gatewayConfig(cfg, certs), up, nil)
 	logger.Info("configuration reloaded", "file", path)
+	return cfg
 }
