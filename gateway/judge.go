@@ -134,7 +134,7 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 			js.iprev <- checks.IPRev(ctx, j.Checks.Resolver, ip)
 			j.awaitIPRev(ctx, js, st)
 		}
-		if ev.Needs(stage).DNSBL {
+		if need.DNSBL {
 			j.awaitDNSBL(ctx, js, st)
 		}
 	case policy.StageHelo:
