@@ -184,16 +184,7 @@ func TestDialogs(t *testing.T) {
 			< 250
 			> QUIT
 			< 221`, 0},
-		{"oversized message without SIZE", `
-			< 220
-			> EHLO client.test
-			< 250
-			> MAIL FROM:<a@sender.test>
-			< 250
-			> RCPT TO:<bob@example.com>
-			< 250
-			> DATA
-			< 354
+		{"oversized message without SIZE", untilData + `
 			>> "Subject: big\r\n\r\n` + strings.Repeat(strings.Repeat("x", 998)+`\r\n`, 70) + `.\r\n"
 			< 552 5.3.4
 			> RSET
@@ -320,16 +311,7 @@ func TestDataDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	runDialog(t, c, `
-		< 220
-		> EHLO client.test
-		< 250
-		> MAIL FROM:<a@sender.test>
-		< 250
-		> RCPT TO:<bob@example.com>
-		< 250
-		> DATA
-		< 354`)
+	runDialog(t, c, untilData)
 	// Trickle a line every 100ms, far within the idle timeout: only the
 	// DATA deadline can end this.
 	var reply string
@@ -368,16 +350,7 @@ func TestIdleTimeoutInData(t *testing.T) {
 	cfg.IdleTimeout = 300 * time.Millisecond
 	cfg.DataTimeout = time.Hour
 	g := startGateway(t, cfg, nil, nil)
-	dialog(t, g.addr, `
-		< 220
-		> EHLO client.test
-		< 250
-		> MAIL FROM:<a@sender.test>
-		< 250
-		> RCPT TO:<bob@example.com>
-		< 250
-		> DATA
-		< 354
+	dialog(t, g.addr, untilData+`
 		> Subject: half a message
 		< 421 4.4.2 Idle timeout reading message data
 		<EOF`)

@@ -90,16 +90,7 @@ func TestOddMessageShapes(t *testing.T) {
 	for _, msg := range []string{"", "\r\nbody without header\r\n", "Subject: only a header\r\n"} {
 		m := startMTA(t)
 		g := startGateway(t, testConfig(), m, nil)
-		dialog(t, g.addr, `
-			< 220
-			> EHLO client.test
-			< 250
-			> MAIL FROM:<a@sender.test>
-			< 250
-			> RCPT TO:<bob@example.com>
-			< 250
-			> DATA
-			< 354
+		dialog(t, g.addr, untilData+`
 			>> `+strconv.Quote(msg+".\r\n")+`
 			< 250 2.0.0
 			> QUIT

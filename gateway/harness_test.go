@@ -249,6 +249,20 @@ func startGatewayUpstream(t testing.TB, cfg Config, up Upstream, m *mta, hook Ho
 
 // ---- Dialog scripts.
 
+// untilData is the start of most dialogs: greeting, EHLO, one sender, one
+// accepted recipient, and DATA answered with 354.
+const untilData = `
+< 220
+> EHLO client.test
+< 250
+> MAIL FROM:<a@sender.test>
+< 250
+> RCPT TO:<bob@example.com>
+< 250
+> DATA
+< 354
+`
+
 // dialog runs a script against addr. Lines:
 //
 //	> text     send text + CRLF

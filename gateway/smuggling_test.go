@@ -38,16 +38,7 @@ func TestSmugglingInbound(t *testing.T) {
 			write := "Subject: probe\r\n\r\nline before\r\n" + sq.seq +
 				"mail FROM:<smuggled@test.example>\r\nrcpt TO:<bob@example.com>\r\ndata\r\n" +
 				"Subject: smuggled\r\n\r\nsmuggled body\r\n.\r\n"
-			dialog(t, g.addr, `
-				< 220
-				> EHLO client.test
-				< 250
-				> MAIL FROM:<a@sender.test>
-				< 250
-				> RCPT TO:<bob@example.com>
-				< 250
-				> DATA
-				< 354
+			dialog(t, g.addr, untilData+`
 				>> `+strconv.Quote(write)+`
 				< 550
 				> QUIT
@@ -74,16 +65,7 @@ func TestRelayedBytesAreClean(t *testing.T) {
 	m := startMTA(t)
 	g := startGateway(t, testConfig(), m, nil)
 	msg := "Subject: dots\r\n\r\n.\r\n..\r\n. \r\n.x\r\nend\r\n"
-	dialog(t, g.addr, `
-		< 220
-		> EHLO client.test
-		< 250
-		> MAIL FROM:<a@sender.test>
-		< 250
-		> RCPT TO:<bob@example.com>
-		< 250
-		> DATA
-		< 354
+	dialog(t, g.addr, untilData+`
 		>> `+strconv.Quote(dotStuff(msg)+".\r\n")+`
 		< 250 2.0.0
 		> QUIT
