@@ -16,6 +16,23 @@ import (
 )
 
 // checkLoopback refuses a target that is not on this machine's loopback.
+// prepareLoad checks what every load mode is given: a loopback target, the
+// source addresses, at least one connection; and raises the file limit.
+func prepareLoad(addr, src string, conc, n int) ([]netip.Addr, error) {
+	if err := checkLoopback(addr); err != nil {
+		return nil, err
+	}
+	srcs, err := parseSources(src)
+	if err != nil {
+		return nil, err
+	}
+	if conc < 1 || n < 1 {
+		return nil, errors.New("-c and -n must be at least 1")
+	}
+	raiseNoFile()
+	return srcs, nil
+}
+
 func checkLoopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

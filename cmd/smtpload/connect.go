@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"flag"
 	"net"
 	"strconv"
@@ -41,17 +40,10 @@ func runConnect(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := checkLoopback(*addr); err != nil {
-		return err
-	}
-	srcs, err := parseSources(*src)
+	srcs, err := prepareLoad(*addr, *src, *conc, *n)
 	if err != nil {
 		return err
 	}
-	if *conc < 1 || *n < 1 {
-		return errors.New("-c and -n must be at least 1")
-	}
-	raiseNoFile()
 	var next atomic.Int64
 	var mu sync.Mutex
 	codes := codeCounts{}

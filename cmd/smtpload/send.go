@@ -80,17 +80,13 @@ func runSend(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := checkLoopback(*addr); err != nil {
-		return err
+	if *perConn < 1 {
+		return errors.New("-per-conn must be at least 1")
 	}
-	srcs, err := parseSources(*src)
+	srcs, err := prepareLoad(*addr, *src, *conc, *n)
 	if err != nil {
 		return err
 	}
-	if *conc < 1 || *n < 1 || *perConn < 1 {
-		return errors.New("-c, -n and -per-conn must be at least 1")
-	}
-	raiseNoFile()
 	var raw []byte
 	if *msgFile != "" {
 		raw, err = os.ReadFile(*msgFile)
