@@ -94,6 +94,8 @@ type Upstream struct {
 	IdleTimeout    Duration `yaml:"idle_timeout"`
 	StartTLS       string   `yaml:"starttls"`
 	TLSSkipVerify  bool     `yaml:"tls_skip_verify"`
+	Pipelining     bool     `yaml:"pipelining"`
+	Chunking       bool     `yaml:"chunking"`
 }
 
 // ProxyProtocol configures PROXY protocol v1/v2 from trusted load balancers.
@@ -143,6 +145,8 @@ func Default() *Config {
 			MaxIdle:        16,
 			IdleTimeout:    Duration(30 * time.Second),
 			StartTLS:       "none",
+			Pipelining:     true,
+			Chunking:       true,
 		},
 		Maildir:         "./var/maildir",
 		Quarantine:      "./var/quarantine",

@@ -41,6 +41,7 @@ type mta struct {
 	raw      bytes.Buffer // every octet the MTA read and wrote
 
 	// Faults, read under mu.
+	mailReply func(from string) error               // nil: accept
 	rcptReply func(to string) error                 // nil: accept
 	dataReply func(data []byte, c *smtp.Conn) error // nil: accept
 }
@@ -66,7 +67,13 @@ func (s *mtaSession) Logout() error { return nil }
 func (s *mtaSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.m.mu.Lock()
 	s.m.mails = append(s.m.mails, from)
+	f := s.m.mailReply
 	s.m.mu.Unlock()
+	if f != nil {
+		if err := f(from); err != nil {
+			return err
+		}
+	}
 	s.from = from
 	return nil
 }
@@ -154,6 +161,12 @@ func (m *mta) rawBytes() []byte {
 	return append([]byte(nil), m.raw.Bytes()...)
 }
 
+func (m *mta) setMailReply(f func(string) error) {
+	m.mu.Lock()
+	m.mailReply = f
+	m.mu.Unlock()
+}
+
 func (m *mta) setRcptReply(f func(string) error) {
 	m.mu.Lock()
 	m.rcptReply = f
@@ -216,13 +229,20 @@ func testConfig() Config {
 // startGateway runs a gateway relaying to m (a new stand-in MTA when nil).
 func startGateway(t testing.TB, cfg Config, m *mta, hook Hook) *testGateway {
 	t.Helper()
+	return startGatewayMode(t, cfg, m, hook, false, false)
+}
+
+// startGatewayMode is startGateway with the relay's pipelining or BDAT
+// switched off.
+func startGatewayMode(t testing.TB, cfg Config, m *mta, hook Hook, noPipelining, noChunking bool) *testGateway {
+	t.Helper()
 	if m == nil {
 		m = startMTA(t)
 	}
 	up := NewSMTPUpstream(SMTPUpstreamConfig{
 		Addrs: []string{m.addr}, Helo: "mx.test",
 		ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second,
-		MaxIdle: 4,
+		MaxIdle: 4, NoPipelining: noPipelining, NoChunking: noChunking,
 	})
 	return startGatewayUpstream(t, cfg, up, m, hook)
 }

@@ -976,7 +976,8 @@ func (s *session) outgoing(extra []policy.Header, hdr []byte, held *holdBuffer) 
 	}
 	hdrOut := checks.StripAuthResults(hdr, s.cfg.AuthservID)
 	rest := held.Section(int64(len(hdr))) // the empty line and the body
-	return &parts{strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest}
+	size := int64(pre.Len()) + int64(len(hdrOut)) + held.Size() - int64(len(hdr))
+	return &parts{rs: []io.Reader{strings.NewReader(pre.String()), bytes.NewReader(hdrOut), rest}, size: size}
 }
 
 // quarantine delivers the message to the quarantine Maildir instead of the
@@ -1051,13 +1052,19 @@ func (s *session) headerSection() ([]byte, error) {
 // parts is a message sent as consecutive pieces. Its WriteTo hands each
 // piece to the writer in turn, so bytes.Readers copy without the 32 KiB
 // buffer io.MultiReader would allocate for each message.
-type parts []io.Reader
+type parts struct {
+	rs   []io.Reader
+	size int64 // octets of all parts together
+}
+
+// MessageSize implements Sized: the relay may send the message with BDAT.
+func (p *parts) MessageSize() int64 { return p.size }
 
 func (p *parts) Read(b []byte) (int, error) {
-	for len(*p) > 0 {
-		n, err := (*p)[0].Read(b)
+	for len(p.rs) > 0 {
+		n, err := p.rs[0].Read(b)
 		if err == io.EOF {
-			*p = (*p)[1:]
+			p.rs = p.rs[1:]
 			err = nil
 		}
 		if n > 0 || err != nil {
@@ -1069,13 +1076,13 @@ func (p *parts) Read(b []byte) (int, error) {
 
 func (p *parts) WriteTo(w io.Writer) (int64, error) {
 	var total int64
-	for len(*p) > 0 {
-		n, err := io.Copy(w, (*p)[0])
+	for len(p.rs) > 0 {
+		n, err := io.Copy(w, p.rs[0])
 		total += n
 		if err != nil {
 			return total, err
 		}
-		*p = (*p)[1:]
+		p.rs = p.rs[1:]
 	}
 	return total, nil
 }

@@ -1,12 +1,19 @@
 package gateway
 
 import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/gatewayd/policy"
 )
 
 // freeAddr returns a loopback address where nothing listens.
@@ -81,33 +88,48 @@ func TestUpstreamFaults(t *testing.T) {
 			return []string{m.addr}
 		}, 451, "", 0},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			m := startMTA(t)
-			addrs := tc.setup(t, m)
-			up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: addrs, Helo: "mx.test",
-				ConnectTimeout: time.Second, CommandTimeout: 500 * time.Millisecond, DataTimeout: 500 * time.Millisecond, MaxIdle: 2})
-			g := startGatewayUpstream(t, testConfig(), up, m, nil)
-			err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)
-			code := codeOf(err)
-			if code != tc.wantCode {
-				t.Fatalf("sender got %v (code %d), want %d", err, code, tc.wantCode)
-			}
-			if tc.wantText != "" {
-				var se *smtp.SMTPError
-				if !errors.As(err, &se) || se.Message != tc.wantText {
-					t.Errorf("sender got text %v, want the internal MTA's %q", err, tc.wantText)
+	for _, mode := range relayModes {
+		for _, tc := range cases {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				m := startMTA(t)
+				addrs := tc.setup(t, m)
+				up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: addrs, Helo: "mx.test",
+					ConnectTimeout: time.Second, CommandTimeout: 500 * time.Millisecond, DataTimeout: 500 * time.Millisecond, MaxIdle: 2,
+					NoPipelining: mode.noPipelining, NoChunking: mode.noChunking})
+				g := startGatewayUpstream(t, testConfig(), up, m, nil)
+				err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)
+				code := codeOf(err)
+				if code != tc.wantCode {
+					t.Fatalf("sender got %v (code %d), want %d", err, code, tc.wantCode)
 				}
-			}
-			if got := len(m.messages()); got != tc.stored {
-				t.Errorf("internal MTA holds %d messages, want %d", got, tc.stored)
-			}
-			// Nothing lost: 250 only with the message stored upstream.
-			if code == 250 && len(m.messages()) == 0 {
-				t.Fatal("250 to the sender without the message at the internal MTA")
-			}
-		})
+				if tc.wantText != "" {
+					var se *smtp.SMTPError
+					if !errors.As(err, &se) || se.Message != tc.wantText {
+						t.Errorf("sender got text %v, want the internal MTA's %q", err, tc.wantText)
+					}
+				}
+				if got := len(m.messages()); got != tc.stored {
+					t.Errorf("internal MTA holds %d messages, want %d", got, tc.stored)
+				}
+				// Nothing lost: 250 only with the message stored upstream.
+				if code == 250 && len(m.messages()) == 0 {
+					t.Fatal("250 to the sender without the message at the internal MTA")
+				}
+			})
+		}
 	}
+}
+
+// relayModes are the ways the relay can talk to the internal MTA: MAIL
+// pipelined with RCPT and the message in one BDAT (the default when the MTA
+// offers PIPELINING and CHUNKING), pipelined with DATA, and lockstep.
+var relayModes = []struct {
+	name                     string
+	noPipelining, noChunking bool
+}{
+	{"bdat", false, false},
+	{"data", false, true},
+	{"lockstep", true, true},
 }
 
 // TestUpstreamPoolReuse: connections are reused between transactions, and a
@@ -173,5 +195,232 @@ func TestUpstreamAbortedTransactionReset(t *testing.T) {
 	msgs := m.messages()
 	if len(msgs) != 1 || msgs[0].From != "second@sender.test" || len(msgs[0].Rcpts) != 1 || msgs[0].Rcpts[0] != "carol@example.com" {
 		t.Fatalf("internal MTA got %+v", msgs)
+	}
+}
+
+// TestUpstreamMailRefused: the internal MTA's refusal of MAIL reaches the
+// sender (at RCPT, where the gateway opens the upstream transaction), and
+// the next RCPT of the same transaction tries MAIL again.
+func TestUpstreamMailRefused(t *testing.T) {
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := startMTA(t)
+			refused := 0
+			m.setMailReply(func(string) error {
+				if refused++; refused == 1 {
+					return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Not now"}
+				}
+				return nil
+			})
+			g := startGatewayMode(t, testConfig(), m, nil, mode.noPipelining, mode.noChunking)
+			dialog(t, g.addr, `
+				< 220
+				> EHLO client.test
+				< 250
+				> MAIL FROM:<a@sender.test>
+				< 250
+				> RCPT TO:<bob@example.com>
+				< 451 4.3.2 Not now
+				> RCPT TO:<carol@example.com>
+				< 250 2.1.5
+				> DATA
+				< 354
+				>> "Subject: x\r\n\r\nbody\r\n.\r\n"
+				< 250 2.0.0
+				> QUIT
+				< 221`)
+			msgs := m.messages()
+			if len(msgs) != 1 || len(msgs[0].Rcpts) != 1 || msgs[0].Rcpts[0] != "carol@example.com" {
+				t.Fatalf("internal MTA got %+v", msgs)
+			}
+			if froms := m.mailFroms(); len(froms) != 2 {
+				t.Errorf("MTA saw MAIL %d times (%v), want 2: refused, then again", len(froms), froms)
+			}
+		})
+	}
+}
+
+// scriptedMTA is a minimal SMTP server over TCP with canned replies, for
+// MTAs go-smtp cannot play: one that refuses EHLO, and one answering in
+// multi-line replies. It records what it read.
+func scriptedMTA(t *testing.T, reply func(line string) string) (addr string, got func() string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var mu sync.Mutex
+	var seen strings.Builder
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte("220-internal.test\r\n220 ready\r\n"))
+				r := bufio.NewReader(c)
+				inData := false
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					seen.WriteString(line)
+					mu.Unlock()
+					if inData {
+						if line == ".\r\n" {
+							inData = false
+							c.Write([]byte("250-2.0.0 queued\r\n250 2.0.0 as X1\r\n"))
+						}
+						continue
+					}
+					out := reply(strings.TrimRight(line, "\r\n"))
+					if strings.HasPrefix(out, "354") {
+						inData = true
+					}
+					c.Write([]byte(out))
+					if strings.HasPrefix(out, "221") {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String(), func() string { mu.Lock(); defer mu.Unlock(); return seen.String() }
+}
+
+// TestUpstreamOldMTA: an MTA that refuses EHLO gets HELO and a lockstep
+// DATA transaction (no extensions, so no pipelining, no BDAT, no SIZE);
+// its multi-line replies are read whole.
+func TestUpstreamOldMTA(t *testing.T) {
+	addr, seen := scriptedMTA(t, func(line string) string {
+		switch verb, _, _ := strings.Cut(strings.ToUpper(line), " "); verb {
+		case "EHLO":
+			return "502 5.5.1 unrecognized\r\n"
+		case "HELO", "MAIL", "RCPT", "RSET":
+			return "250 ok\r\n"
+		case "DATA":
+			return "354 go ahead\r\n"
+		case "QUIT":
+			return "221 bye\r\n"
+		}
+		return "500 what\r\n"
+	})
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{addr}, Helo: "mx.test",
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second, MaxIdle: 2})
+	g := startGatewayUpstream(t, testConfig(), up, nil, nil)
+	dialog(t, g.addr, untilData+`
+		>> "Subject: x\r\n\r\n..dot\r\n.\r\n"
+		< 250 2.0.0
+		> QUIT
+		< 221`)
+	up.Close()
+	got := seen()
+	for _, want := range []string{"EHLO mx.test\r\nHELO mx.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n", "\r\n..dot\r\n.\r\n", "QUIT\r\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("MTA did not read %q; it read:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "SIZE=") || strings.Contains(got, "BDAT") {
+		t.Errorf("extension used with an MTA that offers none:\n%s", got)
+	}
+}
+
+func TestParseReply(t *testing.T) {
+	cases := []struct {
+		code int
+		msg  string
+		want policy.Reply
+	}{
+		{250, "2.1.5 OK", policy.Reply{Code: 250, Enhanced: "2.1.5", Text: "OK"}},
+		{550, "5.1.1 No such user\n5.1.1 see our policy", policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "No such user see our policy"}},
+		{550, "4.1.1 class differs", policy.Reply{Code: 550, Text: "4.1.1 class differs"}},
+		{451, "try later", policy.Reply{Code: 451, Text: "try later"}},
+		{554, "", policy.Reply{Code: 554, Text: "(no text)"}},
+		{554, "5.7.1", policy.Reply{Code: 554, Enhanced: "5.7.1", Text: "(no text)"}},
+		{552, "5.3.4 too\tbig\x01", policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "too big "}},
+		{550, "5.1000.1 bad code", policy.Reply{Code: 550, Text: "5.1000.1 bad code"}},
+	}
+	for _, c := range cases {
+		if got := parseReply(c.code, c.msg); got != c.want {
+			t.Errorf("parseReply(%d, %q) = %+v, want %+v", c.code, c.msg, got, c.want)
+		}
+	}
+}
+
+// FuzzParseReply: whatever an internal MTA answers, the reply passed on to
+// a sender is one line of printable text.
+func FuzzParseReply(f *testing.F) {
+	f.Add(250, "2.0.0 ok\nmore")
+	f.Add(550, "5.1.1\x00\r")
+	f.Fuzz(func(t *testing.T, code int, msg string) {
+		r := parseReply(code, msg)
+		if r.Text == "" {
+			t.Fatal("empty text")
+		}
+		for _, c := range r.Text + r.Enhanced {
+			if c < 0x20 || c == 0x7f {
+				t.Fatalf("control character in %+v", r)
+			}
+		}
+	})
+}
+
+// TestUpstreamStartTLS: with starttls require the relay starts TLS before
+// MAIL and verifies the MTA's certificate; an MTA that does not offer
+// STARTTLS, or whose certificate does not verify, gets nothing and the
+// sender a 4xx.
+func TestUpstreamStartTLS(t *testing.T) {
+	cert := selfSigned(t)
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	cases := []struct {
+		name     string
+		mtaTLS   bool
+		roots    *x509.CertPool
+		wantCode int
+	}{
+		{"verified", true, roots, 250},
+		{"not offered", false, roots, 451},
+		{"unknown certificate", true, x509.NewCertPool(), 451},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := startMTA(t)
+			if tc.mtaTLS {
+				m.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+			}
+			up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, Helo: "mx.test",
+				ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second, MaxIdle: 2,
+				StartTLS: "require", TLSConfig: &tls.Config{RootCAs: tc.roots, ServerName: "mx.test"}})
+			g := startGatewayUpstream(t, testConfig(), up, m, nil)
+			code := codeOf(sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg))
+			if code != tc.wantCode {
+				t.Fatalf("sender got %d, want %d", code, tc.wantCode)
+			}
+			raw := string(m.rawBytes())
+			if tc.wantCode == 250 {
+				if len(m.messages()) != 1 {
+					t.Fatal("message not at the MTA")
+				}
+				// The MTA's debug copy shows the dialog decrypted: STARTTLS
+				// answered, then EHLO again, then MAIL.
+				tlsAt, mailAt := strings.Index(raw, "STARTTLS\r\n220 "), strings.Index(raw, "MAIL FROM")
+				if tlsAt < 0 || mailAt < tlsAt || !strings.Contains(raw[tlsAt:mailAt], "EHLO mx.test") {
+					t.Errorf("MAIL not after STARTTLS and a new EHLO:\n%s", raw)
+				}
+			}
+			if tc.wantCode != 250 && strings.Contains(raw, "MAIL FROM") {
+				t.Errorf("MAIL sent without TLS:\n%s", raw)
+			}
+		})
 	}
 }

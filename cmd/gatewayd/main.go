@@ -189,6 +189,8 @@ func buildUpstream(cfg *config.Config) (gateway.Upstream, error) {
 		IdleTimeout:    u.IdleTimeout.D(),
 		StartTLS:       u.StartTLS,
 		TLSConfig:      &tls.Config{InsecureSkipVerify: u.TLSSkipVerify, MinVersion: tls.VersionTLS12},
+		NoPipelining:   !u.Pipelining,
+		NoChunking:     !u.Chunking,
 	}), nil
 }
 
