@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ import (
 	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/greylist"
 	"github.com/mxgate/gatewayd/internal/dnstest"
+	"github.com/mxgate/gatewayd/policy"
 )
 
 // ---- A discarding sink (the harness's mta keeps every message and a raw
@@ -318,5 +320,29 @@ func BenchmarkParsePathArg(b *testing.B) {
 				parsePathArg(c.arg, c.null)
 			}
 		})
+	}
+}
+
+// BenchmarkDecisionLog: one data-stage line of a relayed message with the
+// check results of a session where every check ran, JSON to io.Discard.
+func BenchmarkDecisionLog(b *testing.B) {
+	dl := NewDecisionLog(slog.NewJSONHandler(io.Discard, nil))
+	st := &State{SessionID: "9KNSBBXL03LSNH92", Client: netip.MustParseAddrPort("192.0.2.7:40000"),
+		ReverseName: "h7.client.bench.test", Helo: "h7.client.bench.test", QueueID: "9KNSBBXL03LSNH93",
+		From: Address{Local: "load", Domain: "bench.test"}, HasFrom: true}
+	st.SetResult("dnsbl", []zoneLog{})
+	st.SetResult("iprev", iprevLog{Result: "pass", Name: "h7.client.bench.test"})
+	st.SetResult("spf", spfLog{Result: "pass", Domain: "bench.test", Identity: "mailfrom"})
+	st.SetResult("greylist", greylistLog{Action: "pass", Reason: "known triplet", Network: "192.0.2.0/24"})
+	st.SetResult("dkim", []dkimLog{{D: "bench.test", S: "s1", Result: "pass"}})
+	st.SetResult("dmarc", dmarcLog{Result: "pass", Domain: "bench.test", Policy: "reject"})
+	d := &Decision{Stage: policy.StageData, Action: policy.ActionRelay, Rcpts: []string{"user@example.com"},
+		Reply:    policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as 9KNSBBXL03LSNH93"},
+		Reasons:  []policy.Reason{{Rule: "dkim_pass", Score: -1}},
+		Upstream: &UpstreamResult{Addr: "127.0.0.1:2526", Reply: policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued"}},
+		Size:     4400, Duration: 1500 * time.Microsecond}
+	b.ReportAllocs()
+	for b.Loop() {
+		dl.log(st, d)
 	}
 }

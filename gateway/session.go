@@ -144,26 +144,33 @@ var (
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 )
 
-// prefixReader gives back the octet park read, then reads the connection.
+// prefixReader gives back what park read, then reads the connection.
 type prefixReader struct {
-	b   [1]byte
-	has bool
-	r   io.Reader
+	b      [parkRead]byte
+	off, n int
+	r      io.Reader
 }
 
+// parkRead is what an idle session reads without a pooled buffer: enough
+// for a pipelined MAIL, RCPT and DATA, so that a session in steady use
+// reads each batch of commands with one read, while an idle one holds a
+// quarter of a KiB instead of a 4 KiB reader.
+const parkRead = 256
+
 func (p *prefixReader) Read(b []byte) (int, error) {
-	if p.has && len(b) > 0 {
-		b[0] = p.b[0]
-		p.has = false
-		return 1, nil
+	if p.off < p.n {
+		k := copy(b, p.b[p.off:p.n])
+		p.off += k
+		return k, nil
 	}
 	return p.r.Read(b)
 }
 
-// park waits for the client's next octet holding no buffer: the reader and
-// writer go back to their pools (the writer flushed), the goroutine waits
-// in a one-octet read, and a pooled reader is taken when data arrives.
-// Thousands of idle connections so cost their goroutine and little else.
+// park waits for the client's next octets holding no buffer: the reader
+// and writer go back to their pools (the writer flushed), the goroutine
+// waits in a read into the session's own small prefix, and a pooled
+// reader is taken when data arrives. Thousands of idle connections so cost
+// their goroutine and little else.
 func (s *session) park() error {
 	if err := s.flush(); err != nil {
 		return err
@@ -171,8 +178,8 @@ func (s *session) park() error {
 	s.releaseBuffers()
 	s.pre.r = s.conn
 	n, err := s.conn.Read(s.pre.b[:])
-	if n == 1 {
-		s.pre.has = true
+	s.pre.off, s.pre.n = 0, n
+	if n > 0 {
 		err = nil
 	}
 	if err != nil {
@@ -184,6 +191,7 @@ func (s *session) park() error {
 }
 
 func (s *session) releaseBuffers() {
+	s.pre.off, s.pre.n = 0, 0
 	if s.r != nil {
 		s.r.Reset(nil)
 		readerPool.Put(s.r)
