@@ -290,6 +290,7 @@ type (
 		Reason   string `json:"reason,omitempty"`
 		Network  string `json:"network,omitempty"`
 		FailOpen bool   `json:"fail_open,omitempty"`
+		Cached   bool   `json:"cached,omitempty"`
 		Error    string `json:"error,omitempty"`
 	}
 )
@@ -434,7 +435,7 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, ev Eval
 		return v
 	}
 	d, err := g.Check(ctx, greylist.Triplet{IP: st.Client.Addr(), Sender: st.From.String(), Recipient: st.Rcpt.String(), ClientName: js.facts.ClientName})
-	res := greylistLog{Action: d.Action.String(), Reason: string(d.Reason), Network: d.Network, FailOpen: d.FailOpen}
+	res := greylistLog{Action: d.Action.String(), Reason: string(d.Reason), Network: d.Network, FailOpen: d.FailOpen, Cached: d.Cached}
 	if err == nil {
 		err = d.Err
 	}

@@ -91,6 +91,15 @@ type Config struct {
 	// none.
 	AllowRecipients []string `yaml:"allow_recipients"`
 
+	// PassCache is how long a gateway remembers by itself that a triplet
+	// passed or that its network is allowed, and answers again without a
+	// store round trip. Used with Redis only (the in-process store is as
+	// fast). Default 1m: a burst from one correspondent costs one round
+	// trip, while the store loses nothing that matters: pass records live
+	// for pass_ttl and passes count towards auto-allow at most once per
+	// auto_allow_interval. 0 asks the store every time.
+	PassCache Duration `yaml:"pass_cache"`
+
 	// MaxMemoryEntries caps the in-process store (used when no Redis is
 	// configured), counting one entry per triplet and per network record.
 	// At the cap, expired entries go first, then the least recently
@@ -150,6 +159,7 @@ func DefaultConfig() Config {
 		Deadline:          Duration(300 * time.Millisecond),
 		FailMode:          FailOpen,
 		MaxMemoryEntries:  200000,
+		PassCache:         Duration(time.Minute),
 		Redis: RedisConfig{
 			DialTimeout: Duration(time.Second),
 		},
@@ -195,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.IPv6Prefix < 16 || c.IPv6Prefix > 128 {
 		bad("ipv6_prefix", "must be between 16 and 128, got %d", c.IPv6Prefix)
+	}
+	if c.PassCache < 0 || c.PassCache > c.AutoAllowInterval && c.AutoAllowInterval > 0 && c.AutoAllowAfter > 0 {
+		bad("pass_cache", "must be between 0 and greylist.auto_allow_interval (%v)", c.AutoAllowInterval)
 	}
 	if c.Deadline <= 0 {
 		bad("deadline", "must be > 0")

@@ -72,6 +72,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.AllowDomains = []string{"a@b"} }, "greylist.allow_domains[0]:"},
 		{func(c *Config) { c.AllowRecipients = []string{"bob"} }, "greylist.allow_recipients[0]:"},
 		{func(c *Config) { c.MaxMemoryEntries = 0 }, "greylist.max_memory_entries:"},
+		{func(c *Config) { c.PassCache = -1 }, "greylist.pass_cache:"},
+		{func(c *Config) { c.PassCache = Duration(2 * time.Hour) }, "greylist.pass_cache:"},
 		{func(c *Config) { c.Redis.Cluster = true }, "greylist.redis.addrs:"},
 		{func(c *Config) { c.Redis.Cluster, c.Redis.MasterName = true, "m" }, "greylist.redis.cluster:"},
 		{func(c *Config) { c.Redis.Addrs = []string{"nohost"} }, "greylist.redis.addrs[0]:"},

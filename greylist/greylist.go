@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -104,6 +105,9 @@ type Decision struct {
 	Err error `json:"-"`
 	// Passes is the network's count towards auto-allow.
 	Passes int `json:"passes,omitempty"`
+	// Cached says the decision is a pass the store gave within
+	// greylist.pass_cache, answered without asking it again.
+	Cached bool `json:"cached,omitempty"`
 }
 
 // Greylister makes greylist decisions. It is safe for concurrent use.
@@ -118,6 +122,8 @@ type Greylister struct {
 	allowNets    []netip.Prefix
 	allowDomains []string
 	allowRcpts   []string
+
+	passes *passCache // nil: every decision asks the store
 }
 
 // Option changes how New builds a Greylister.
@@ -168,6 +174,9 @@ func New(cfg Config, store Store, opts ...Option) (*Greylister, error) {
 	}
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
+	}
+	if cfg.PassCache > 0 && store.Name() != "memory" {
+		g.passes = newPassCache(cfg.PassCache.D(), passCacheMax)
 	}
 	return g, nil
 }
@@ -256,6 +265,11 @@ func (g *Greylister) Check(ctx context.Context, t Triplet) (Decision, error) {
 	}
 
 	now := g.now()
+	if c, ok := g.passes.get(d.Key, now); ok {
+		d.Action, d.Reason, d.FirstSeen, d.Passes, d.Cached = c.Action, c.Reason, c.FirstSeen, c.Passes, true
+		g.metrics.decided(d, "cache", time.Since(start))
+		return d, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Deadline.D())
 	defer cancel()
 	o, err := g.store.Decide(ctx, n, now, g.params)
@@ -276,8 +290,76 @@ func (g *Greylister) Check(ctx context.Context, t Triplet) (Decision, error) {
 	}
 	d.Action, d.Reason = o.Action, o.Reason
 	d.FirstSeen, d.RetryAt, d.Passes = o.FirstSeen, o.RetryAt, o.Passes
+	if d.Action != Defer {
+		g.passes.put(d.Key, now, o)
+	}
 	g.metrics.decided(d, g.store.Name(), time.Since(start))
 	return d, nil
+}
+
+// passCacheMax bounds the pass cache: at 64Ki triplets (a few MB) it is
+// swept of expired entries, and emptied if that is not enough.
+const passCacheMax = 1 << 16
+
+// passCache remembers recent passes of the store (greylist.pass_cache).
+// It only ever holds passes: nothing the store would now defer is answered
+// from it for longer than its TTL, and a pass the store grants is the same
+// answer whether it was cached or not.
+type passCache struct {
+	ttl time.Duration
+	max int
+
+	mu sync.Mutex
+	m  map[string]cachedPass
+}
+
+type cachedPass struct {
+	Outcome
+	until time.Time
+}
+
+func newPassCache(ttl time.Duration, max int) *passCache {
+	return &passCache{ttl: ttl, max: max, m: make(map[string]cachedPass)}
+}
+
+func (c *passCache) get(key string, now time.Time) (Outcome, bool) {
+	if c == nil {
+		return Outcome{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok {
+		return Outcome{}, false
+	}
+	if !now.Before(e.until) {
+		delete(c.m, key)
+		return Outcome{}, false
+	}
+	return e.Outcome, true
+}
+
+func (c *passCache) put(key string, now time.Time, o Outcome) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
+		for k, e := range c.m {
+			if !now.Before(e.until) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= c.max {
+			clear(c.m)
+		}
+	}
+	o.NowAutoAllowed = false
+	if o.Reason == ReasonRetried {
+		o.Reason = ReasonKnown // what the store says after the first pass
+	}
+	c.m[key] = cachedPass{Outcome: o, until: now.Add(c.ttl)}
 }
 
 // staticAllow applies greylist.allow_cidrs, allow_domains and

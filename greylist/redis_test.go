@@ -295,3 +295,78 @@ func TestRedisStoreConfig(t *testing.T) {
 		t.Error("braces in key prefix: no error")
 	}
 }
+
+// TestPassCache: a pass the Redis store gave is answered from the gateway's
+// own cache for greylist.pass_cache (even with Redis down), then the store
+// is asked again; a deferral is never cached, so a retry before the delay
+// still reaches the store.
+func TestPassCache(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := testConfig()
+	cfg.Deadline = Duration(250 * time.Millisecond)
+	cfg.PassCache = Duration(time.Minute)
+	clock := newClock()
+	m := NewMetrics()
+	g, err := New(cfg, st, WithClock(clock.Now), WithMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := check(t, g, ip1, from, to); d.Action != Defer || d.Cached {
+		t.Fatalf("first sight: %+v", d)
+	}
+	clock.Advance(time.Minute)
+	if d := check(t, g, ip1, from, to); d.Reason != ReasonTooEarly || d.Cached {
+		t.Fatalf("early retry: %+v (a deferral must not be cached)", d)
+	}
+	clock.Advance(cfg.Delay.D())
+	if d := check(t, g, ip1, from, to); d.Reason != ReasonRetried || d.Cached {
+		t.Fatalf("retry after the delay: %+v", d)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(30 * time.Second)
+	d := check(t, g, ip1, from, to)
+	if d.Action != Pass || d.Reason != ReasonKnown || !d.Cached || d.Err != nil {
+		t.Fatalf("within pass_cache, Redis down: %+v, want a cached known pass", d)
+	}
+	if d := check(t, g, ip1, from, "other@example.com"); d.Reason != ReasonStoreError {
+		t.Fatalf("another triplet with Redis down: %+v, want store_error (not cached)", d)
+	}
+	clock.Advance(30 * time.Second)
+	if d := check(t, g, ip1, from, to); d.Reason != ReasonStoreError || d.Cached {
+		t.Fatalf("pass_cache expired, Redis down: %+v, want store_error", d)
+	}
+}
+
+func TestPassCacheBound(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newPassCache(time.Minute, 3)
+	o := Outcome{Action: Pass, Reason: ReasonRetried, NowAutoAllowed: true}
+	for _, k := range []string{"a", "b", "c"} {
+		c.put(k, now, o)
+	}
+	if got, ok := c.get("a", now); !ok || got.Reason != ReasonKnown || got.NowAutoAllowed {
+		t.Fatalf("cached %+v %v: want a known pass, not the first one's flags", got, ok)
+	}
+	// Full with live entries: emptied, then the new one kept.
+	c.put("d", now.Add(time.Second), o)
+	if _, ok := c.get("a", now.Add(time.Second)); ok || len(c.m) != 1 {
+		t.Fatalf("full cache not emptied: %d entries", len(c.m))
+	}
+	// Full with expired entries: only those go.
+	c.put("e", now.Add(90*time.Second), o)
+	c.put("f", now.Add(90*time.Second), o)
+	c.put("g", now.Add(2*time.Minute), o) // d expired (put at +1s, ttl 1m), e and f live
+	if len(c.m) != 3 {
+		t.Fatalf("%d entries after sweeping expired ones, want 3", len(c.m))
+	}
+	if _, ok := c.get("d", now.Add(2*time.Minute)); ok {
+		t.Fatal("expired entry answered")
+	}
+}
