@@ -4,11 +4,13 @@
 // Everything runs on loopback and is stopped at the end: a sink standing in
 // for the internal MTA (Postfix's smtp-sink when installed, else smtpload
 // sink), the in-process test DNS server with the zones of a DNSBL and of the
-// load's sender domain (SPF, DKIM key, DMARC) and reverse DNS for the load's
-// clients, a redis-server for the greylist, and the gatewayd daemon built
-// from this tree, run as a process with a generated configuration that turns
-// every check on. The load's client network is allowed in the greylist
-// before the run (`gatewayd greylist allow`).
+// load's sender domain (SPF, DKIM key, DMARC), a redis-server for the
+// greylist, and the gatewayd daemon built from this tree, run as a process
+// with a generated configuration that turns every check on. The load's
+// clients have no reverse DNS (unless -rdns), so the shipped rules greylist
+// them and every recipient is decided by the greylist store in Redis; the
+// load's client network is allowed there before the run (`gatewayd
+// greylist allow`), so messages flow.
 //
 // It measures, each figure the median of -runs runs of -messages messages:
 // the relay rate through the gateway and straight to the sink (a new
@@ -48,7 +50,7 @@ import (
 type options struct {
 	messages, runs, conc, perConn, size, idle, warmup int
 	out, profileDir, dkim, tools                      string
-	keep, verbose, pprof, noRules                     bool
+	keep, verbose, pprof, noRules, rdns               bool
 }
 
 func main() {
@@ -65,6 +67,7 @@ func main() {
 	flag.StringVar(&o.dkim, "dkim", "rsa", "DKIM algorithm of the test message: rsa (2048 bits) or ed25519")
 	flag.StringVar(&o.tools, "tools", "auto", "auto: Postfix smtp-sink/smtp-source when installed, else smtpload; smtpload: always ours")
 	flag.BoolVar(&o.pprof, "pprof", true, "build the gateway with a loopback pprof endpoint (a build overlay; the daemon's source is untouched)")
+	flag.BoolVar(&o.rdns, "rdns", false, "give the load's clients verified reverse DNS (the shipped rules then do not consult the greylist)")
 	flag.BoolVar(&o.noRules, "no-rules", false, "do not configure the shipped rules even when the config has a rules key")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config, logs, binaries)")
 	flag.BoolVar(&o.verbose, "v", false, "say what is being done")
@@ -244,7 +247,7 @@ func run(e *env, o options) error {
 	}
 	e.tools(o.tools)
 	step(fmt.Sprintf("tools: sink %s, source %s", e.sinkKind, e.sourceKind))
-	signer, err := e.startDNS(o.dkim)
+	signer, err := e.startDNS(o.dkim, o.rdns)
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
@@ -287,7 +290,7 @@ func run(e *env, o options) error {
 		Setup: map[string]any{
 			"messages": o.messages, "runs": o.runs, "concurrency": o.conc, "per_conn": o.perConn,
 			"message_size": e.msgSize, "dkim": e.dkimAlg, "idle_conns": o.idle, "warmup": o.warmup,
-			"checks": []string{"iprev", "dnsbl", "spf", "dkim", "dmarc"}, "greylist": "redis " + e.redis.Addr,
+			"checks": []string{"iprev", "dnsbl", "spf", "dkim", "dmarc"}, "greylist": "redis " + e.redis.Addr, "load_rdns": o.rdns,
 			"rules": e.rulesDir, "pprof_overlay": e.pprofBuilt,
 		},
 	}
