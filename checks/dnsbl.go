@@ -248,12 +248,21 @@ func (b *DNSBL) lookup(ctx context.Context, z *zone, r ZoneResult) ZoneResult {
 	z.listed.Add(1)
 	r.Status, r.Listed = Listed, true
 	r.Codes = addrStrings(matched)
-	r.Reason = strings.NewReplacer("{subject}", r.Subject, "{zone}", z.name,
-		"{code}", r.Codes[0]).Replace(z.cfg.Reason)
 	if txts, err := b.res.LookupTXT(ctx, r.Query); err == nil && len(txts) > 0 {
 		r.Reason = strings.Join(txts, " ")
+	} else {
+		r.Reason = expandReason(z.cfg.Reason, r.Subject, z.name, r.Codes[0])
 	}
 	return r
+}
+
+// expandReason fills {subject}, {zone} and {code} into a zone's reason
+// (used when the zone publishes no TXT record).
+func expandReason(tmpl, subject, zone, code string) string {
+	if !strings.Contains(tmpl, "{") {
+		return tmpl
+	}
+	return strings.NewReplacer("{subject}", subject, "{zone}", zone, "{code}", code).Replace(tmpl)
 }
 
 // codes returns the A records of qname; none for NXDOMAIN and NODATA.
