@@ -339,8 +339,13 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 	rc.judge.Hostname = srv.Config().Hostname
 
 	var listeners []net.Listener
+	// No TCP keepalive on SMTP connections: every session is bounded by
+	// limits.idle_timeout and the DATA timeout, which find a dead peer
+	// anyway, and Go's default keepalive costs four setsockopt calls per
+	// accepted connection, refused ones included.
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, a := range cfg.Listen {
-		l, err := net.Listen("tcp", a)
+		l, err := lc.Listen(context.Background(), "tcp", a)
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
