@@ -1,13 +1,14 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -36,6 +37,23 @@ type Engine struct {
 
 var stageIndex = map[Stage]int{StageConnect: 0, StageHelo: 1, StageMail: 2, StageRcpt: 3, StageData: 4}
 
+// stageIdx is stageIndex[s], without hashing s.
+func stageIdx(s Stage) (int, bool) {
+	switch s {
+	case StageConnect:
+		return 0, true
+	case StageHelo:
+		return 1, true
+	case StageMail:
+		return 2, true
+	case StageRcpt:
+		return 3, true
+	case StageData:
+		return 4, true
+	}
+	return 0, false
+}
+
 type stageRules struct {
 	rules      []*rule
 	thresholds []*threshold
@@ -60,20 +78,20 @@ type rule struct {
 	points float64
 	reply  replyTmpl
 	header headerTmpl
-	detail *template.Template
+	detail *tmpl
 }
 
 type replyTmpl struct {
 	code     int
 	enhanced string
-	text     *template.Template
+	text     *tmpl
 	deftext  string
 	given    bool // the rule wrote a reply
 }
 
 type headerTmpl struct {
 	name  string
-	value *template.Template
+	value *tmpl
 }
 
 // RuleInfo describes a rule, for listings and explanations.
@@ -206,7 +224,7 @@ type Step struct {
 
 // Needs is the checks the rules and thresholds of stage read.
 func (e *Engine) Needs(stage Stage) NeedSet {
-	i, ok := stageIndex[stage]
+	i, ok := stageIdx(stage)
 	if !ok {
 		return NeedSet{}
 	}
@@ -232,7 +250,7 @@ func (e *Engine) Explain(f *Facts) (Outcome, []Step) {
 
 func (e *Engine) evaluate(f *Facts, steps *[]Step) Outcome {
 	out := Outcome{Verdict: Verdict{Action: ActionContinue}, Total: f.Score}
-	i, ok := stageIndex[f.Stage]
+	i, ok := stageIdx(f.Stage)
 	if !ok {
 		out.Errors = append(out.Errors, fmt.Sprintf("unknown stage %q", f.Stage))
 		return out
@@ -321,7 +339,7 @@ func (e *Engine) evaluate(f *Facts, steps *[]Step) Outcome {
 		}
 		data.Rule, data.Score = name, out.Total
 		out.Reasons = append(out.Reasons, Reason{Rule: name,
-			Detail: fmt.Sprintf("score %s >= %s", fmtScore(out.Total), fmtScore(t.score))})
+			Detail: "score " + fmtScore(out.Total) + " >= " + fmtScore(t.score)})
 		if t.action == ActionContinue {
 			out.addHeader(name, t.header, data)
 			continue
@@ -375,8 +393,14 @@ func (out *Outcome) decide(a Action, rule string, r replyTmpl, stage Stage, data
 	}
 }
 
+// fmtScore is f with two decimals at most and no trailing zeros: "%.2f"
+// trimmed.
 func fmtScore(f float64) string {
-	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".")
+	var buf [32]byte
+	b := strconv.AppendFloat(buf[:0], f, 'f', 2, 64) // fmt's %.2f
+	b = bytes.TrimRight(b, "0")
+	b = bytes.TrimSuffix(b, []byte("."))
+	return string(b)
 }
 
 // Rules describes every rule in load order.

@@ -82,6 +82,10 @@ type Env struct {
 	facts *Facts
 	eng   *Engine
 	vm    vm.VM
+	// dnsbl is the storage of DNSBL, kept from one evaluation to the
+	// next, and dnsblKeys the zones filled in by this one.
+	dnsbl     map[string]Zone
+	dnsblKeys []string
 }
 
 // Zone is one DNSBL or DNSWL zone's answer (checks.ZoneResult).
@@ -196,10 +200,27 @@ func (env *Env) fill(f *Facts, use facets) {
 
 	env.DNSBL = nil
 	if use&useDNSBL != 0 && len(f.DNSBL) > 0 {
-		env.DNSBL = make(map[string]Zone, len(f.DNSBL))
-		for k, z := range f.DNSBL {
-			env.DNSBL[k] = zoneOf(z)
+		// The map is the Env's own, kept from one evaluation to the next:
+		// a Zone is big enough that the map holds it out of line, and
+		// storing to a key already there reuses that storage.
+		m := env.dnsbl
+		if m == nil {
+			m = make(map[string]Zone, len(f.DNSBL))
+			env.dnsbl = m
 		}
+		keys := env.dnsblKeys[:0]
+		for k, z := range f.DNSBL {
+			m[k] = zoneOf(z)
+			keys = append(keys, k)
+		}
+		if len(m) > len(f.DNSBL) {
+			for k := range m {
+				if _, ok := f.DNSBL[k]; !ok {
+					delete(m, k)
+				}
+			}
+		}
+		env.DNSBL, env.dnsblKeys = m, keys
 	}
 	env.DomainBL = nil
 	if use&useDomainBL != 0 && len(f.DomainBL) > 0 {
@@ -247,6 +268,10 @@ func (env *Env) clear() {
 	env.facts = nil
 	env.Rcpts = nil
 	env.DNSBL = nil
+	for _, k := range env.dnsblKeys {
+		env.dnsbl[k] = Zone{} // keep the keys (zone names) and their storage, not the answers
+	}
+	env.dnsblKeys = env.dnsblKeys[:0]
 	env.DomainBL = nil
 	env.IPRev = IPRev{}
 	env.DKIM = DKIM{}

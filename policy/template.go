@@ -1,10 +1,15 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
+	"net/netip"
+	"reflect"
+	"strconv"
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -68,8 +73,9 @@ var templateFuncs = template.FuncMap{
 
 // parseTemplate parses src and tries it on empty facts, so that a field
 // that does not exist ({{ .ClientAddr }}) is a load error rather than a
-// reply that fails in production.
-func parseTemplate(name, src string) (*template.Template, NeedSet, error) {
+// reply that fails in production. The template is also compiled for
+// rendering without text/template where its shape allows (see compile).
+func parseTemplate(name, src string) (*tmpl, NeedSet, error) {
 	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(src)
 	if err != nil {
 		return nil, NeedSet{}, cleanTemplateErr(err)
@@ -85,7 +91,7 @@ func parseTemplate(name, src string) (*template.Template, NeedSet, error) {
 	if t.Tree != nil {
 		walkTemplate(t.Tree.Root, &n)
 	}
-	return t, n, nil
+	return compile(t), n, nil
 }
 
 func cleanTemplateErr(err error) error {
@@ -173,22 +179,93 @@ const maxHeaderValue = 900
 // render executes t and makes the result one line of printable text of at
 // most max octets: control characters (CR and LF among them, so a TXT
 // record or a header cannot inject lines) become spaces.
-func render(t *template.Template, d TemplateData, max int) (string, error) {
-	var sb strings.Builder
-	if err := t.Execute(&sb, d); err != nil {
+func render(t *tmpl, d TemplateData, max int) (string, error) {
+	if t.fast && d.Facts != nil {
+		if t.parts == nil {
+			return truncate(t.konst, max), nil
+		}
+		var scratch [256]byte
+		if b, ok := t.appendTo(scratch[:0], &d); ok {
+			return oneLine(b, max), nil
+		}
+		// A nil pointer on the way: text/template says what went wrong.
+	}
+	var buf bytes.Buffer
+	if err := t.t.Execute(&buf, d); err != nil {
 		return "", cleanTemplateErr(err)
 	}
-	return oneLine(sb.String(), max), nil
+	return oneLine(buf.Bytes(), max), nil
 }
 
-func oneLine(s string, max int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			return ' '
+// oneLine turns b into one line: control characters, DEL and invalid
+// UTF-8 become spaces, runs of white space (unicode.IsSpace) become one
+// space, white space at either end goes, and the result is cut to at most
+// max octets on a character boundary. It is
+//
+//	s = strings.Map(ctlToSpace, s)
+//	s = strings.Join(strings.Fields(s), " ")
+//	cut s to max
+//
+// in one pass, in place: b is overwritten.
+func oneLine(b []byte, max int) string {
+	// Skip what is already one line: printable ASCII, with single spaces
+	// between words.
+	i := 0
+	for i < len(b) {
+		if c := b[i]; c > ' ' && c < 0x7f {
+			i++
+		} else if c == ' ' && i > 0 && i+1 < len(b) && b[i+1] > ' ' && b[i+1] < 0x7f {
+			i += 2
+		} else {
+			break
 		}
-		return r
-	}, s)
-	s = strings.Join(strings.Fields(s), " ")
+	}
+	w := i // the output is never longer than what was read, so b[:w] is free
+	space := false
+	for i < len(b) {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			i++
+			if c <= ' ' || c == 0x7f { // controls and the ASCII white space
+				space = w > 0
+				continue
+			}
+			if space {
+				b[w] = ' '
+				w++
+				space = false
+			}
+			b[w] = c
+			w++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) {
+			i += size
+			space = w > 0
+			continue
+		}
+		if space {
+			b[w] = ' '
+			w++
+			space = false
+		}
+		w += copy(b[w:], b[i:i+size])
+		i += size
+	}
+	if w > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(b[cut]) {
+			cut--
+		}
+		w = cut
+	}
+	return string(b[:w])
+}
+
+// truncate cuts a one-line text to at most max octets on a character
+// boundary, as oneLine does.
+func truncate(s string, max int) string {
 	if len(s) > max {
 		cut := max
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
@@ -197,4 +274,692 @@ func oneLine(s string, max int) string {
 		s = s[:cut]
 	}
 	return s
+}
+
+// ---- compiled templates
+//
+// text/template finds every field and method by name (reflection) each
+// time it runs, which costs more than the rest of a connect-stage
+// evaluation. Most templates are text and a few values, so compile turns
+// those into a list of parts rendered without text/template, producing
+// the same text: text/template prints a value with fmt.Fprint, and the
+// parts print the kinds they allow (strings, booleans, integers, floats,
+// netip.Addr, []string, none of them with methods of their own but
+// netip.Addr's String) as fmt does. Any other shape, and any run that
+// meets a nil pointer on the way, is left to text/template, which then
+// reports the error as it always did.
+//
+// The shapes compiled:
+//
+//	text
+//	{{ .Field.Chain }}                  fields of structs, through pointers
+//	{{ .ZoneReason "zone" }}            ZoneReason, ZoneCodes, HeaderValue
+//	{{ (index .Map "key").Field }}      a map with string keys
+//	{{ "string" }}
+//	{{ lower X }}, {{ upper X }}, {{ join X "sep" }}
+//	{{ X | lower }}, {{ X | upper }}
+//	{{ printf "format" X... }}, {{ X | printf "format" X... }}
+//
+// where X is one of the values above or a parenthesized pipeline of them,
+// and a printf format has only the verbs %v, %s, %d, %f and %.Nf without
+// flags or width, each with a value of a kind fmt prints the same way.
+
+// tmpl is a parsed template, compiled when its shape allows.
+type tmpl struct {
+	t     *template.Template
+	fast  bool   // render with parts (or konst) rather than t
+	parts []part // nil: the template is the constant text konst
+	konst string // one line already
+}
+
+// part is text followed by a value: an operand printed, or a printf.
+type part struct {
+	text string
+	op   *operand
+	pf   *printfOp
+}
+
+// valKind is the kind of a value an operand produces.
+type valKind uint8
+
+const (
+	kString valKind = iota + 1
+	kBool
+	kInt
+	kUint
+	kFloat
+	kAddr
+	kStrings // []string
+)
+
+// val is a value produced by an operand.
+type val struct {
+	k    valKind
+	bits int // of kFloat
+	s    string
+	n    int64 // kInt; kBool: 0 or 1
+	u    uint64
+	f    float64
+	a    netip.Addr
+	ss   []string
+}
+
+type srcKind uint8
+
+const (
+	srcConst  srcKind = iota // s
+	srcRule                  // TemplateData.Rule
+	srcScore                 // TemplateData.Score
+	srcField                 // path from TemplateData.Facts
+	srcIndex                 // path from Facts to a map, its element at key, path2 from there
+	srcMethod                // method(arg)
+	srcLower                 // strings.ToLower(arg)
+	srcUpper                 // strings.ToUpper(arg)
+	srcJoin                  // strings.Join(arg, arg2)
+)
+
+// operand is a value of a template, of static kind.
+type operand struct {
+	src   srcKind
+	kind  valKind
+	exact bool // of type string (kString) or []string (kStrings) exactly
+	bits  int
+	s     string
+	path  []int // from d.Facts (the pointer): field indexes, and deref to follow a pointer
+	path2 []int // srcIndex: from the map's element
+	key   reflect.Value
+	elem  reflect.Type // srcIndex: the element type of the map
+	m     func(TemplateData, string) string
+	codes bool // m is ZoneCodes
+	arg   *operand
+	arg2  *operand
+}
+
+const deref = -1
+
+// printfOp is a printf whose format was parsed when the template loaded.
+type printfOp struct {
+	pieces []fmtPiece
+	args   []*operand
+}
+
+// fmtPiece is literal text, then (verb != 0) the next argument printed.
+type fmtPiece struct {
+	text string
+	verb byte // 'v', 's', 'd', 'f'; 0 for none
+	prec int  // of 'f'
+}
+
+var (
+	templateDataType = reflect.TypeFor[TemplateData]()
+	stringType       = reflect.TypeFor[string]()
+	stringsType      = reflect.TypeFor[[]string]()
+	addrType         = reflect.TypeFor[netip.Addr]()
+)
+
+// templateMethods are the methods of TemplateData a template may call
+// with one string.
+var templateMethods = map[string]func(TemplateData, string) string{
+	"ZoneReason":  TemplateData.ZoneReason,
+	"ZoneCodes":   TemplateData.ZoneCodes,
+	"HeaderValue": TemplateData.HeaderValue,
+}
+
+// compile returns t with its compiled form when it has one.
+func compile(t *template.Template) *tmpl {
+	out := &tmpl{t: t}
+	if t.Tree == nil || t.Tree.Root == nil || len(t.Templates()) != 1 {
+		return out
+	}
+	var parts []part
+	var text []byte
+	for _, n := range t.Tree.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			text = append(text, n.Text...)
+		case *parse.ActionNode:
+			p := part{text: string(text)}
+			text = text[:0]
+			if len(n.Pipe.Decl) > 0 {
+				return out
+			}
+			var ok bool
+			if p.op, p.pf, ok = compilePipe(n.Pipe, true); !ok {
+				return out
+			}
+			parts = append(parts, p)
+		default:
+			return out
+		}
+	}
+	out.fast = true
+	if len(parts) == 0 {
+		out.konst = oneLine(text, len(text))
+		return out
+	}
+	if len(text) > 0 {
+		parts = append(parts, part{text: string(text)})
+	}
+	out.parts = parts
+	return out
+}
+
+// compilePipe compiles a pipeline to the operand whose value it prints
+// or, when top (a pipeline printed, not an argument) and it ends with a
+// printf, to that printf.
+func compilePipe(p *parse.PipeNode, top bool) (*operand, *printfOp, bool) {
+	if p == nil || len(p.Decl) > 0 || len(p.Cmds) == 0 {
+		return nil, nil, false
+	}
+	var cur *operand
+	for i, cmd := range p.Cmds {
+		last := i == len(p.Cmds)-1
+		if id, ok := cmd.Args[0].(*parse.IdentifierNode); ok && id.Ident == "printf" {
+			if !top || !last {
+				return nil, nil, false
+			}
+			pf, ok := compilePrintf(cmd.Args[1:], cur)
+			return nil, pf, ok
+		}
+		op, ok := compileCommand(cmd, cur)
+		if !ok {
+			return nil, nil, false
+		}
+		cur = op
+	}
+	return cur, nil, true
+}
+
+// compileCommand compiles one command of a pipeline; final is the value
+// of the command before it, nil for the first.
+func compileCommand(cmd *parse.CommandNode, final *operand) (*operand, bool) {
+	args := cmd.Args[1:]
+	switch n := cmd.Args[0].(type) {
+	case *parse.IdentifierNode:
+		switch n.Ident {
+		case "lower", "upper":
+			var x *operand
+			switch {
+			case final != nil && len(args) == 0:
+				x = final
+			case final == nil && len(args) == 1:
+				var ok bool
+				if x, ok = compileArg(args[0]); !ok {
+					return nil, false
+				}
+			default:
+				return nil, false
+			}
+			if x.kind != kString || !x.exact {
+				return nil, false
+			}
+			src := srcLower
+			if n.Ident == "upper" {
+				src = srcUpper
+			}
+			return &operand{src: src, kind: kString, exact: true, arg: x}, true
+		case "join":
+			if final != nil || len(args) != 2 {
+				return nil, false
+			}
+			l, ok1 := compileArg(args[0])
+			sep, ok2 := compileArg(args[1])
+			if !ok1 || !ok2 || l.kind != kStrings || !l.exact || sep.kind != kString || !sep.exact {
+				return nil, false
+			}
+			return &operand{src: srcJoin, kind: kString, exact: true, arg: l, arg2: sep}, true
+		}
+		return nil, false
+	case *parse.FieldNode:
+		if final != nil {
+			return nil, false
+		}
+		if m, ok := templateMethods[n.Ident[0]]; ok {
+			if len(n.Ident) != 1 || len(args) != 1 {
+				return nil, false
+			}
+			x, ok := compileArg(args[0])
+			if !ok || x.kind != kString || !x.exact {
+				return nil, false
+			}
+			return &operand{src: srcMethod, kind: kString, exact: true, m: m, arg: x, codes: n.Ident[0] == "ZoneCodes"}, true
+		}
+		if len(args) > 0 {
+			return nil, false
+		}
+		return compileField(n.Ident)
+	}
+	if final != nil || len(args) > 0 {
+		return nil, false
+	}
+	return compileArg(cmd.Args[0])
+}
+
+// compileArg compiles an argument of a function or method.
+func compileArg(n parse.Node) (*operand, bool) {
+	switch n := n.(type) {
+	case *parse.StringNode:
+		return &operand{src: srcConst, kind: kString, exact: true, s: n.Text}, true
+	case *parse.FieldNode:
+		if _, ok := templateMethods[n.Ident[0]]; ok {
+			return nil, false
+		}
+		return compileField(n.Ident)
+	case *parse.PipeNode:
+		op, _, ok := compilePipe(n, false)
+		return op, ok
+	case *parse.ChainNode:
+		return compileIndex(n)
+	}
+	return nil, false
+}
+
+// compileField compiles a field chain on dot.
+func compileField(idents []string) (*operand, bool) {
+	path, t, ok := fieldPath(templateDataType, idents)
+	if !ok {
+		return nil, false
+	}
+	switch {
+	case len(path) == 1 && t == stringType && idents[0] == "Rule":
+		return &operand{src: srcRule, kind: kString, exact: true}, true
+	case len(path) == 1 && t == reflect.TypeFor[float64]() && idents[0] == "Score":
+		return &operand{src: srcScore, kind: kFloat, bits: 64}, true
+	}
+	// Through the embedded *Facts: the path starts with its index and a
+	// dereference; eval starts from d.Facts, so the index goes.
+	if len(path) < 3 || path[0] != 0 || path[1] != deref ||
+		templateDataType.Field(0).Type != reflect.TypeFor[*Facts]() {
+		return nil, false
+	}
+	op := &operand{src: srcField, path: path[1:]}
+	if !op.setKind(t) {
+		return nil, false
+	}
+	return op, true
+}
+
+// compileIndex compiles (index .Map "key").Field.Chain.
+func compileIndex(c *parse.ChainNode) (*operand, bool) {
+	p, ok := c.Node.(*parse.PipeNode)
+	if !ok || len(p.Decl) > 0 || len(p.Cmds) != 1 {
+		return nil, false
+	}
+	args := p.Cmds[0].Args
+	if id, ok := args[0].(*parse.IdentifierNode); !ok || id.Ident != "index" || len(args) != 3 {
+		return nil, false
+	}
+	f, ok1 := args[1].(*parse.FieldNode)
+	k, ok2 := args[2].(*parse.StringNode)
+	if !ok1 || !ok2 {
+		return nil, false
+	}
+	if _, ok := templateMethods[f.Ident[0]]; ok {
+		return nil, false
+	}
+	path, mt, ok := fieldPath(templateDataType, f.Ident)
+	if !ok || len(path) < 3 || path[0] != 0 || path[1] != deref || mt.Kind() != reflect.Map || mt.Key() != stringType ||
+		templateDataType.Field(0).Type != reflect.TypeFor[*Facts]() {
+		return nil, false
+	}
+	path2, t, ok := fieldPath(mt.Elem(), c.Field)
+	if !ok {
+		return nil, false
+	}
+	op := &operand{src: srcIndex, path: path[1:], path2: path2, key: reflect.ValueOf(k.Text), elem: mt.Elem()}
+	if !op.setKind(t) {
+		return nil, false
+	}
+	return op, true
+}
+
+// fieldPath resolves a chain of field names from t as text/template
+// does, to field indexes and dereferences, refusing (false) anything
+// text/template might treat otherwise: a method of that name, a map, an
+// interface, an unexported field.
+func fieldPath(t reflect.Type, idents []string) ([]int, reflect.Type, bool) {
+	var path []int
+	for _, id := range idents {
+		for t.Kind() == reflect.Pointer {
+			path = append(path, deref)
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil, nil, false
+		}
+		if _, ok := reflect.PointerTo(t).MethodByName(id); ok {
+			return nil, nil, false
+		}
+		f, ok := t.FieldByName(id)
+		if !ok || !f.IsExported() {
+			return nil, nil, false
+		}
+		for i, x := range f.Index {
+			if i > 0 && t.Kind() == reflect.Pointer {
+				if t.Elem().Kind() != reflect.Struct {
+					return nil, nil, false
+				}
+				path = append(path, deref)
+				t = t.Elem()
+			}
+			sf := t.Field(x)
+			if !sf.IsExported() {
+				return nil, nil, false // an unexported embedded struct: read-only for reflect
+			}
+			path = append(path, x)
+			t = sf.Type
+		}
+	}
+	return path, t, true
+}
+
+// setKind sets the kind of a value of type t, false when t is not a type
+// printed here as fmt prints it.
+func (op *operand) setKind(t reflect.Type) bool {
+	if t == addrType {
+		op.kind = kAddr
+		return true
+	}
+	if reflect.PointerTo(t).NumMethod() != 0 {
+		return false // String, Error, Format...
+	}
+	switch t.Kind() {
+	case reflect.String:
+		op.kind = kString
+	case reflect.Bool:
+		op.kind = kBool
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		op.kind = kInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		op.kind = kUint
+	case reflect.Float32, reflect.Float64:
+		op.kind, op.bits = kFloat, t.Bits()
+	case reflect.Slice:
+		if t != stringsType {
+			return false
+		}
+		op.kind = kStrings
+	default:
+		return false
+	}
+	op.exact = t == stringType || t == stringsType
+	return true
+}
+
+// compilePrintf compiles printf with its arguments (the first the
+// format) and final, the value piped into it (nil: none).
+func compilePrintf(args []parse.Node, final *operand) (*printfOp, bool) {
+	if len(args) == 0 {
+		return nil, false
+	}
+	f, ok := args[0].(*parse.StringNode)
+	if !ok {
+		return nil, false
+	}
+	pf := &printfOp{}
+	for _, a := range args[1:] {
+		op, ok := compileArg(a)
+		if !ok {
+			return nil, false
+		}
+		pf.args = append(pf.args, op)
+	}
+	if final != nil {
+		pf.args = append(pf.args, final)
+	}
+	format := f.Text
+	var text []byte
+	nargs := 0
+	for i := 0; i < len(format); {
+		c := format[i]
+		if c != '%' {
+			text = append(text, c)
+			i++
+			continue
+		}
+		i++
+		if i < len(format) && format[i] == '%' {
+			text = append(text, '%')
+			i++
+			continue
+		}
+		p := fmtPiece{text: string(text), prec: -1}
+		text = text[:0]
+		if i < len(format) && format[i] == '.' {
+			i++
+			j := i
+			for i < len(format) && format[i] >= '0' && format[i] <= '9' {
+				i++
+			}
+			if i-j > 2 {
+				return nil, false
+			}
+			p.prec = 0
+			for _, d := range format[j:i] {
+				p.prec = p.prec*10 + int(d-'0')
+			}
+		}
+		if i == len(format) || nargs == len(pf.args) {
+			return nil, false
+		}
+		p.verb = format[i]
+		i++
+		k := pf.args[nargs].kind
+		nargs++
+		switch p.verb {
+		case 'v':
+			ok = p.prec < 0
+		case 's':
+			ok = p.prec < 0 && (k == kString || k == kAddr || k == kStrings)
+		case 'd':
+			ok = p.prec < 0 && (k == kInt || k == kUint)
+		case 'f':
+			ok = k == kFloat
+			if p.prec < 0 {
+				p.prec = 6
+			}
+		default:
+			ok = false
+		}
+		if !ok {
+			return nil, false
+		}
+		pf.pieces = append(pf.pieces, p)
+	}
+	if nargs != len(pf.args) {
+		return nil, false // fmt would complain about the extra ones
+	}
+	if len(text) > 0 {
+		pf.pieces = append(pf.pieces, fmtPiece{text: string(text)})
+	}
+	return pf, true
+}
+
+// appendTo appends the text of t for d, false when a pointer on the way
+// was nil.
+func (t *tmpl) appendTo(b []byte, d *TemplateData) ([]byte, bool) {
+	for i := range t.parts {
+		p := &t.parts[i]
+		b = append(b, p.text...)
+		switch {
+		case p.op != nil && p.op.codes:
+			// ZoneCodes without the strings.Join.
+			a, ok := p.op.arg.eval(d)
+			if !ok {
+				return b, false
+			}
+			if z, ok := d.DNSBL[a.s]; ok && z.Listed {
+				for i, c := range z.Codes {
+					if i > 0 {
+						b = append(b, ',')
+					}
+					b = append(b, c...)
+				}
+			}
+		case p.op != nil:
+			v, ok := p.op.eval(d)
+			if !ok {
+				return b, false
+			}
+			b = appendVal(b, v)
+		case p.pf != nil:
+			var ok bool
+			if b, ok = p.pf.appendTo(b, d); !ok {
+				return b, false
+			}
+		}
+	}
+	return b, true
+}
+
+func (pf *printfOp) appendTo(b []byte, d *TemplateData) ([]byte, bool) {
+	n := 0
+	for i := range pf.pieces {
+		p := &pf.pieces[i]
+		b = append(b, p.text...)
+		if p.verb == 0 {
+			continue
+		}
+		v, ok := pf.args[n].eval(d)
+		n++
+		if !ok {
+			return b, false
+		}
+		if p.verb == 'f' {
+			b = strconv.AppendFloat(b, v.f, 'f', p.prec, v.bits)
+		} else {
+			b = appendVal(b, v) // %v; %s and %d of the kinds allowed print the same
+		}
+	}
+	return b, true
+}
+
+// appendVal appends v as fmt.Fprint prints it.
+func appendVal(b []byte, v val) []byte {
+	switch v.k {
+	case kString:
+		return append(b, v.s...)
+	case kBool:
+		return strconv.AppendBool(b, v.n != 0)
+	case kInt:
+		return strconv.AppendInt(b, v.n, 10)
+	case kUint:
+		return strconv.AppendUint(b, v.u, 10)
+	case kFloat:
+		return strconv.AppendFloat(b, v.f, 'g', -1, v.bits)
+	case kAddr:
+		if !v.a.IsValid() {
+			return append(b, "invalid IP"...) // String's text; AppendTo writes nothing
+		}
+		return v.a.AppendTo(b)
+	case kStrings:
+		b = append(b, '[')
+		for i, s := range v.ss {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, s...)
+		}
+		return append(b, ']')
+	}
+	return b
+}
+
+// eval computes the operand for d, false when a pointer on the way was nil.
+func (op *operand) eval(d *TemplateData) (val, bool) {
+	switch op.src {
+	case srcConst:
+		return val{k: kString, s: op.s}, true
+	case srcRule:
+		return val{k: kString, s: d.Rule}, true
+	case srcScore:
+		return val{k: kFloat, bits: 64, f: d.Score}, true
+	case srcField:
+		v, ok := walk(reflect.ValueOf(d.Facts), op.path)
+		if !ok {
+			return val{}, false
+		}
+		return op.valueOf(v), true
+	case srcIndex:
+		m, ok := walk(reflect.ValueOf(d.Facts), op.path)
+		if !ok {
+			return val{}, false
+		}
+		e := m.MapIndex(op.key)
+		if !e.IsValid() {
+			e = reflect.Zero(op.elem)
+		}
+		if e, ok = walk(e, op.path2); !ok {
+			return val{}, false
+		}
+		return op.valueOf(e), true
+	case srcMethod:
+		a, ok := op.arg.eval(d)
+		if !ok {
+			return val{}, false
+		}
+		return val{k: kString, s: op.m(*d, a.s)}, true
+	case srcLower, srcUpper:
+		a, ok := op.arg.eval(d)
+		if !ok {
+			return val{}, false
+		}
+		if op.src == srcLower {
+			return val{k: kString, s: strings.ToLower(a.s)}, true
+		}
+		return val{k: kString, s: strings.ToUpper(a.s)}, true
+	case srcJoin:
+		l, ok1 := op.arg.eval(d)
+		sep, ok2 := op.arg2.eval(d)
+		if !ok1 || !ok2 {
+			return val{}, false
+		}
+		return val{k: kString, s: strings.Join(l.ss, sep.s)}, true
+	}
+	return val{}, false
+}
+
+// walk follows path from v, false at a nil pointer.
+func walk(v reflect.Value, path []int) (reflect.Value, bool) {
+	for _, x := range path {
+		if x == deref {
+			if v.IsNil() {
+				return v, false
+			}
+			v = v.Elem()
+		} else {
+			v = v.Field(x)
+		}
+	}
+	return v, true
+}
+
+// valueOf reads v, of the operand's kind.
+func (op *operand) valueOf(v reflect.Value) val {
+	switch op.kind {
+	case kString:
+		return val{k: kString, s: v.String()}
+	case kBool:
+		if v.Bool() {
+			return val{k: kBool, n: 1}
+		}
+		return val{k: kBool}
+	case kInt:
+		return val{k: kInt, n: v.Int()}
+	case kUint:
+		return val{k: kUint, u: v.Uint()}
+	case kFloat:
+		return val{k: kFloat, bits: op.bits, f: v.Float()}
+	case kAddr:
+		if v.CanAddr() {
+			return val{k: kAddr, a: *v.Addr().Interface().(*netip.Addr)}
+		}
+		return val{k: kAddr, a: v.Interface().(netip.Addr)}
+	case kStrings:
+		if v.CanAddr() {
+			return val{k: kStrings, ss: *v.Addr().Interface().(*[]string)}
+		}
+		return val{k: kStrings, ss: v.Interface().([]string)}
+	}
+	return val{}
 }
