@@ -241,9 +241,18 @@ func (j *Judge) awaitDNSBL(ctx context.Context, js *judgeState, st *State) {
 	if js.dnsbl == nil {
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, j.wait())
-	defer cancel()
-	res := js.dnsbl.Wait(wctx)
+	var res []checks.ZoneResult
+	select {
+	case <-js.dnsbl.Done():
+		// Every zone answered: the results are final, later stages keep
+		// them and need not wait (nor log them) again.
+		res = js.dnsbl.Wait(ctx)
+		js.dnsbl = nil
+	default:
+		wctx, cancel := context.WithTimeout(ctx, j.wait())
+		res = js.dnsbl.Wait(wctx)
+		cancel()
+	}
 	js.facts.DNSBL = make(map[string]checks.ZoneResult, len(res))
 	for _, r := range res {
 		js.facts.DNSBL[r.Zone] = r
