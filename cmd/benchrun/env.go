@@ -469,7 +469,7 @@ func hasRulesKey() bool {
 // the test server, greylisting in Redis with no built-in allow list (the
 // load's network is allowed through the greylist store instead), upstream
 // to the sink, connection limits above the idle test.
-func (e *env) writeConfig(withRules bool, maxConns int) error {
+func (e *env) writeConfig(withRules bool, maxConns int, passCache string) error {
 	addr, err := freePort()
 	if err != nil {
 		return err
@@ -508,9 +508,10 @@ dnsbl:
 greylist:
   enabled: true
   allow_cidrs: []
+  pass_cache: %s
   redis:
     addrs: [%q]
-`, gatewayHost, addr, maxConns, maxConns, e.sinkAddr, e.decisionsLog, tmp, e.dns.Addr(), blZone, wlZone, e.redis.Addr)
+`, gatewayHost, addr, maxConns, maxConns, e.sinkAddr, e.decisionsLog, tmp, e.dns.Addr(), blZone, wlZone, passCache, e.redis.Addr)
 	if withRules {
 		e.rulesDir = filepath.Join(e.root, "rules")
 		fmt.Fprintf(&b, "rules:\n  dir: %q\n", e.rulesDir)
