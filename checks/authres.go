@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/emersion/go-msgauth/authres"
@@ -116,9 +117,11 @@ func StripAuthResults(header []byte, authservID string) []byte {
 			out = append(out, rest...)
 			break
 		}
-		if name, value, ok := strings.Cut(string(field), ":"); ok &&
-			strings.EqualFold(strings.TrimRight(name, " \t"), "Authentication-Results") &&
-			strings.EqualFold(authservIDOf(value), authservID) {
+		// The name is compared in place; only an Authentication-Results
+		// value is made a string.
+		if colon := bytes.IndexByte(field, ':'); colon >= 0 &&
+			bytes.EqualFold(bytes.TrimRight(field[:colon], " \t"), []byte("Authentication-Results")) &&
+			strings.EqualFold(authservIDOf(string(field[colon+1:])), authservID) {
 			continue
 		}
 		out = append(out, field...)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-msgauth/dkim"
 )
@@ -83,6 +84,11 @@ func NewDKIM(cfg DKIMConfig, res *Resolver) *DKIM {
 // Verify reads the message (header and body, CRLF line endings) once from
 // msg and verifies its signatures, up to the configured bound. Only the
 // header is held in memory; the body is streamed through the hashes.
+//
+// The header is found in the pooled read buffer without being copied out
+// of it, and the library reads the message from that same buffered
+// reader, so it needs no buffer of its own; a header longer than the
+// buffer is copied out instead (readHeaderBlock).
 func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 	br := dkimReaders.Get().(*bufio.Reader)
 	br.Reset(msg)
@@ -90,36 +96,26 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 		br.Reset(nil)
 		dkimReaders.Put(br)
 	}()
-	hdr, err := readHeaderBlock(br)
-	if err != nil {
+	var body io.Reader = br
+	hdr, err := peekHeaderBlock(br)
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		if hdr, err = readHeaderBlock(br); err != nil {
+			return DKIMResult{Err: fmt.Sprintf("dkim: %v", err)}
+		}
+		body = &headerThenBody{hdr: hdr, body: br}
+	case err != nil && err != io.EOF:
 		return DKIMResult{Err: fmt.Sprintf("dkim: %v", err)}
 	}
-	var sigs []DKIMSignature
-	for _, f := range HeaderFields(hdr) {
-		if !strings.EqualFold(f.Name, "DKIM-Signature") {
-			continue
-		}
-		tags := parseTagList(f.Value)
-		s := DKIMSignature{
-			Domain:    strings.ToLower(tags["d"]),
-			Selector:  tags["s"],
-			Algorithm: strings.ToLower(tags["a"]),
-			BPrefix:   tags["b"],
-		}
-		s.Identifier = tags["i"]
-		if s.Identifier == "" && s.Domain != "" {
-			s.Identifier = "@" + s.Domain
-		}
-		sigs = append(sigs, s)
-	}
+	// hdr may be the reader's buffer: done with it before the library reads.
+	sigs := dkimSignatures(hdr)
 	if len(sigs) == 0 {
 		return DKIMResult{}
 	}
-	shortenBPrefixes(sigs)
 
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	verifs, err := dkim.VerifyWithOptions(&headerThenBody{hdr: hdr, body: br},
+	verifs, err := dkim.VerifyWithOptions(body,
 		&dkim.VerifyOptions{LookupTXT: d.res.TXTLookup(ctx), MaxVerifications: d.max})
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) && len(verifs) == 0 {
 		// The message could not be read: nothing was verified.
@@ -161,13 +157,20 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 
 // dkimReaders are the 64 KiB read buffers of Verify, reused: a gateway
 // verifies every message, and a fresh buffer each time was a third of all
-// the bytes it allocated (make bench profile).
+// the bytes it allocated (make bench profile). The library wraps what it
+// is given in a bufio.Reader of 4 KiB unless it already is one at least
+// that large: given ours, it allocates none.
+//
+// The body reaches the library's hashes as bufio.Reader.WriteTo hands it
+// over: a message held in memory (a bytes.Reader) in one write after what
+// is buffered, one held in a file in writes of the buffer's size. Passing
+// it in smaller pieces did not make verification faster.
 var dkimReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
-// headerThenBody gives the library the header already read, then the rest
-// of the message. Its WriteTo streams from the pooled reader's buffer, so
-// the library's io.Copy allocates no 32 KiB buffer of its own (as it would
-// through io.MultiReader).
+// headerThenBody gives the library a header copied out of the read buffer
+// (one too long for it), then the rest of the message. Its WriteTo streams
+// from the pooled reader's buffer, so the library's io.Copy allocates no
+// 32 KiB buffer of its own (as it would through io.MultiReader).
 type headerThenBody struct {
 	hdr  []byte
 	body *bufio.Reader
@@ -196,6 +199,64 @@ func (h *headerThenBody) WriteTo(w io.Writer) (int64, error) {
 	return total + n, err
 }
 
+// dkimSignatures returns the DKIM-Signature fields of a header block,
+// found as HeaderFields finds fields (only those are unfolded), in header
+// order, with the tags we report parsed and the b= prefixes shortened.
+func dkimSignatures(hdr []byte) []DKIMSignature {
+	var sigs []DKIMSignature
+	var bs []string // b= of each signature, white space not yet removed
+	for rest := hdr; len(rest) > 0; {
+		end := fieldEnd(rest)
+		raw := rest[:end]
+		rest = rest[end:]
+		if isBlankLine(raw) {
+			break
+		}
+		colon := bytes.IndexByte(raw, ':')
+		if colon <= 0 || raw[0] == ' ' || raw[0] == '\t' ||
+			!bytes.EqualFold(bytes.TrimRight(raw[:colon], " \t"), []byte("DKIM-Signature")) {
+			continue
+		}
+		var s DKIMSignature
+		var b string
+		var seen [5]bool // d s a i b: the first of a repeated tag counts
+		eachTag(unfold(raw[colon+1:]), func(k, v string) {
+			i := strings.Index("dsaib", k)
+			if len(k) != 1 || i < 0 || seen[i] {
+				return
+			}
+			seen[i] = true
+			switch k {
+			case "d":
+				s.Domain = strings.ToLower(stripTagSpace(v))
+			case "s":
+				s.Selector = stripTagSpace(v)
+			case "a":
+				s.Algorithm = strings.ToLower(stripTagSpace(v))
+			case "i":
+				s.Identifier = stripTagSpace(v)
+			case "b":
+				b = v
+			}
+		})
+		if s.Identifier == "" && s.Domain != "" {
+			s.Identifier = "@" + s.Domain
+		}
+		sigs = append(sigs, s)
+		bs = append(bs, b)
+	}
+	if len(sigs) == 1 {
+		// One signature: its prefix is its first 8 characters.
+		sigs[0].BPrefix = stripTagSpacePrefix(bs[0], 8)
+		return sigs
+	}
+	for i, b := range bs {
+		sigs[i].BPrefix = stripTagSpace(b)
+	}
+	shortenBPrefixes(sigs)
+	return sigs
+}
+
 // shortenBPrefixes cuts each b= to 8 characters, or more where two
 // signatures of the message would otherwise share a prefix (RFC 6008
 // section 4).
@@ -215,6 +276,42 @@ func shortenBPrefixes(sigs []DKIMSignature) {
 			}
 		}
 		sigs[i].BPrefix = full[i][:min(n, len(full[i]))]
+	}
+}
+
+// peekHeaderBlock returns what readHeaderBlock would, without consuming it:
+// a slice of br's buffer, valid until br is next read, and the whole
+// message is still there to read from br. Read errors are those
+// readHeaderBlock would return; one that comes after the header is left
+// for the next read from br. When the header does not fit in the buffer,
+// it returns bufio.ErrBufferFull, nothing consumed.
+func peekHeaderBlock(br *bufio.Reader) ([]byte, error) {
+	scanned := 0 // the complete lines looked at
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		for {
+			i := bytes.IndexByte(buf[scanned:], '\n')
+			if i < 0 {
+				break
+			}
+			line := buf[scanned : scanned+i+1]
+			scanned += i + 1
+			if isBlankLine(line) {
+				return buf[:scanned], nil
+			}
+		}
+		if len(buf) == br.Size() {
+			return nil, bufio.ErrBufferFull
+		}
+		// One more read into the buffer. An error comes back only once
+		// nothing more was read: the header ends with the message (io.EOF)
+		// or cannot be read.
+		if all, err := br.Peek(len(buf) + 1); err != nil {
+			if err == io.EOF {
+				return all, err
+			}
+			return nil, err
+		}
 	}
 }
 
@@ -252,25 +349,33 @@ type HeaderField struct {
 
 // HeaderFields splits a raw header block into fields (RFC 5322 section
 // 2.2, folding per section 2.2.3). Lines before the first field and lines
-// without a colon are skipped; the empty line ends the block. DKIM, the
+// without a colon are skipped; the empty line ends the block. The
 // stripping of forged Authentication-Results (through fieldEnd) and the
-// rules' header() read fields through it; DMARC's From uses net/textproto.
+// rules' header() read fields through it; DKIM (dkimSignatures) finds its
+// fields the same way; DMARC reads From as net/textproto does
+// (FromDomains).
 func HeaderFields(hdr []byte) []HeaderField {
 	var out []HeaderField
 	for len(hdr) > 0 {
 		end := fieldEnd(hdr)
 		raw := hdr[:end]
 		hdr = hdr[end:]
-		line := string(raw)
-		if line == "\r\n" || line == "\n" {
+		if isBlankLine(raw) {
 			break
 		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || name[0] == ' ' || name[0] == '\t' {
+		colon := bytes.IndexByte(raw, ':')
+		if colon <= 0 || raw[0] == ' ' || raw[0] == '\t' {
 			continue
 		}
-		value = unfoldReplacer.Replace(value)
-		out = append(out, HeaderField{Name: strings.TrimRight(name, " \t"), Value: value, Raw: raw})
+		// One string holds the name, the colon and the unfolded value.
+		name := bytes.TrimRight(raw[:colon], " \t")
+		var sb strings.Builder
+		sb.Grow(len(name) + 1 + len(raw) - colon - 1)
+		sb.Write(name)
+		sb.WriteByte(':')
+		writeUnfolded(&sb, raw[colon+1:])
+		nv := sb.String()
+		out = append(out, HeaderField{Name: nv[:len(name)], Value: nv[len(name)+1:], Raw: raw})
 	}
 	return out
 }
@@ -304,31 +409,81 @@ func isBlankLine(l []byte) bool {
 // separated by ";", white space around tags and values ignored, and all
 // white space removed from values (the tags we read, d= s= a= b= i=, have
 // no meaningful white space). A repeated tag keeps its first value; a part
-// without "=" is skipped.
+// without "=" is skipped. dkimSignatures reads the same way, without the
+// map.
 func parseTagList(s string) map[string]string {
 	tags := map[string]string{}
+	eachTag(s, func(k, v string) {
+		if _, dup := tags[k]; !dup {
+			tags[k] = stripTagSpace(v)
+		}
+	})
+	return tags
+}
+
+// eachTag calls fn with each tag of a tag-list and its value as written
+// (see parseTagList), in order, repeated tags included.
+func eachTag(s string, fn func(k, v string)) {
 	for part := range strings.SplitSeq(s, ";") {
 		k, v, ok := strings.Cut(part, "=")
 		if !ok {
 			continue
 		}
-		k = strings.TrimSpace(k)
-		if k == "" {
-			continue
+		if k = strings.TrimSpace(k); k != "" {
+			fn(k, v)
 		}
-		if _, dup := tags[k]; dup {
-			continue
-		}
-		tags[k] = strings.Map(func(r rune) rune {
-			if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
-				return -1
-			}
-			return r
-		}, v)
 	}
-	return tags
 }
 
-// unfoldReplacer removes line breaks from folded header values; built once
-// (a replacer builds its lookup table on first use).
-var unfoldReplacer = strings.NewReplacer("\r\n", "", "\n", "", "\r", "")
+// stripTagSpace removes SP, HTAB, CR and LF from a tag value. Like every
+// strings.Map, it also turns each invalid UTF-8 byte into U+FFFD.
+func stripTagSpace(v string) string {
+	return strings.Map(dropTagSpace, v)
+}
+
+func dropTagSpace(r rune) rune {
+	if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+		return -1
+	}
+	return r
+}
+
+// stripTagSpacePrefix returns stripTagSpace(v) cut to n bytes (or fewer
+// when shorter), without mapping the rest of v.
+func stripTagSpacePrefix(v string, n int) string {
+	var buf [16]byte
+	out := buf[:0]
+	for _, r := range v {
+		if len(out) >= n {
+			break
+		}
+		if dropTagSpace(r) < 0 {
+			continue
+		}
+		// An invalid byte comes as utf8.RuneError, written as U+FFFD as
+		// strings.Map writes it.
+		out = utf8.AppendRune(out, r)
+	}
+	return string(out[:min(n, len(out))])
+}
+
+// unfold returns b with every CR and LF removed: a folded field value as
+// one line.
+func unfold(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(b))
+	writeUnfolded(&sb, b)
+	return sb.String()
+}
+
+func writeUnfolded(sb *strings.Builder, b []byte) {
+	for len(b) > 0 {
+		i := bytes.IndexAny(b, "\r\n")
+		if i < 0 {
+			sb.Write(b)
+			return
+		}
+		sb.Write(b[:i])
+		b = b[i+1:]
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,7 +12,6 @@ import (
 	"net/mail"
 	"net/textproto"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -213,11 +213,11 @@ func (d *DMARC) checkDomain(ctx context.Context, from string, in DMARCInput) DMA
 	r.SPFAlignment, r.DKIMAlignment = alignmentName(rec.SPFAlignment), alignmentName(rec.DKIMAlignment)
 
 	// Identifier alignment, RFC 7489 section 3.1. Only a pass counts.
-	if in.SPF.Result == SPFPass && aligned(in.SPF.Domain, from, rec.SPFAlignment) {
+	if in.SPF.Result == SPFPass && aligned(in.SPF.Domain, from, r.OrgDomain, rec.SPFAlignment) {
 		r.SPFAligned = true
 	}
 	for _, s := range in.DKIM.Signatures {
-		if s.Result == DKIMPass && aligned(s.Domain, from, rec.DKIMAlignment) {
+		if s.Result == DKIMPass && aligned(s.Domain, from, r.OrgDomain, rec.DKIMAlignment) {
 			r.DKIMAligned, r.AlignedDKIMDomain = true, s.Domain
 			break
 		}
@@ -261,16 +261,33 @@ func (d *DMARC) fetch(ctx context.Context, domain string) ([]string, error) {
 	}
 	var recs []string
 	for _, t := range txts {
-		if dmarcVersion.MatchString(t) {
+		if isDMARCRecord(t) {
 			recs = append(recs, t)
 		}
 	}
 	return recs, nil
 }
 
-// dmarcVersion matches the start of a DMARC record (RFC 7489 section 6.4:
-// "v" *WSP "=" *WSP "DMARC1", the version is case-sensitive).
-var dmarcVersion = regexp.MustCompile(`^[ \t]*v[ \t]*=[ \t]*DMARC1[ \t]*(;|$)`)
+// isDMARCRecord reports whether a TXT record starts as a DMARC record does
+// (RFC 7489 section 6.4: "v" *WSP "=" *WSP "DMARC1", the version is
+// case-sensitive), followed by optional white space and ";" or the end:
+// the regular expression ^[ \t]*v[ \t]*=[ \t]*DMARC1[ \t]*(;|$).
+func isDMARCRecord(t string) bool {
+	wsp := func() {
+		for len(t) > 0 && (t[0] == ' ' || t[0] == '\t') {
+			t = t[1:]
+		}
+	}
+	for _, tok := range []string{"v", "=", "DMARC1"} {
+		wsp()
+		if !strings.HasPrefix(t, tok) {
+			return false
+		}
+		t = t[len(tok):]
+	}
+	wsp()
+	return t == "" || t[0] == ';'
+}
 
 func alignmentName(m dmarc.AlignmentMode) string {
 	if m == dmarc.AlignmentStrict {
@@ -281,16 +298,16 @@ func alignmentName(m dmarc.AlignmentMode) string {
 
 // aligned compares an authenticated domain with the author domain (RFC 7489
 // section 3.1): equal in strict mode, same organizational domain in
-// relaxed mode.
-func aligned(authDomain, from string, mode dmarc.AlignmentMode) bool {
+// relaxed mode. fromOrg is orgDomain(from).
+func aligned(authDomain, from, fromOrg string, mode dmarc.AlignmentMode) bool {
 	a := strings.ToLower(strings.TrimSuffix(authDomain, "."))
 	if a == "" {
 		return false
 	}
-	if mode == dmarc.AlignmentStrict {
+	if mode == dmarc.AlignmentStrict || a == from {
 		return a == from
 	}
-	return orgDomain(a) == orgDomain(from)
+	return orgDomain(a) == fromOrg
 }
 
 // orgDomain returns the organizational domain of d (RFC 7489 section
@@ -433,16 +450,22 @@ func hasValidURI(list string) bool {
 // addresses there were in all. It fails when there is no From field, or
 // a From field holds no address or cannot be parsed: those messages have
 // no usable author domain (RFC 7489 section 6.6.1).
+//
+// The From fields are those net/textproto's ReadMIMEHeader gives under
+// "From", read up to the first line it cannot parse. fromFieldValues
+// finds them in the raw bytes for a header it would read to its end (the
+// common case, without its reader and map); any other header goes through
+// ReadMIMEHeader itself (fromValuesMIME), for the same partial fields and
+// errors.
 func FromDomains(header []byte) ([]string, int, error) {
-	h := header
-	if !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.HasSuffix(h, []byte("\n\n")) {
-		h = append(bytes.TrimRight(h[:len(h):len(h)], "\r\n"), "\r\n\r\n"...)
+	var buf [2]string
+	froms, ok := fromFieldValues(header, buf[:0])
+	if !ok {
+		var err error
+		if froms, err = fromValuesMIME(header); err != nil {
+			return nil, 0, err
+		}
 	}
-	mh, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(h))).ReadMIMEHeader()
-	if err != nil && len(mh) == 0 {
-		return nil, 0, fmt.Errorf("dmarc: unparsable header: %w", err)
-	}
-	froms := mh.Values("From")
 	if len(froms) == 0 {
 		return nil, 0, errors.New("dmarc: no From header field")
 	}
@@ -469,4 +492,159 @@ func FromDomains(header []byte) ([]string, int, error) {
 		}
 	}
 	return domains, n, nil
+}
+
+// fromValuesMIME returns the From values of a header block read with
+// net/textproto's ReadMIMEHeader, the block first ended with an empty line
+// if it lacks one. A block it stops reading at a malformed line gives the
+// fields before that line; an error only when there are none.
+func fromValuesMIME(header []byte) ([]string, error) {
+	h := header
+	if !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.HasSuffix(h, []byte("\n\n")) {
+		t := bytes.TrimRight(h, "\r\n")
+		// A full slice expression: append must not write into header.
+		h = append(t[:len(t):len(t)], "\r\n\r\n"...)
+	}
+	mh, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(h))).ReadMIMEHeader()
+	if err != nil && len(mh) == 0 {
+		return nil, fmt.Errorf("dmarc: unparsable header: %w", err)
+	}
+	return mh.Values("From"), nil
+}
+
+// fromFieldValues appends to dst the values of the From fields of a header
+// block exactly as fromValuesMIME would return them, and reports true,
+// when ReadMIMEHeader would read the block to its end without an error;
+// otherwise it reports false and the caller must use fromValuesMIME.
+//
+// What it reproduces of ReadMIMEHeader: the block ends at its first empty
+// line (or at its end, trailing CRs and LFs dropped); lines end at LF, a
+// CR before the LF dropped; a line starting with SP or HTAB continues the
+// field, joined with one space, each line trimmed of SP and HTAB at both
+// ends and the value of them at its start; the name is what precedes the
+// first colon of the field's first line and is "From" when it is "from"
+// in any ASCII case. ReadMIMEHeader stops with an error at a first line
+// starting with SP or HTAB, a field line without a colon, an empty name
+// or one with a byte outside token characters and SP, and a value with a
+// control character (other than HTAB) or DEL: at those this returns false.
+func fromFieldValues(header []byte, dst []string) ([]string, bool) {
+	h := header
+	if !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.HasSuffix(h, []byte("\n\n")) {
+		// Read as if followed by CRLF CRLF.
+		h = bytes.TrimRight(h, "\r\n")
+	}
+	if len(h) > 0 && (h[0] == ' ' || h[0] == '\t') {
+		return nil, false
+	}
+	// nextLine returns the next line without its line ending; ok is false
+	// at the end of h, which stands for the empty line that ends it.
+	nextLine := func() (line []byte, ok bool) {
+		if len(h) == 0 {
+			return nil, false
+		}
+		if i := bytes.IndexByte(h, '\n'); i >= 0 {
+			line, h = h[:i], h[i+1:]
+			return bytes.TrimSuffix(line, []byte("\r")), true
+		}
+		line, h = h, nil
+		return line, true
+	}
+	line, ok := nextLine()
+	for ok && len(line) > 0 {
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return nil, false
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if !validFieldNameByte(c) && c != ' ' {
+				return nil, false
+			}
+		}
+		isFrom := len(name) == 4 && name[0]|0x20 == 'f' && name[1]|0x20 == 'r' &&
+			name[2]|0x20 == 'o' && name[3]|0x20 == 'm'
+		first := trimRightSPHT(line[colon+1:]) // the line starts with no SP or HTAB
+		if !validFieldValue(first) {
+			return nil, false
+		}
+		var folded []byte // the value with its continuation lines, if any
+		for line, ok = nextLine(); ok && len(line) > 0 && (line[0] == ' ' || line[0] == '\t'); line, ok = nextLine() {
+			if !validFieldValue(line) {
+				return nil, false
+			}
+			if isFrom {
+				if folded == nil {
+					folded = append(folded, first...)
+				}
+				folded = append(append(folded, ' '), trimSPHT(line)...)
+			}
+		}
+		if isFrom {
+			if folded != nil {
+				dst = append(dst, string(trimLeftSPHT(folded)))
+			} else {
+				dst = append(dst, string(trimLeftSPHT(first)))
+			}
+		}
+	}
+	return dst, true
+}
+
+// trimSPHT trims SP and HTAB from both ends of b.
+func trimSPHT(b []byte) []byte {
+	return trimLeftSPHT(trimRightSPHT(b))
+}
+
+// trimRightSPHT trims SP and HTAB from the end of b.
+func trimRightSPHT(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// trimLeftSPHT trims SP and HTAB from the start of b.
+func trimLeftSPHT(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return b
+}
+
+// validFieldValue reports whether every byte of b may be in a field value
+// for net/textproto: HTAB, SP, visible ASCII and any byte from 0x80.
+//
+// It looks at eight bytes at a time, and at each byte only of a word
+// that holds a byte below SP or a DEL (the tests are exact: a borrow
+// only starts at such a byte).
+func validFieldValue(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		del := x ^ 0x7f*ones
+		if ((x-' '*ones)&^x|(del-ones)&^del)&highs != 0 && !validValueBytes(b[:8]) {
+			return false
+		}
+		b = b[8:]
+	}
+	return validValueBytes(b)
+}
+
+func validValueBytes(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validFieldNameByte reports whether c is a token character (RFC 9110
+// section 5.6.2), as net/textproto accepts in a field name.
+func validFieldNameByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }

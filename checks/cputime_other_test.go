@@ -1,0 +1,5 @@
+//go:build !unix
+
+package checks
+
+func processCPU() (ns int64, ok bool) { return 0, false }
