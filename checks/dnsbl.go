@@ -177,9 +177,13 @@ func (b *DNSBL) StartDomain(ctx context.Context, domain string) *Pending {
 func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zone) string) *Pending {
 	p := &Pending{all: make(chan struct{})}
 	var zs []*zone
+	var qnames []string
 	for _, z := range b.zones {
-		if z.cfg.Kind == kind && qname(z) != "" {
-			zs = append(zs, z)
+		if z.cfg.Kind != kind {
+			continue
+		}
+		if q := qname(z); q != "" {
+			zs, qnames = append(zs, z), append(qnames, q)
 		}
 	}
 	p.results = make([]ZoneResult, len(zs))
@@ -188,7 +192,7 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 	async := 0
 	for i, z := range zs {
 		p.results[i] = ZoneResult{Zone: z.name, Kind: z.cfg.Kind, Type: z.cfg.Type,
-			Subject: subject, Query: qname(z), Weight: z.weight}
+			Subject: subject, Query: qnames[i], Weight: z.weight}
 		if b.res.Cached(p.results[i].Query, dns.TypeA) {
 			// A cached answer costs no wait: no goroutine for it (most
 			// clients of a busy MX are repeat visitors).
@@ -257,12 +261,35 @@ func (b *DNSBL) lookup(ctx context.Context, z *zone, r ZoneResult) ZoneResult {
 }
 
 // expandReason fills {subject}, {zone} and {code} into a zone's reason
-// (used when the zone publishes no TXT record).
+// (used when the zone publishes no TXT record), in one pass: this runs for
+// every listing, so no strings.Replacer is built for it.
 func expandReason(tmpl, subject, zone, code string) string {
-	if !strings.Contains(tmpl, "{") {
+	if strings.IndexByte(tmpl, '{') < 0 {
 		return tmpl
 	}
-	return strings.NewReplacer("{subject}", subject, "{zone}", zone, "{code}", code).Replace(tmpl)
+	var b strings.Builder
+	b.Grow(len(tmpl) + len(subject) + len(zone) + len(code))
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] == '{' {
+			rest := tmpl[i:]
+			switch {
+			case strings.HasPrefix(rest, "{subject}"):
+				b.WriteString(subject)
+				i += len("{subject}") - 1
+				continue
+			case strings.HasPrefix(rest, "{zone}"):
+				b.WriteString(zone)
+				i += len("{zone}") - 1
+				continue
+			case strings.HasPrefix(rest, "{code}"):
+				b.WriteString(code)
+				i += len("{code}") - 1
+				continue
+			}
+		}
+		b.WriteByte(tmpl[i])
+	}
+	return b.String()
 }
 
 // codes returns the A records of qname; none for NXDOMAIN and NODATA.

@@ -435,3 +435,12 @@ func TestDNSBLCachedIsSynchronous(t *testing.T) {
 		t.Errorf("want listed: %+v", second[0])
 	}
 }
+
+func TestExpandReason(t *testing.T) {
+	for _, tmpl := range []string{"", "plain", "{subject} listed in {zone} ({code})", "{zone}{zone}{", "{nope} {code", "{{subject}}", "x{code}y{subject}z"} {
+		want := strings.NewReplacer("{subject}", "192.0.2.1", "{zone}", "bl.example", "{code}", "127.0.0.2").Replace(tmpl)
+		if got := expandReason(tmpl, "192.0.2.1", "bl.example", "127.0.0.2"); got != want {
+			t.Errorf("expandReason(%q) = %q, want %q", tmpl, got, want)
+		}
+	}
+}
