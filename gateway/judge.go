@@ -332,19 +332,40 @@ func (j *Judge) awaitIPRev(ctx context.Context, js *judgeState, st *State) {
 	if js.iprev == nil {
 		return
 	}
+	r, ok, timedOut := awaitResult(ctx, js.iprev, j.wait())
+	if timedOut {
+		js.iprev = nil
+	}
+	if !ok {
+		return
+	}
+	js.iprev = nil
+	js.facts.IPRev = &r
+	if r.Result == "pass" {
+		js.facts.ClientName = r.Name
+		st.ReverseName = r.Name
+	}
+	st.Auth.IPRev = &r
+	st.SetResult("iprev", iprevLog{Result: r.Result, Name: r.Name})
+}
+
+// awaitResult receives a check's result, waiting at most wait and while
+// ctx lasts; a result already there is taken without starting a timer.
+func awaitResult[T any](ctx context.Context, ch <-chan T, wait time.Duration) (r T, ok, timedOut bool) {
 	select {
-	case r := <-js.iprev:
-		js.iprev = nil
-		js.facts.IPRev = &r
-		if r.Result == "pass" {
-			js.facts.ClientName = r.Name
-			st.ReverseName = r.Name
-		}
-		st.Auth.IPRev = &r
-		st.SetResult("iprev", iprevLog{Result: r.Result, Name: r.Name})
-	case <-time.After(j.wait()):
-		js.iprev = nil
+	case r = <-ch:
+		return r, true, false
+	default:
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case r = <-ch:
+		return r, true, false
+	case <-t.C:
+		return r, false, true
 	case <-ctx.Done():
+		return r, false, false
 	}
 }
 
@@ -411,10 +432,9 @@ func (j *Judge) awaitSPF(js *judgeState, st *State) {
 		return
 	}
 	f := &js.facts
-	select {
-	case r := <-js.spf:
+	if r, ok, _ := awaitResult(context.Background(), js.spf, j.wait()); ok {
 		f.SPF = &r
-	case <-time.After(j.wait()):
+	} else {
 		f.SPF = &checks.SPFResult{Result: checks.SPFTempError, Err: "SPF check did not finish in time"}
 	}
 	js.spf = nil
