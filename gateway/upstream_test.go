@@ -424,3 +424,36 @@ func TestUpstreamStartTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamLargeMessage: a message held in a temporary file (larger than
+// the memory threshold, many times the relay's buffers) reaches the MTA
+// octet for octet in every relay mode, lines starting with dots included.
+func TestUpstreamLargeMessage(t *testing.T) {
+	var body strings.Builder
+	for i := 0; body.Len() < 300<<10; i++ {
+		if i%50 == 0 {
+			body.WriteString(".a line that starts with a dot\r\n")
+		}
+		body.WriteString("Line " + strings.Repeat("x", i%90) + "\r\n")
+	}
+	msg := "Subject: big\r\n\r\n" + body.String()
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := startMTA(t)
+			cfg := testConfig()
+			cfg.MemoryThreshold = 4096
+			cfg.MaxMessageSize = 1 << 20
+			g := startGatewayMode(t, cfg, m, nil, mode.noPipelining, mode.noChunking)
+			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, msg); err != nil {
+				t.Fatal(err)
+			}
+			msgs := m.messages()
+			if len(msgs) != 1 {
+				t.Fatalf("MTA holds %d messages", len(msgs))
+			}
+			if !strings.HasSuffix(string(msgs[0].Data), msg) {
+				t.Fatalf("relayed message differs (%d octets at the MTA, %d sent)", len(msgs[0].Data), len(msg))
+			}
+		})
+	}
+}
