@@ -131,6 +131,7 @@ type Server struct {
 	draining  atomic.Bool
 	wg        sync.WaitGroup
 	ready     atomic.Bool
+	workers   *workers
 }
 
 type upstreamBox struct{ u Upstream }
@@ -145,6 +146,7 @@ func New(cfg Config, opts Options) *Server {
 		metrics:    opts.Metrics,
 		sessions:   make(map[*session]struct{}),
 		perIP:      make(map[netip.Addr]int),
+		workers:    newWorkers(256, 10*time.Second),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -252,7 +254,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.total++
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.handle(c)
+		s.workers.run(c, s.handle)
 	}
 }
 
@@ -323,6 +325,7 @@ func (s *Server) handle(c net.Conn) {
 // left. It returns ctx's error if it had to cut sessions short.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.workers.close()
 	s.mu.Lock()
 	for _, l := range s.listeners {
 		l.Close()
@@ -352,6 +355,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops at once: listeners and every connection are closed.
 func (s *Server) Close() error {
 	s.draining.Store(true)
+	s.workers.close()
 	s.cancel()
 	s.mu.Lock()
 	for _, l := range s.listeners {
