@@ -357,11 +357,16 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	}
 	txts := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
-		var b strings.Builder
-		for _, s := range rr.(*dns.TXT).Txt {
-			b.WriteString(unescapeTXT(s))
+		parts := rr.(*dns.TXT).Txt
+		if len(parts) == 1 {
+			txts = append(txts, unescapeTXT(parts[0])) // no copy without escapes
+			continue
 		}
-		txts = append(txts, b.String())
+		unescaped := make([]string, len(parts))
+		for i, s := range parts {
+			unescaped[i] = unescapeTXT(s)
+		}
+		txts = append(txts, strings.Join(unescaped, ""))
 	}
 	return txts, nil
 }

@@ -183,6 +183,7 @@ func (r SPFResult) ReceivedSPF(receiver string) string {
 		comment = "permanent error in processing " + who
 	}
 	var b strings.Builder
+	b.Grow(256)
 	b.WriteString(string(r.Result))
 	b.WriteString(" (")
 	b.WriteString(commentText(receiver + ": " + comment))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // holdBuffer holds one message for the length of its transaction: in memory
@@ -14,7 +15,7 @@ import (
 type holdBuffer struct {
 	dir       string
 	threshold int
-	mem       bytes.Buffer
+	mem       []byte // in memory: taken from holdPool at the first write
 	file      *os.File
 	size      int64
 }
@@ -26,16 +27,16 @@ func newHoldBuffer(dir string, threshold int) *holdBuffer {
 // Write appends to the held message, moving it to a temp file when it grows
 // past the threshold.
 func (h *holdBuffer) Write(p []byte) (int, error) {
-	if h.file == nil && h.mem.Len()+len(p) > h.threshold {
+	if h.file == nil && len(h.mem)+len(p) > h.threshold {
 		f, err := os.CreateTemp(h.dir, "gatewayd-msg-*")
 		if err != nil {
 			return 0, fmt.Errorf("hold: %w", err)
 		}
 		h.file = f
-		if _, err := f.Write(h.mem.Bytes()); err != nil {
+		if _, err := f.Write(h.mem); err != nil {
 			return 0, fmt.Errorf("hold: %w", err)
 		}
-		h.mem = bytes.Buffer{}
+		h.putMem()
 	}
 	var n int
 	var err error
@@ -45,7 +46,11 @@ func (h *holdBuffer) Write(p []byte) (int, error) {
 			err = fmt.Errorf("hold: %w", err)
 		}
 	} else {
-		n, err = h.mem.Write(p)
+		if h.mem == nil {
+			h.mem = (*holdPool.Get().(*[]byte))[:0]
+		}
+		h.mem = append(h.mem, p...)
+		n = len(p)
 	}
 	h.size += int64(n)
 	return n, err
@@ -62,7 +67,7 @@ func (h *holdBuffer) ReaderAt() io.ReaderAt {
 	if h.file != nil {
 		return h.file
 	}
-	return bytes.NewReader(h.mem.Bytes())
+	return bytes.NewReader(h.mem)
 }
 
 // Reader returns a new reader over the whole held message.
@@ -73,7 +78,7 @@ func (h *holdBuffer) Reader() io.Reader { return h.Section(0) }
 // intermediate buffer.
 func (h *holdBuffer) Section(off int64) io.Reader {
 	if h.file == nil {
-		return bytes.NewReader(h.mem.Bytes()[off:])
+		return bytes.NewReader(h.mem[off:])
 	}
 	return io.NewSectionReader(h.file, off, h.size-off)
 }
@@ -83,7 +88,7 @@ func (h *holdBuffer) Section(off int64) io.Reader {
 func (h *holdBuffer) Prefix(n int64) ([]byte, error) {
 	n = min(n, h.size)
 	if h.file == nil {
-		return h.mem.Bytes()[:n], nil
+		return h.mem[:n], nil
 	}
 	buf := make([]byte, n)
 	if _, err := h.file.ReadAt(buf, 0); err != nil && err != io.EOF {
@@ -103,11 +108,25 @@ func (h *holdBuffer) Reset() error {
 		}
 		h.file = nil
 	}
-	if h.mem.Cap() > 4*h.threshold || h.mem.Cap() > 1<<20 {
-		h.mem = bytes.Buffer{} // do not keep a large buffer for an idle session
-	} else {
-		h.mem.Reset()
-	}
+	h.putMem()
 	h.size = 0
 	return err
+}
+
+// holdPool keeps the memory of held messages between transactions and
+// sessions: a message grown from nothing was several reallocations and
+// copies per message, and an idle session holds none of it.
+var holdPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// holdPoolMax is the largest buffer given back to holdPool: larger
+// messages are rare, and a pool of large buffers would be memory held for
+// them.
+const holdPoolMax = 256 << 10
+
+func (h *holdBuffer) putMem() {
+	if h.mem != nil && cap(h.mem) <= holdPoolMax {
+		b := h.mem[:0]
+		holdPool.Put(&b)
+	}
+	h.mem = nil
 }

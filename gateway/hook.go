@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/netip"
+	"sync"
 
 	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/policy"
@@ -103,14 +104,18 @@ func (st *State) SetResult(name string, v any) {
 // marshalLogValue encodes v as log/slog's JSONHandler would (HTML
 // characters not escaped), without the trailing newline.
 func marshalLogValue(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
+	b := logBufPool.Get().(*bytes.Buffer)
+	defer logBufPool.Put(b)
+	b.Reset()
+	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return bytes.Clone(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
 }
+
+var logBufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // allowAll is the hook of a gateway with no checks configured.
 var allowAll = HookFunc(func(context.Context, policy.Stage, *State) policy.Verdict { return policy.Continue })

@@ -116,6 +116,9 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 	if st.QueueID != js.txID {
 		js.txID, js.txScore, js.txTrust = st.QueueID, 0, false
 		js.facts.SPF, js.facts.DKIM, js.facts.DMARC, js.facts.Greylist = nil, nil, nil, ""
+		// The header was a slice of the transaction's hold buffer, which
+		// went back to a pool with the transaction.
+		js.facts.Header, js.facts.Size = nil, 0
 		js.spf, js.mailBL = nil, nil
 	}
 	f := &js.facts

@@ -723,10 +723,10 @@ func (s *session) upstreamRcpt(to Address) (policy.Reply, *UpstreamResult, error
 		ur.Error = s.txBroken.Error()
 		return policy.Reply{}, ur, s.txBroken
 	}
+	// The upstream bounds its own exchanges (connect, command and data
+	// timeouts); the context ends them at shutdown.
 	if s.tx == nil {
-		ctx, cancel := context.WithTimeout(s.ctx(), 2*s.cfg.IdleTimeout)
-		tx, r, err := s.up.Begin(ctx, s.st.From, s.mailParams)
-		cancel()
+		tx, r, err := s.up.Begin(s.ctx(), s.st.From, s.mailParams)
 		if err != nil {
 			s.srv.logger.Warn("internal MTA unavailable", "session", s.st.SessionID, "err", err)
 			ur.Error = err.Error()
@@ -739,9 +739,7 @@ func (s *session) upstreamRcpt(to Address) (policy.Reply, *UpstreamResult, error
 		s.tx = tx
 	}
 	ur.Addr = s.tx.Addr()
-	ctx, cancel := context.WithTimeout(s.ctx(), 2*s.cfg.IdleTimeout)
-	r, err := s.tx.Rcpt(ctx, to)
-	cancel()
+	r, err := s.tx.Rcpt(s.ctx(), to)
 	if err != nil {
 		s.txBroken = err
 		ur.Error = err.Error()
@@ -969,6 +967,7 @@ func (s *session) cmdData(arg string) bool {
 // held.
 func (s *session) outgoing(extra []policy.Header, hdr []byte, held *holdBuffer) io.Reader {
 	var pre strings.Builder
+	pre.Grow(1024) // Received and Authentication-Results: one allocation
 	ri := receivedInfo{Helo: s.st.Helo, RDNS: s.st.ReverseName, IP: s.st.Client.Addr().String(),
 		Host: s.cfg.Hostname, Proto: s.proto(), QueueID: s.st.QueueID, TLS: s.st.TLS,
 		When: time.Now(), Software: s.cfg.Software}

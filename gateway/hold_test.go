@@ -1,0 +1,60 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestHoldBuffer: a message is held in memory up to the threshold and in a
+// temporary file past it, read back whole and by section, and Reset leaves
+// nothing of it for the next transaction (its memory goes back to a pool,
+// its file is removed).
+func TestHoldBuffer(t *testing.T) {
+	dir := t.TempDir()
+	for _, size := range []int{0, 100, 4096, 4097, 200 << 10} {
+		h := newHoldBuffer(dir, 4096)
+		for round := 0; round < 2; round++ {
+			msg := strings.Repeat(string(rune('a'+round)), size)
+			for i := 0; i < len(msg); i += 1000 {
+				if _, err := h.Write([]byte(msg[i:min(i+1000, len(msg))])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if h.Size() != int64(size) || h.OnDisk() != (size > 4096) {
+				t.Fatalf("size %d: Size %d, OnDisk %v", size, h.Size(), h.OnDisk())
+			}
+			got, _ := io.ReadAll(h.Reader())
+			if string(got) != msg {
+				t.Fatalf("size %d round %d: read back %d octets, not the message", size, round, len(got))
+			}
+			if size > 10 {
+				sec, _ := io.ReadAll(h.Section(10))
+				pre, _ := h.Prefix(10)
+				if !bytes.Equal(sec, []byte(msg[10:])) || string(pre) != msg[:10] {
+					t.Fatalf("size %d: Section/Prefix differ", size)
+				}
+			}
+			if err := h.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if h.Size() != 0 || h.OnDisk() {
+				t.Fatal("Reset left the message")
+			}
+		}
+	}
+	if files, _ := readDirNames(dir); len(files) != 0 {
+		t.Fatalf("temporary files left: %v", files)
+	}
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
