@@ -104,15 +104,19 @@ func cleanValue(s string) string {
 // section 5: a message arriving with our authserv-id forged must not keep
 // it). The comparison ignores case. Everything else, including folding,
 // line endings and the empty line that ends the block, is kept byte for
-// byte. header is not modified.
+// byte. header is not modified; when there is nothing to remove, header
+// itself is returned (no copy).
 func StripAuthResults(header []byte, authservID string) []byte {
-	out := make([]byte, 0, len(header))
+	var out []byte // nil until a field is removed
 	rest := header
 	for len(rest) > 0 {
 		end := fieldEnd(rest)
 		field := rest[:end]
 		rest = rest[end:]
 		if isBlankLine(field) {
+			if out == nil {
+				return header
+			}
 			out = append(out, field...)
 			out = append(out, rest...)
 			break
@@ -122,9 +126,18 @@ func StripAuthResults(header []byte, authservID string) []byte {
 		if colon := bytes.IndexByte(field, ':'); colon >= 0 &&
 			bytes.EqualFold(bytes.TrimRight(field[:colon], " \t"), []byte("Authentication-Results")) &&
 			strings.EqualFold(authservIDOf(string(field[colon+1:])), authservID) {
+			if out == nil {
+				start := len(header) - len(rest) - len(field)
+				out = append(make([]byte, 0, len(header)), header[:start]...)
+			}
 			continue
 		}
-		out = append(out, field...)
+		if out != nil {
+			out = append(out, field...)
+		}
+	}
+	if out == nil {
+		return header
 	}
 	return out
 }
