@@ -359,7 +359,14 @@ func reverseIP(ip netip.Addr) string {
 	switch {
 	case ip.Is4():
 		a := ip.As4()
-		return fmt.Sprintf("%d.%d.%d.%d", a[3], a[2], a[1], a[0])
+		b := make([]byte, 0, 16)
+		for i := 3; i >= 0; i-- {
+			b = strconv.AppendUint(b, uint64(a[i]), 10)
+			if i > 0 {
+				b = append(b, '.')
+			}
+		}
+		return string(b)
 	case ip.Is6():
 		a := ip.As16()
 		var b strings.Builder
