@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/mxgate/gatewayd/policy"
@@ -92,7 +90,7 @@ func (d *DecisionLog) log(st *State, e *Decision) {
 		attrs = append(attrs, slog.Float64("score", e.Score))
 	}
 	if len(st.Results) > 0 {
-		attrs = append(attrs, slog.Any("checks", checksValue(st.Results)))
+		attrs = append(attrs, slog.Any("checks", st.Results))
 	}
 	if e.Upstream != nil {
 		attrs = append(attrs, slog.Any("upstream", e.Upstream))
@@ -102,56 +100,4 @@ func (d *DecisionLog) log(st *State, e *Decision) {
 	}
 	attrs = append(attrs, slog.Float64("duration_ms", float64(e.Duration.Microseconds())/1000))
 	d.l.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
-}
-
-// checksValue is the "checks" object of a line: the results in name order,
-// each as SetResult encoded it (a value a hook put into Results directly is
-// encoded here).
-type checksValue map[string]any
-
-func (c checksValue) MarshalJSON() ([]byte, error) {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b := make([]byte, 0, 64*len(keys))
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if plainKey(k) {
-			b = append(append(append(b, '"'), k...), '"')
-		} else {
-			kb, err := marshalLogValue(k)
-			if err != nil {
-				return nil, err
-			}
-			b = append(b, kb...)
-		}
-		b = append(b, ':')
-		switch v := c[k].(type) {
-		case json.RawMessage:
-			b = append(b, v...)
-		default:
-			vb, err := marshalLogValue(v)
-			if err != nil {
-				return nil, err
-			}
-			b = append(b, vb...)
-		}
-	}
-	return append(b, '}'), nil
-}
-
-// plainKey: a key that JSON writes as it is.
-func plainKey(k string) bool {
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -10,9 +10,9 @@ import (
 	"github.com/mxgate/gatewayd/policy"
 )
 
-// TestDecisionLogChecks: check results are encoded once, when set, and the
-// line shows them as JSON would have: sorted by name, HTML characters as
-// they are, a value a hook stored into Results directly included too.
+// TestDecisionLogChecks: the line shows the check results as JSON: sorted
+// by name, HTML characters as they are, a value a hook stored into Results
+// directly included too.
 func TestDecisionLogChecks(t *testing.T) {
 	buf := &syncBuffer{}
 	dl := NewDecisionLog(slog.NewJSONHandler(buf, nil))

@@ -1,13 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"io"
 	"net/netip"
-	"sync"
 
 	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/policy"
@@ -88,34 +85,13 @@ type State struct {
 	Values map[string]any
 }
 
-// SetResult records a check result for the decision log. The value is
-// encoded to JSON here, once, and kept encoded: a result set at connect is
-// logged with every decision of the session without being encoded again.
+// SetResult records a check result for the decision log.
 func (st *State) SetResult(name string, v any) {
 	if st.Results == nil {
 		st.Results = make(map[string]any)
 	}
-	if b, err := marshalLogValue(v); err == nil {
-		v = json.RawMessage(b)
-	}
 	st.Results[name] = v
 }
-
-// marshalLogValue encodes v as log/slog's JSONHandler would (HTML
-// characters not escaped), without the trailing newline.
-func marshalLogValue(v any) ([]byte, error) {
-	b := logBufPool.Get().(*bytes.Buffer)
-	defer logBufPool.Put(b)
-	b.Reset()
-	enc := json.NewEncoder(b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.Clone(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
-}
-
-var logBufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // allowAll is the hook of a gateway with no checks configured.
 var allowAll = HookFunc(func(context.Context, policy.Stage, *State) policy.Verdict { return policy.Continue })
