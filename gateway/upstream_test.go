@@ -457,3 +457,44 @@ func TestUpstreamLargeMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamReuseAfterRefusal: after the MTA refused a message at its
+// end (BDAT LAST or the final dot) or refused a recipient, the pooled
+// connection is in a clean state and carries the next message.
+func TestUpstreamReuseAfterRefusal(t *testing.T) {
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := startMTA(t)
+			g := startGatewayMode(t, testConfig(), m, nil, mode.noPipelining, mode.noChunking)
+			m.setDataReply(func([]byte, *smtp.Conn) error {
+				return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Content refused"}
+			})
+			if code := codeOf(sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)); code != 554 {
+				t.Fatalf("first message: %d, want the MTA's 554", code)
+			}
+			m.setDataReply(nil)
+			m.setRcptReply(func(to string) error {
+				if to == "nobody@example.com" {
+					return &smtpErr550
+				}
+				return nil
+			})
+			if err := sendMail(g.addr, "a@sender.test", []string{"nobody@example.com", "bob@example.com"}, simpleMsg); err == nil {
+				t.Fatal("want the refusal of nobody@ reported")
+			}
+			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+				t.Fatalf("message after refusals: %v", err)
+			}
+			msgs := m.messages()
+			if len(msgs) != 1 || msgs[0].Rcpts[0] != "bob@example.com" || len(msgs[0].Rcpts) != 1 {
+				t.Fatalf("MTA holds %+v", msgs)
+			}
+			m.mu.Lock()
+			sessions := m.sessions
+			m.mu.Unlock()
+			if sessions != 1 {
+				t.Errorf("MTA saw %d connections, want 1 (reused after each refusal)", sessions)
+			}
+		})
+	}
+}
