@@ -482,6 +482,15 @@ func TestUpstreamReuseAfterRefusal(t *testing.T) {
 			if err := sendMail(g.addr, "a@sender.test", []string{"nobody@example.com", "bob@example.com"}, simpleMsg); err == nil {
 				t.Fatal("want the refusal of nobody@ reported")
 			}
+			// The sender hung up after the refusal; the session resets the
+			// upstream transaction (RSET) and pools the connection after
+			// that, which the next message must not overtake.
+			up := g.srv.upstream.Load().u.(*SMTPUpstream)
+			waitFor(t, "the upstream connection back in the pool", func() bool {
+				up.mu.Lock()
+				defer up.mu.Unlock()
+				return len(up.idle) == 1
+			})
 			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
 				t.Fatalf("message after refusals: %v", err)
 			}
