@@ -466,6 +466,12 @@ func FromDomains(header []byte) ([]string, int, error) {
 			return nil, 0, err
 		}
 	}
+	return domainsOfFroms(froms)
+}
+
+// domainsOfFroms returns the distinct domains of the addresses in the From
+// values, and how many addresses there are.
+func domainsOfFroms(froms []string) ([]string, int, error) {
 	if len(froms) == 0 {
 		return nil, 0, errors.New("dmarc: no From header field")
 	}

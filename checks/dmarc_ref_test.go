@@ -1,12 +1,8 @@
 package checks
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"net/mail"
-	"net/textproto"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,43 +13,11 @@ import (
 // header through net/textproto's ReadMIMEHeader. The fast path must give
 // the same answers.
 func fromDomainsMIME(header []byte) ([]string, int, error) {
-	h := header
-	if !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.HasSuffix(h, []byte("\n\n")) {
-		t := bytes.TrimRight(h, "\r\n")
-		// A full slice expression: append must not write into header.
-		h = append(t[:len(t):len(t)], "\r\n\r\n"...)
+	froms, err := fromValuesMIME(header)
+	if err != nil {
+		return nil, 0, err
 	}
-	mh, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(h))).ReadMIMEHeader()
-	if err != nil && len(mh) == 0 {
-		return nil, 0, fmt.Errorf("dmarc: unparsable header: %w", err)
-	}
-	froms := mh.Values("From")
-	if len(froms) == 0 {
-		return nil, 0, errors.New("dmarc: no From header field")
-	}
-	var domains []string
-	n := 0
-	for _, f := range froms {
-		addrs, err := mail.ParseAddressList(f)
-		if err != nil {
-			return nil, n, fmt.Errorf("dmarc: From header field %q: %w", f, err)
-		}
-		if len(addrs) == 0 {
-			return nil, n, errors.New("dmarc: no address in From")
-		}
-		for _, a := range addrs {
-			n++
-			at := strings.LastIndexByte(a.Address, '@')
-			dom := strings.ToLower(strings.TrimSuffix(a.Address[at+1:], "."))
-			if at < 0 || dom == "" {
-				return nil, n, fmt.Errorf("dmarc: From address %q has no domain", a.Address)
-			}
-			if !slices.Contains(domains, dom) {
-				domains = append(domains, dom)
-			}
-		}
-	}
-	return domains, n, nil
+	return domainsOfFroms(froms)
 }
 
 // fromHeaderCases are headers where reading From by hand could differ

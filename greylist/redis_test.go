@@ -127,6 +127,14 @@ func TestRedisSentinel(t *testing.T) {
 // deadline.
 func faultSetup(t *testing.T, mode string) (*redistest.Server, *Greylister, *Metrics) {
 	t.Helper()
+	srv, g, m, _ := faultSetupClock(t, func(c *Config) { c.FailMode = mode })
+	return srv, g, m
+}
+
+// faultSetupClock is faultSetup with the configuration changed by edit and
+// the Greylister's clock returned.
+func faultSetupClock(t *testing.T, edit func(*Config)) (*redistest.Server, *Greylister, *Metrics, *fakeClock) {
+	t.Helper()
 	srv := redistest.Start(t)
 	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
 	if err != nil {
@@ -135,13 +143,14 @@ func faultSetup(t *testing.T, mode string) (*redistest.Server, *Greylister, *Met
 	t.Cleanup(func() { _ = st.Close() })
 	cfg := testConfig()
 	cfg.Deadline = Duration(250 * time.Millisecond)
-	cfg.FailMode = mode
+	edit(&cfg)
 	m := NewMetrics()
-	g, err := New(cfg, st, WithClock(newClock().Now), WithMetrics(m))
+	clock := newClock()
+	g, err := New(cfg, st, WithClock(clock.Now), WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return srv, g, m
+	return srv, g, m, clock
 }
 
 func wantStoreError(t *testing.T, d Decision, mode string) {
@@ -301,21 +310,8 @@ func TestRedisStoreConfig(t *testing.T) {
 // is asked again; a deferral is never cached, so a retry before the delay
 // still reaches the store.
 func TestPassCache(t *testing.T) {
-	srv := redistest.Start(t)
-	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	cfg := testConfig()
-	cfg.Deadline = Duration(250 * time.Millisecond)
-	cfg.PassCache = Duration(time.Minute)
-	clock := newClock()
-	m := NewMetrics()
-	g, err := New(cfg, st, WithClock(clock.Now), WithMetrics(m))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, g, _, clock := faultSetupClock(t, func(c *Config) { c.PassCache = Duration(time.Minute) })
+	delay := g.Config().Delay.D()
 	if d := check(t, g, ip1, from, to); d.Action != Defer || d.Cached {
 		t.Fatalf("first sight: %+v", d)
 	}
@@ -323,7 +319,7 @@ func TestPassCache(t *testing.T) {
 	if d := check(t, g, ip1, from, to); d.Reason != ReasonTooEarly || d.Cached {
 		t.Fatalf("early retry: %+v (a deferral must not be cached)", d)
 	}
-	clock.Advance(cfg.Delay.D())
+	clock.Advance(delay)
 	if d := check(t, g, ip1, from, to); d.Reason != ReasonRetried || d.Cached {
 		t.Fatalf("retry after the delay: %+v", d)
 	}
