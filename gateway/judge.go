@@ -244,17 +244,11 @@ func (j *Judge) awaitDNSBL(ctx context.Context, js *judgeState, st *State) {
 	if js.dnsbl == nil {
 		return
 	}
-	var res []checks.ZoneResult
-	select {
-	case <-js.dnsbl.Done():
-		// Every zone answered: the results are final, later stages keep
-		// them and need not wait (nor log them) again.
-		res = js.dnsbl.Wait(ctx)
+	res, final := j.zoneResults(ctx, js.dnsbl)
+	if final {
+		// Every zone answered: later stages keep these results and need
+		// not wait (nor log them) again.
 		js.dnsbl = nil
-	default:
-		wctx, cancel := context.WithTimeout(ctx, j.wait())
-		res = js.dnsbl.Wait(wctx)
-		cancel()
 	}
 	js.facts.DNSBL = make(map[string]checks.ZoneResult, len(res))
 	for _, r := range res {
@@ -352,6 +346,20 @@ func (j *Judge) awaitIPRev(ctx context.Context, js *judgeState, st *State) {
 	st.SetResult("iprev", iprevLog{Result: r.Result, Name: r.Name})
 }
 
+// zoneResults waits for DNSBL lookups, at most j.wait() and while ctx
+// lasts; final says every zone answered. Lookups already done (answered
+// from the DNS cache) are taken without a timer.
+func (j *Judge) zoneResults(ctx context.Context, p *checks.Pending) (res []checks.ZoneResult, final bool) {
+	select {
+	case <-p.Done():
+		return p.Wait(ctx), true
+	default:
+	}
+	wctx, cancel := context.WithTimeout(ctx, j.wait())
+	defer cancel()
+	return p.Wait(wctx), false
+}
+
 // awaitResult receives a check's result, waiting at most wait and while
 // ctx lasts; a result already there is taken without starting a timer.
 func awaitResult[T any](ctx context.Context, ch <-chan T, wait time.Duration) (r T, ok, timedOut bool) {
@@ -376,9 +384,10 @@ func (j *Judge) domainBL(ctx context.Context, p *checks.Pending, f *policy.Facts
 	if p == nil {
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, j.wait())
-	defer cancel()
-	res := p.Wait(wctx)
+	res, _ := j.zoneResults(ctx, p)
+	if len(res) == 0 {
+		return // no domain zones, or nothing to look up
+	}
 	if f.DomainBL == nil {
 		f.DomainBL = map[string]map[string]checks.ZoneResult{}
 	}
