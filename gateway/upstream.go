@@ -584,12 +584,20 @@ func (c *upConn) deadline(ctx context.Context, d time.Duration) {
 }
 
 // readReply reads one (possibly multi-line) reply.
+// A 421 (the MTA is closing the connection, RFC 5321 section 3.8) is a
+// transport failure, not a reply to pass on: the connection is finished,
+// a pooled one that timed out is replaced, and the sender gets our 451
+// rather than a 421 that would tell it to hang up on us.
 func (c *upConn) readReply() (policy.Reply, error) {
 	code, msg, err := c.tr.ReadResponse(0)
 	if err != nil {
 		return policy.Reply{}, err
 	}
-	return parseReply(code, msg), nil
+	r := parseReply(code, msg)
+	if code == 421 {
+		return policy.Reply{}, fmt.Errorf("closing: %s", r)
+	}
+	return r, nil
 }
 
 func (c *upConn) quit() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -503,6 +504,40 @@ func TestUpstreamReuseAfterRefusal(t *testing.T) {
 			m.mu.Unlock()
 			if sessions != 1 {
 				t.Errorf("MTA saw %d connections, want 1 (reused after each refusal)", sessions)
+			}
+		})
+	}
+}
+
+// TestUpstream421: an MTA that answers 421 is closing the connection. On a
+// pooled connection (an MTA timing it out, say) the transaction starts
+// over on a new one and the sender sees nothing; on a new connection the
+// sender gets our 451, never the 421 that would tell it to hang up.
+func TestUpstream421(t *testing.T) {
+	closing := &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout, closing"}
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := startMTA(t)
+			g := startGatewayMode(t, testConfig(), m, nil, mode.noPipelining, mode.noChunking)
+			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+				t.Fatal(err)
+			}
+			var once atomic.Bool
+			m.setMailReply(func(string) error {
+				if once.CompareAndSwap(false, true) {
+					return closing
+				}
+				return nil
+			})
+			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+				t.Fatalf("421 on the pooled connection reached the sender: %v", err)
+			}
+			if n := len(m.messages()); n != 2 {
+				t.Fatalf("MTA holds %d messages, want 2", n)
+			}
+			m.setMailReply(func(string) error { return closing })
+			if code := codeOf(sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)); code != 451 {
+				t.Fatalf("MTA always answering 421: sender got %d, want 451", code)
 			}
 		})
 	}
