@@ -327,12 +327,23 @@ func (e *env) startSink() error {
 		if err != nil {
 			return err
 		}
-		p, err := e.start("smtp-sink", exec.Command("smtp-sink", addr, "1024"), false, false)
+		args := []string{addr, "1024"}
+		if os.Geteuid() == 0 {
+			// smtp-sink refuses to run as root without a user to become.
+			args = append([]string{"-u", "nobody"}, args...)
+		}
+		cmd := exec.Command("smtp-sink", args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		p, err := e.start("smtp-sink", cmd, false, false)
 		if err != nil {
 			return err
 		}
 		e.sink, e.sinkAddr = p, addr
-		return waitDial(addr, 10*time.Second, p.done)
+		if err := waitDial(addr, 10*time.Second, p.done); err != nil {
+			return fmt.Errorf("smtp-sink: %w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		return nil
 	}
 	p, err := e.start("smtpload sink", exec.Command(e.smtploadBin, "sink", "-addr", "127.0.0.1:0"), true, false)
 	if err != nil {

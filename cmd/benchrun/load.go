@@ -75,9 +75,10 @@ func (e *env) smtpload(v any, args ...string) error {
 }
 
 // send runs one load of n messages, perConn per connection, with conc
-// sessions. With Postfix's smtp-source, the rate comes from smtp-source and
-// the latency from a second, identical run of smtpload (smtp-source does
-// not report per-message latency).
+// sessions, and measures it (rate, CPU of the sender and the sink, the
+// machine's load). With Postfix's smtp-source the load is smtp-source's;
+// it reports no per-message latency, which addLatency then takes from an
+// identical smtpload run, outside the measured window.
 func (e *env) send(addr string, n, conc, perConn int) (r sendResult, err error) {
 	busy0, total0 := machineCPU()
 	sink0, _ := cpuTicks(e.sink.cmd.Process.Pid)
@@ -94,14 +95,11 @@ func (e *env) send(addr string, n, conc, perConn int) (r sendResult, err error) 
 		}
 		r.SinkCPUS = float64(sink1-sink0) / clockTicks
 	}()
-	args := []string{"send", "-addr", addr, "-n", strconv.Itoa(n), "-c", strconv.Itoa(conc),
-		"-per-conn", strconv.Itoa(perConn), "-msgfile", e.msgFile, "-from", senderAddr, "-to", rcptAddr,
-		"-helo", loadHelo, "-src", loadSources}
-	if err := e.smtpload(&r, args...); err != nil {
-		return r, err
-	}
-	r.Tool = "smtpload"
 	if e.sourceKind != "postfix" {
+		if err := e.smtpload(&r, e.sendArgs(addr, n, conc, perConn)...); err != nil {
+			return r, err
+		}
+		r.Tool = "smtpload"
 		return r, nil
 	}
 	// smtp-source: -d keeps each session's connection for all its messages
@@ -113,14 +111,37 @@ func (e *env) send(addr string, n, conc, perConn int) (r sendResult, err error) 
 	}
 	sargs = append(sargs, addr)
 	start := time.Now()
-	out, err := exec.Command("smtp-source", sargs...).CombinedOutput()
+	cmd := exec.Command("smtp-source", sargs...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return r, fmt.Errorf("smtp-source %v: %v: %s", sargs, err, out)
 	}
 	el := time.Since(start).Seconds()
-	r.Tool = "postfix smtp-source (rate), smtpload (latency)"
+	r.Tool = "postfix smtp-source"
 	r.ElapsedS, r.Rate, r.Messages = el, float64(n)/el, n
+	r.UserCPUS, r.SysCPUS = cmd.ProcessState.UserTime().Seconds(), cmd.ProcessState.SystemTime().Seconds()
 	return r, nil
+}
+
+// addLatency fills in the latency of a smtp-source load from an identical
+// smtpload run; with smtpload as the source the load measured it already.
+func (e *env) addLatency(r *sendResult, addr string, n, conc, perConn int) error {
+	if e.sourceKind != "postfix" {
+		return nil
+	}
+	var l sendResult
+	if err := e.smtpload(&l, e.sendArgs(addr, n, conc, perConn)...); err != nil {
+		return err
+	}
+	r.Latency = l.Latency
+	r.Tool = "postfix smtp-source (rate, CPU), smtpload (latency)"
+	return nil
+}
+
+func (e *env) sendArgs(addr string, n, conc, perConn int) []string {
+	return []string{"send", "-addr", addr, "-n", strconv.Itoa(n), "-c", strconv.Itoa(conc),
+		"-per-conn", strconv.Itoa(perConn), "-msgfile", e.msgFile, "-from", senderAddr, "-to", rcptAddr,
+		"-helo", loadHelo, "-src", loadSources}
 }
 
 func (e *env) connect(addr string, n, conc int, src string, expect int) (connectResult, error) {

@@ -329,9 +329,15 @@ func run(e *env, o options) error {
 			return err
 		}
 		res.Idle = append(res.Idle, gi)
-		if e.sinkKind == "smtpload" || e.sink != nil {
-			step(fmt.Sprintf("idle connections: %d to the sink", o.idle))
-			si, err := e.idleTest("sink", e.sink.cmd.Process.Pid, e.sinkAddr, o.idle, "")
+		if e.sinkKind == "postfix" {
+			// Postfix 3.7's smtp-sink here stopped greeting new connections
+			// in time beyond a few hundred, its RSS growing far faster than
+			// per connection: no figure rather than a wrong one.
+			e.note("idle test on the sink skipped: smtp-sink does not hold thousands of idle connections here")
+		} else {
+			n := o.idle
+			step(fmt.Sprintf("idle connections: %d to the sink", n))
+			si, err := e.idleTest("sink", e.sink.cmd.Process.Pid, e.sinkAddr, n, "")
 			if err != nil {
 				e.note("idle test on the sink: %v", err)
 			} else {
@@ -342,6 +348,7 @@ func run(e *env, o options) error {
 	}
 
 	cpu := func() int64 { t, _ := cpuTicks(gwPID); return t }
+
 	for i := 1; i <= o.runs; i++ {
 		var r Run
 		step(fmt.Sprintf("run %d/%d", i, o.runs))
@@ -363,15 +370,25 @@ func run(e *env, o options) error {
 			r, err := e.send(e.gatewayAddr, o.messages, o.conc, pc)
 			*cpuS = float64(cpu()-t0) / clockTicks
 			stop()
+			if err == nil {
+				err = e.addLatency(&r, e.gatewayAddr, o.messages, o.conc, pc)
+			}
 			return r, err
 		}
-		if r.DirectNew, err = e.send(e.sinkAddr, o.messages, o.conc, 1); err != nil {
+		direct := func(pc int) (sendResult, error) {
+			r, err := e.send(e.sinkAddr, o.messages, o.conc, pc)
+			if err == nil {
+				err = e.addLatency(&r, e.sinkAddr, o.messages, o.conc, pc)
+			}
+			return r, err
+		}
+		if r.DirectNew, err = direct(1); err != nil {
 			return err
 		}
 		if r.GatewayNew, err = gw(1, "new-conn", &r.GatewayCPUNewS); err != nil {
 			return err
 		}
-		if r.DirectKeep, err = e.send(e.sinkAddr, o.messages, o.conc, o.perConn); err != nil {
+		if r.DirectKeep, err = direct(o.perConn); err != nil {
 			return err
 		}
 		if r.GatewayKeep, err = gw(o.perConn, "kept-open", &r.GatewayCPUKeepS); err != nil {
