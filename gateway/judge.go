@@ -585,6 +585,8 @@ func defaultPolicy(stage policy.Stage, f *policy.Facts) policy.Verdict {
 	return policy.Continue
 }
 
+// oneLine makes text from outside (a TXT record, an internal MTA's reply)
+// one line for a reply of ours: control characters become spaces.
 func oneLine(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 127 {

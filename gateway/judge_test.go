@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mxgate/gatewayd/internal/fakeclock"
 	"log/slog"
 	"net"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/greylist"
 	"github.com/mxgate/gatewayd/internal/dnstest"
+	"github.com/mxgate/gatewayd/internal/fakeclock"
 	"github.com/mxgate/gatewayd/internal/redistest"
 )
 

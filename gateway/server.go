@@ -132,6 +132,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	ready     atomic.Bool
 	workers   *workers
+	handleFn  func(net.Conn) // s.handle, bound once rather than per connection
 }
 
 type upstreamBox struct{ u Upstream }
@@ -154,6 +155,7 @@ func New(cfg Config, opts Options) *Server {
 	if s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
+	s.handleFn = s.handle
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.Reload(cfg, opts.Upstream, opts.Hook)
 	return s
@@ -254,7 +256,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.total++
 		s.wg.Add(1)
 		s.mu.Unlock()
-		s.workers.run(c, s.handle)
+		s.workers.run(c, s.handleFn)
 	}
 }
 

@@ -627,12 +627,7 @@ func parseReply(code int, msg string) policy.Reply {
 		}
 		text.WriteString(rest)
 	}
-	r.Text = strings.Map(func(c rune) rune {
-		if c < 0x20 || c == 0x7f {
-			return ' '
-		}
-		return c
-	}, text.String())
+	r.Text = oneLine(text.String())
 	if r.Text == "" {
 		r.Text = "(no text)"
 	}
