@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"github.com/emersion/go-msgauth/dkim"
 )
 
 // DKIMStatus is a DKIM result as RFC 8601 section 2.7.1 names it.
@@ -60,25 +58,21 @@ func (r DKIMResult) Pass() bool {
 }
 
 // DKIM verifies DKIM signatures (RFC 6376, with the RSA and Ed25519
-// algorithms of RFC 8301 and RFC 8463) with go-msgauth/dkim; the key
-// lookups go through our Resolver.
-//
-// Library limits that shaped this code: dkim.Verification carries neither
-// the selector, the algorithm nor b=, so we parse the DKIM-Signature fields
-// of the header ourselves (the library returns its verifications in header
-// order, which lets us pair them); the lookup function has no context, so
-// it is a closure over the message's context; the clock of the x=
-// expiry check is the library's own (wall clock).
+// algorithms of RFC 8301 and RFC 8463) with our verifier (dkimverify.go,
+// which says why it is not go-msgauth's); the key lookups go through our
+// Resolver, and parsed keys are kept by their record's text.
 type DKIM struct {
 	res     *Resolver
 	max     int
 	timeout time.Duration
+	keys    keyCache
+	now     func() time.Time // the clock of the x= expiry check
 }
 
 // NewDKIM returns the DKIM check (cfg defaults applied).
 func NewDKIM(cfg DKIMConfig, res *Resolver) *DKIM {
 	cfg.setDefaults()
-	return &DKIM{res: res, max: cfg.MaxSignatures, timeout: cfg.Timeout}
+	return &DKIM{res: res, max: cfg.MaxSignatures, timeout: cfg.Timeout, now: time.Now}
 }
 
 // Verify reads the message (header and body, CRLF line endings) once from
@@ -86,9 +80,9 @@ func NewDKIM(cfg DKIMConfig, res *Resolver) *DKIM {
 // header is held in memory; the body is streamed through the hashes.
 //
 // The header is found in the pooled read buffer without being copied out
-// of it, and the library reads the message from that same buffered
-// reader, so it needs no buffer of its own; a header longer than the
-// buffer is copied out instead (readHeaderBlock).
+// of it and is hashed there; a header longer than the buffer is copied
+// out instead (readHeaderBlock). A message that ends without the empty
+// line after its header has an empty body.
 func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 	br := dkimReaders.Get().(*bufio.Reader)
 	br.Reset(msg)
@@ -96,108 +90,97 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 		br.Reset(nil)
 		dkimReaders.Put(br)
 	}()
-	var body io.Reader = br
 	hdr, err := peekHeaderBlock(br)
+	peeked := true
 	switch {
 	case errors.Is(err, bufio.ErrBufferFull):
 		if hdr, err = readHeaderBlock(br); err != nil {
 			return DKIMResult{Err: fmt.Sprintf("dkim: %v", err)}
 		}
-		body = &headerThenBody{hdr: hdr, body: br}
+		peeked = false
 	case err != nil && err != io.EOF:
 		return DKIMResult{Err: fmt.Sprintf("dkim: %v", err)}
 	}
-	// hdr may be the reader's buffer: done with it before the library reads.
 	sigs := dkimSignatures(hdr)
 	if len(sigs) == 0 {
 		return DKIMResult{}
 	}
-
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	verifs, err := dkim.VerifyWithOptions(body,
-		&dkim.VerifyOptions{LookupTXT: d.res.TXTLookup(ctx), MaxVerifications: d.max})
-	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) && len(verifs) == 0 {
+	errs, err := d.verifyFields(ctx, hdr, &afterHeader{br: br, skip: len(hdr) * btoi(peeked)}, d.max)
+	if err != nil {
 		// The message could not be read: nothing was verified.
 		for i := range sigs {
-			sigs[i].Result, sigs[i].Reason = DKIMTempError, err.Error()
+			sigs[i].Result, sigs[i].Reason = DKIMTempError, "dkim: "+err.Error()
 		}
-		return DKIMResult{Signatures: sigs, Err: err.Error()}
+		return DKIMResult{Signatures: sigs, Err: "dkim: " + err.Error()}
 	}
 	for i := range sigs {
-		if i >= len(verifs) {
+		if i >= len(errs) {
 			sigs[i].Result = DKIMNeutral
 			sigs[i].Reason = fmt.Sprintf("not verified: only the first %d signatures are", d.max)
 			continue
 		}
-		v := verifs[i]
-		if v.Domain != "" {
-			sigs[i].Domain = strings.ToLower(v.Domain)
-		}
-		if v.Identifier != "" {
-			sigs[i].Identifier = v.Identifier
-		}
-		switch e := v.Err; {
+		switch e := errs[i]; {
 		case e == nil:
 			sigs[i].Result = DKIMPass
-		case dkim.IsTempFail(e):
+		case e.kind == dkimTemporary:
 			sigs[i].Result, sigs[i].Reason = DKIMTempError, e.Error()
-		case dkim.IsPermFail(e):
+		case e.kind == dkimPermanent:
 			sigs[i].Result, sigs[i].Reason = DKIMPermError, e.Error()
 		default:
 			sigs[i].Result, sigs[i].Reason = DKIMFail, e.Error()
 		}
 	}
-	r := DKIMResult{Signatures: sigs}
-	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
-		r.Err = err.Error()
+	return DKIMResult{Signatures: sigs}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	return r
+	return 0
+}
+
+// afterHeader reads the body: what follows the header still in br's
+// buffer (skip octets of it), then the rest. Its WriteTo streams from the
+// pooled reader's buffer, so copying the body allocates no buffer.
+type afterHeader struct {
+	br   *bufio.Reader
+	skip int
+}
+
+func (a *afterHeader) discard() error {
+	if a.skip > 0 {
+		_, err := a.br.Discard(a.skip)
+		a.skip = 0
+		return err
+	}
+	return nil
+}
+
+func (a *afterHeader) Read(p []byte) (int, error) {
+	if err := a.discard(); err != nil {
+		return 0, err
+	}
+	return a.br.Read(p)
+}
+
+func (a *afterHeader) WriteTo(w io.Writer) (int64, error) {
+	if err := a.discard(); err != nil {
+		return 0, err
+	}
+	return a.br.WriteTo(w)
 }
 
 // dkimReaders are the 64 KiB read buffers of Verify, reused: a gateway
 // verifies every message, and a fresh buffer each time was a third of all
-// the bytes it allocated (make bench profile). The library wraps what it
-// is given in a bufio.Reader of 4 KiB unless it already is one at least
-// that large: given ours, it allocates none.
-//
-// The body reaches the library's hashes as bufio.Reader.WriteTo hands it
-// over: a message held in memory (a bytes.Reader) in one write after what
-// is buffered, one held in a file in writes of the buffer's size. Passing
-// it in smaller pieces did not make verification faster.
+// the bytes it allocated (make bench profile). The header is hashed where
+// it lies in the buffer; the body reaches the hashes as
+// bufio.Reader.WriteTo hands it over: a message held in memory (a
+// bytes.Reader) in one write after what is buffered, one held in a file
+// in writes of the buffer's size.
 var dkimReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
-
-// headerThenBody gives the library a header copied out of the read buffer
-// (one too long for it), then the rest of the message. Its WriteTo streams
-// from the pooled reader's buffer, so the library's io.Copy allocates no
-// 32 KiB buffer of its own (as it would through io.MultiReader).
-type headerThenBody struct {
-	hdr  []byte
-	body *bufio.Reader
-}
-
-func (h *headerThenBody) Read(p []byte) (int, error) {
-	if len(h.hdr) > 0 {
-		n := copy(p, h.hdr)
-		h.hdr = h.hdr[n:]
-		return n, nil
-	}
-	return h.body.Read(p)
-}
-
-func (h *headerThenBody) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	if len(h.hdr) > 0 {
-		n, err := w.Write(h.hdr)
-		total += int64(n)
-		h.hdr = h.hdr[n:]
-		if err != nil {
-			return total, err
-		}
-	}
-	n, err := h.body.WriteTo(w)
-	return total + n, err
-}
 
 // dkimSignatures returns the DKIM-Signature fields of a header block,
 // found as HeaderFields finds fields (only those are unfolded), in header

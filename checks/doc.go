@@ -9,8 +9,9 @@
 //     zones, code filters, error codes and RFC 5782 section 5 health checks.
 //   - SPF (spf.go): RFC 7208 with blitiri.com.ar/go/spf, and the
 //     Received-SPF header (RFC 7208 section 9.1).
-//   - DKIM (dkim.go): RFC 6376 and RFC 8463 verification with
-//     github.com/emersion/go-msgauth/dkim.
+//   - DKIM (dkim.go, dkimverify.go): RFC 6376, RFC 8301 and RFC 8463
+//     verification by our verifier, held to go-msgauth/dkim's results by
+//     table and fuzz tests (dkimverify.go says why it is ours).
 //   - DMARC (dmarc.go): RFC 7489 policy discovery, alignment and policy
 //     selection; go-msgauth/dmarc parses the record.
 //   - Authentication-Results (authres.go): RFC 8601 header built with
