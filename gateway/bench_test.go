@@ -324,9 +324,9 @@ func BenchmarkParsePathArg(b *testing.B) {
 }
 
 // BenchmarkDecisionLog: one data-stage line of a relayed message with the
-// check results of a session where every check ran, JSON to io.Discard.
+// check results of a session where every check ran, JSON to io.Discard,
+// through slog and written directly (what the daemon does).
 func BenchmarkDecisionLog(b *testing.B) {
-	dl := NewDecisionLog(slog.NewJSONHandler(io.Discard, nil))
 	st := &State{SessionID: "9KNSBBXL03LSNH92", Client: netip.MustParseAddrPort("192.0.2.7:40000"),
 		ReverseName: "h7.client.bench.test", Helo: "h7.client.bench.test", QueueID: "9KNSBBXL03LSNH93",
 		From: Address{Local: "load", Domain: "bench.test"}, HasFrom: true}
@@ -341,9 +341,19 @@ func BenchmarkDecisionLog(b *testing.B) {
 		Reasons:  []policy.Reason{{Rule: "dkim_pass", Score: -1}},
 		Upstream: &UpstreamResult{Addr: "127.0.0.1:2526", Reply: policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "OK: queued"}},
 		Size:     4400, Duration: 1500 * time.Microsecond}
-	b.ReportAllocs()
-	for b.Loop() {
-		dl.log(st, d)
+	for _, c := range []struct {
+		name string
+		dl   *DecisionLog
+	}{
+		{"slog", NewDecisionLog(slog.NewJSONHandler(io.Discard, nil))},
+		{"direct", NewDecisionLogJSON(io.Discard)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c.dl.log(st, d)
+			}
+		})
 	}
 }
 

@@ -332,7 +332,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 		Quarantine: quarantine,
 		Upstream:   up,
 		Hook:       rc.judge,
-		Decisions:  gateway.NewDecisionLog(slog.NewJSONHandler(dw, nil)),
+		Decisions:  gateway.NewDecisionLogJSON(dw),
 		Logger:     logger,
 		Metrics:    metrics,
 	})
