@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 	"sync"
 	"time"
@@ -188,13 +189,7 @@ var dkimReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64
 func dkimSignatures(hdr []byte) []DKIMSignature {
 	var sigs []DKIMSignature
 	var bs []string // b= of each signature, white space not yet removed
-	for rest := hdr; len(rest) > 0; {
-		end := fieldEnd(rest)
-		raw := rest[:end]
-		rest = rest[end:]
-		if isBlankLine(raw) {
-			break
-		}
+	for raw := range rawFields(hdr) {
 		colon := bytes.IndexByte(raw, ':')
 		if colon <= 0 || raw[0] == ' ' || raw[0] == '\t' ||
 			!bytes.EqualFold(bytes.TrimRight(raw[:colon], " \t"), []byte("DKIM-Signature")) {
@@ -339,13 +334,7 @@ type HeaderField struct {
 // (FromDomains).
 func HeaderFields(hdr []byte) []HeaderField {
 	var out []HeaderField
-	for len(hdr) > 0 {
-		end := fieldEnd(hdr)
-		raw := hdr[:end]
-		hdr = hdr[end:]
-		if isBlankLine(raw) {
-			break
-		}
+	for raw := range rawFields(hdr) {
 		colon := bytes.IndexByte(raw, ':')
 		if colon <= 0 || raw[0] == ' ' || raw[0] == '\t' {
 			continue
@@ -361,6 +350,22 @@ func HeaderFields(hdr []byte) []HeaderField {
 		out = append(out, HeaderField{Name: nv[:len(name)], Value: nv[len(name)+1:], Raw: raw})
 	}
 	return out
+}
+
+// rawFields yields the fields of a header block, each with its
+// continuation lines and line endings, up to the empty line that ends the
+// block. Lines before the first field come as fields of their own.
+func rawFields(hdr []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(hdr) > 0 {
+			end := fieldEnd(hdr)
+			raw := hdr[:end]
+			hdr = hdr[end:]
+			if isBlankLine(raw) || !yield(raw) {
+				return
+			}
+		}
+	}
 }
 
 // fieldEnd returns the length of the field at the start of hdr: its first

@@ -453,13 +453,7 @@ type dkimHeaderField struct {
 // made CRLF; only then is the field copied).
 func splitDKIMHeader(hdr []byte, into []dkimHeaderField) []dkimHeaderField {
 	fields := into[:0]
-	for rest := hdr; len(rest) > 0; {
-		end := fieldEnd(rest)
-		raw := rest[:end]
-		rest = rest[end:]
-		if isBlankLine(raw) {
-			break
-		}
+	for raw := range rawFields(hdr) {
 		if raw[0] == ' ' || raw[0] == '\t' {
 			continue // white space before the first field: not a field
 		}

@@ -81,14 +81,7 @@ func appendDecision(b []byte, now time.Time, st *State, e *Decision) ([]byte, bo
 	}
 	b = strField(b, "rcpt", e.Rcpt)
 	if len(e.Rcpts) > 0 {
-		b = append(b, `,"rcpts":[`...)
-		for i, r := range e.Rcpts {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendStr(b, r, true)
-		}
-		b = append(b, ']')
+		b = appendArray(append(b, `,"rcpts":`...), e.Rcpts, appendNested)
 	}
 	b = append(b, `,"stage":`...)
 	b = appendStr(b, string(e.Stage), false)
@@ -100,24 +93,17 @@ func appendDecision(b []byte, now time.Time, st *State, e *Decision) ([]byte, bo
 	b = appendStr(b, e.Reply.Enhanced, false)
 	b = append(b, `,"text":`...)
 	b = appendStr(b, e.Reply.Text, false)
-	b = append(b, `,"reasons":[`...)
-	for i, r := range e.Reasons {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"rule":`...)
-		b = appendStr(b, r.Rule, true)
-		if r.Score != 0 {
-			b = append(b, `,"score":`...)
-			b = appendFloat(b, r.Score)
-		}
-		if r.Detail != "" {
-			b = append(b, `,"detail":`...)
-			b = appendStr(b, r.Detail, true)
-		}
-		b = append(b, '}')
+	reasons := e.Reasons
+	if reasons == nil {
+		reasons = []policy.Reason{} // log writes [] for none
 	}
-	b = append(b, ']')
+	b = appendArray(append(b, `,"reasons":`...), reasons, func(b []byte, r policy.Reason) []byte {
+		b = openObj(b, "rule", r.Rule)
+		if r.Score != 0 {
+			b = appendFloat(append(b, `,"score":`...), r.Score)
+		}
+		return append(optStr(b, "detail", r.Detail), '}')
+	})
 	if e.Score != 0 {
 		b = append(b, `,"score":`...)
 		b = appendFloat(b, e.Score)
@@ -211,81 +197,27 @@ func appendResults(b []byte, res map[string]any) ([]byte, bool) {
 func appendResult(b []byte, v any) ([]byte, bool) {
 	switch v := v.(type) {
 	case []zoneLog:
-		if v == nil {
-			return append(b, "null"...), true
-		}
-		b = append(b, '[')
-		for i, z := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"zone":`...)
-			b = appendStr(b, z.Zone, true)
-			b = append(b, `,"status":`...)
-			b = appendStr(b, z.Status, true)
-			b = append(b, `,"subject":`...)
-			b = appendStr(b, z.Subject, true)
+		return appendArray(b, v, func(b []byte, z zoneLog) []byte {
+			b = openObj(b, "zone", z.Zone, "status", z.Status, "subject", z.Subject)
 			if len(z.Codes) > 0 {
-				b = append(b, `,"codes":[`...)
-				for j, c := range z.Codes {
-					if j > 0 {
-						b = append(b, ',')
-					}
-					b = appendStr(b, c, true)
-				}
-				b = append(b, ']')
+				b = appendArray(append(b, `,"codes":`...), z.Codes, appendNested)
 			}
 			b = optStr(b, "reason", z.Reason)
-			b = optStr(b, "error", z.Error)
-			b = append(b, '}')
-		}
-		return append(b, ']'), true
+			return append(optStr(b, "error", z.Error), '}')
+		}), true
 	case []dkimLog:
-		if v == nil {
-			return append(b, "null"...), true
-		}
-		b = append(b, '[')
-		for i, s := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"d":`...)
-			b = appendStr(b, s.D, true)
-			b = append(b, `,"s":`...)
-			b = appendStr(b, s.S, true)
-			b = append(b, `,"result":`...)
-			b = appendStr(b, s.Result, true)
-			b = optStr(b, "reason", s.Reason)
-			b = append(b, '}')
-		}
-		return append(b, ']'), true
+		return appendArray(b, v, func(b []byte, s dkimLog) []byte {
+			b = openObj(b, "d", s.D, "s", s.S, "result", s.Result)
+			return append(optStr(b, "reason", s.Reason), '}')
+		}), true
 	case iprevLog:
-		b = append(b, `{"result":`...)
-		b = appendStr(b, v.Result, true)
-		b = append(b, `,"name":`...)
-		b = appendStr(b, v.Name, true)
-		return append(b, '}'), true
+		return append(openObj(b, "result", v.Result, "name", v.Name), '}'), true
 	case spfLog:
-		b = append(b, `{"result":`...)
-		b = appendStr(b, v.Result, true)
-		b = append(b, `,"domain":`...)
-		b = appendStr(b, v.Domain, true)
-		b = append(b, `,"identity":`...)
-		b = appendStr(b, v.Identity, true)
-		return append(b, '}'), true
+		return append(openObj(b, "result", v.Result, "domain", v.Domain, "identity", v.Identity), '}'), true
 	case dmarcLog:
-		b = append(b, `{"result":`...)
-		b = appendStr(b, v.Result, true)
-		b = append(b, `,"domain":`...)
-		b = appendStr(b, v.Domain, true)
-		b = append(b, `,"policy":`...)
-		b = appendStr(b, v.Policy, true)
-		b = append(b, `,"applied":`...)
-		b = appendStr(b, v.Applied, true)
-		return append(b, '}'), true
+		return append(openObj(b, "result", v.Result, "domain", v.Domain, "policy", v.Policy, "applied", v.Applied), '}'), true
 	case greylistLog:
-		b = append(b, `{"action":`...)
-		b = appendStr(b, v.Action, true)
+		b = openObj(b, "action", v.Action)
 		b = optStr(b, "reason", v.Reason)
 		b = optStr(b, "network", v.Network)
 		if v.FailOpen {
@@ -294,10 +226,40 @@ func appendResult(b []byte, v any) ([]byte, bool) {
 		if v.Cached {
 			b = append(b, `,"cached":true`...)
 		}
-		b = optStr(b, "error", v.Error)
-		return append(b, '}'), true
+		return append(optStr(b, "error", v.Error), '}'), true
 	}
 	return appendMarshal(b, v)
+}
+
+// appendArray writes a slice as encoding/json does (nil is null).
+func appendArray[T any](b []byte, v []T, each func([]byte, T) []byte) []byte {
+	if v == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, x := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = each(b, x)
+	}
+	return append(b, ']')
+}
+
+func appendNested(b []byte, s string) []byte { return appendStr(b, s, true) }
+
+// openObj opens an object with the string fields kv (name, value, ...)
+// and leaves it open for more.
+func openObj(b []byte, kv ...string) []byte {
+	b = append(b, '{')
+	for i := 0; i+1 < len(kv); i += 2 {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), kv[i]...), '"', ':')
+		b = appendStr(b, kv[i+1], true)
+	}
+	return b
 }
 
 func optStr(b []byte, key, v string) []byte {
