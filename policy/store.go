@@ -59,6 +59,15 @@ func (s *Store) Err() error {
 	return s.lastErr
 }
 
+// SetOptions sets the options the next Reload checks the rules with: the
+// daemon's configuration may have changed with them (a zone added or
+// removed on SIGHUP).
+func (s *Store) SetOptions(opts Options) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts = opts
+}
+
 // Reload loads the rules again. On success the new engine replaces the
 // current one (unless the files did not change, in which case the current
 // engine stays); on error the current engine stays in use and the error
@@ -171,3 +180,6 @@ func (s *Store) watchDirs() []string {
 	}
 	return dirs
 }
+
+// Dir is the directory the rules are read from.
+func (s *Store) Dir() string { return s.dir }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mxgate/gatewayd/internal/dnstest"
@@ -164,5 +165,68 @@ func TestRulesCheckCommand(t *testing.T) {
 	out, err = exec.Command(binary, "rules", "check", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "10-bad.yaml:4:") {
 		t.Fatalf("bad rules: %v\n%s", err, out)
+	}
+}
+
+// TestSIGHUPNewZoneAndRule: a DNSBL zone added to the configuration and a
+// rule naming it, both taken in by one SIGHUP: the rules are checked
+// against the zones configured now, not those of the start.
+func TestSIGHUPNewZoneAndRule(t *testing.T) {
+	dns := dnstest.Start(t, "testdata/e2e.zone")
+	dns.AddRR(t, "3.0.0.127.bl.new.test. 300 IN A 127.0.0.2")
+	dns.AddRR(t, "2.0.0.127.bl.new.test. 300 IN A 127.0.0.2") // the RFC 5782 test entry
+	addr := freePort(t)
+	rulesDir := t.TempDir()
+	writeRules := func(body string) {
+		if err := os.WriteFile(filepath.Join(rulesDir, "10-zones.yaml"), []byte("rules:\n"+body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zenRule := `  - name: zen
+    stage: connect
+    if: dnsbl_listed("zen.spamhaus.org")
+    action: reject
+`
+	newRule := `  - name: new_zone
+    stage: connect
+    if: dnsbl_listed("bl.new.test")
+    action: reject
+    reply: {code: 554, enhanced: 5.7.1, text: "listed in bl.new.test"}
+`
+	config := func(zones ...string) string {
+		var z strings.Builder
+		for _, name := range zones {
+			fmt.Fprintf(&z, "    - zone: %s\n", name)
+		}
+		return fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nchecks: [dnsbl]\ndns:\n  servers: [%q]\n  timeout: 2s\ndnsbl:\n  zones:\n%srules:\n  dir: %q\n",
+			addr, dns.Addr(), z.String(), rulesDir)
+	}
+	writeRules(zenRule)
+	cfgPath := writeConfig(t, config("zen.spamhaus.org"))
+	d := startDaemon(t, "-config", cfgPath)
+	greeting := func(from string) string {
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(deadline())
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.TrimSpace(line)
+	}
+	if g := greeting("127.0.0.3"); !strings.HasPrefix(g, "220") {
+		t.Fatalf("before the reload, 127.0.0.3 greeted with %q", g)
+	}
+	writeRules(zenRule + newRule)
+	if err := os.WriteFile(cfgPath, []byte(config("zen.spamhaus.org", "bl.new.test")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "rules reloaded")
+	if g := greeting("127.0.0.3"); g != "554 5.7.1 listed in bl.new.test" {
+		t.Errorf("after the reload, 127.0.0.3 greeted with %q\n%s", g, d.stderr.String())
+	}
+	if g := greeting("127.0.0.2"); !strings.HasPrefix(g, "554") {
+		t.Errorf("after the reload, 127.0.0.2 (zen) greeted with %q", g)
 	}
 }

@@ -392,14 +392,16 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 			}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if newCfg := reload(srv, cfg, cfgPath, certs, logger); newCfg != nil {
+				newCfg := reload(srv, cfg, cfgPath, certs, logger)
+				if newCfg != nil {
 					if nrc := reloadChecks(srv, rc, newCfg, reg, logger, rules.evaluator); nrc != nil {
 						rc = nrc
 						gop.cur.Store(rc.greylist)
 					}
 					cfg = newCfg
 				}
-				rules.reload(logger)
+				// The rules are checked against the zones now configured.
+				rules.reload(newCfg, logger)
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.D().String())

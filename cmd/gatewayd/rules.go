@@ -47,11 +47,22 @@ func (r *rulesRuntime) evaluator() gateway.Evaluator {
 	return r.store.Current()
 }
 
-// reload re-reads the rule files (SIGHUP); a bad file keeps the running
-// rules.
-func (r *rulesRuntime) reload(logger *slog.Logger) {
+// reload re-reads the rule files (SIGHUP), checked against the zones of
+// cfg, the configuration now in force (nil: unchanged); a bad file keeps
+// the running rules.
+func (r *rulesRuntime) reload(cfg *config.Config, logger *slog.Logger) {
 	if r.store == nil {
+		if cfg != nil && cfg.Rules.Dir != "" {
+			logger.Warn("rules.dir is read only at start; restart to use rule files")
+		}
 		return
+	}
+	if cfg != nil {
+		if cfg.Rules.Dir != r.store.Dir() {
+			logger.Warn("rules.dir changes only on restart; reloading the rules of the running directory",
+				"dir", r.store.Dir(), "configured", cfg.Rules.Dir)
+		}
+		r.store.SetOptions(rulesOptions(cfg))
 	}
 	if err := r.store.Reload(); err != nil {
 		logger.Error("rules reload failed; keeping the running rules", "err", err)
