@@ -60,6 +60,9 @@ type Judge struct {
 	// DryRun leaves the greylist store untouched: a greylist verdict is
 	// reported, not applied (explain).
 	DryRun bool
+	// Rules, when set, counts the rules that decided and the rules that
+	// failed at run time.
+	Rules *RuleMetrics
 }
 
 // judgeState is the Judge's per-session memory, kept in State.Values.
@@ -102,6 +105,14 @@ func (j *Judge) wait() time.Duration {
 
 // Decide implements Hook.
 func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) policy.Verdict {
+	v := j.decide(ctx, stage, st)
+	if j.Rules != nil && len(v.Reasons) > 0 {
+		j.Rules.matched(stage, v.Reasons)
+	}
+	return v
+}
+
+func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) policy.Verdict {
 	js := j.state(st)
 	// One evaluator per transaction: a reload takes effect at the next
 	// MAIL (or session), never half-way through a transaction.
@@ -201,6 +212,9 @@ func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) polic
 	v := out.Verdict
 	if len(out.Errors) > 0 {
 		j.Logger.Warn("rule failed at run time", "stage", stage, "errors", out.Errors, "session", st.SessionID)
+		if j.Rules != nil {
+			j.Rules.Errors.WithLabelValues(string(stage)).Add(float64(len(out.Errors)))
+		}
 	}
 	switch stage {
 	case policy.StageConnect, policy.StageHelo:

@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"fmt"
+
+	"github.com/mxgate/gatewayd/policy"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -52,4 +55,54 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Connections, m.SessionsActive, m.Decisions, m.Relay, m.RelayLatency, m.MessageBytes)
 	}
 	return m
+}
+
+// RuleMetrics count what the rules did, so an operator sees which rules
+// fire and how often (as rspamd's symbol statistics do).
+type RuleMetrics struct {
+	// Matches counts stage decisions by the rules (and the greylist)
+	// among their reasons: a rule is counted once per decision.
+	Matches *prometheus.CounterVec
+	// Errors counts rules that failed at run time, by stage.
+	Errors *prometheus.CounterVec
+}
+
+// NewRuleMetrics creates the series, unregistered.
+func NewRuleMetrics() *RuleMetrics {
+	return &RuleMetrics{
+		Matches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatewayd_rule_matches_total",
+			Help: "Decisions a rule (or the greylist, rule=\"greylist\") was among the reasons of, by stage and rule.",
+		}, []string{"stage", "rule"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatewayd_rule_errors_total",
+			Help: "Rules that failed at run time (their condition or template), by stage; the log says which.",
+		}, []string{"stage"}),
+	}
+}
+
+// Register registers the series on reg.
+func (m *RuleMetrics) Register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.Matches, m.Errors} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("rule metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// matched counts each rule among the reasons once.
+func (m *RuleMetrics) matched(stage policy.Stage, reasons []policy.Reason) {
+	for i, r := range reasons {
+		seen := false
+		for _, prev := range reasons[:i] {
+			if prev.Rule == r.Rule {
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			m.Matches.WithLabelValues(string(stage), r.Rule).Inc()
+		}
+	}
 }

@@ -37,6 +37,7 @@ type runtimeChecks struct {
 	judge    *gateway.Judge
 	greylist *greylist.Greylister
 	gmetrics *greylist.Metrics
+	rmetrics *gateway.RuleMetrics
 	// collectors registered on the registry, unregistered when replaced.
 	collectors []prometheus.Collector
 	cancel     context.CancelFunc // the DNSBL health loop
@@ -151,7 +152,15 @@ func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logg
 		c.Greylist = g
 		rc.greylist = g
 	}
-	rc.judge = &gateway.Judge{Checks: c, Policy: policy, Logger: logger, Hostname: cfg.Hostname}
+	if prev != nil && prev.rmetrics != nil {
+		rc.rmetrics = prev.rmetrics
+	} else if reg != nil {
+		rc.rmetrics = gateway.NewRuleMetrics()
+		if err := rc.rmetrics.Register(reg); err != nil {
+			return fail(err)
+		}
+	}
+	rc.judge = &gateway.Judge{Checks: c, Policy: policy, Logger: logger, Hostname: cfg.Hostname, Rules: rc.rmetrics}
 	return rc, nil
 }
 

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,7 +177,7 @@ func TestSIGHUPNewZoneAndRule(t *testing.T) {
 	dns := dnstest.Start(t, "testdata/e2e.zone")
 	dns.AddRR(t, "3.0.0.127.bl.new.test. 300 IN A 127.0.0.2")
 	dns.AddRR(t, "2.0.0.127.bl.new.test. 300 IN A 127.0.0.2") // the RFC 5782 test entry
-	addr := freePort(t)
+	addr, metricsAddr := freePort(t), freePort(t)
 	rulesDir := t.TempDir()
 	writeRules := func(body string) {
 		if err := os.WriteFile(filepath.Join(rulesDir, "10-zones.yaml"), []byte("rules:\n"+body), 0o600); err != nil {
@@ -198,8 +200,8 @@ func TestSIGHUPNewZoneAndRule(t *testing.T) {
 		for _, name := range zones {
 			fmt.Fprintf(&z, "    - zone: %s\n", name)
 		}
-		return fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nchecks: [dnsbl]\ndns:\n  servers: [%q]\n  timeout: 2s\ndnsbl:\n  zones:\n%srules:\n  dir: %q\n",
-			addr, dns.Addr(), z.String(), rulesDir)
+		return fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: %q\nchecks: [dnsbl]\ndns:\n  servers: [%q]\n  timeout: 2s\ndnsbl:\n  zones:\n%srules:\n  dir: %q\n",
+			addr, metricsAddr, dns.Addr(), z.String(), rulesDir)
 	}
 	writeRules(zenRule)
 	cfgPath := writeConfig(t, config("zen.spamhaus.org"))
@@ -228,5 +230,21 @@ func TestSIGHUPNewZoneAndRule(t *testing.T) {
 	}
 	if g := greeting("127.0.0.2"); !strings.HasPrefix(g, "554") {
 		t.Errorf("after the reload, 127.0.0.2 (zen) greeted with %q", g)
+	}
+	// The rule counters, carried across the reload, say which rule
+	// refused whom.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`gatewayd_rule_matches_total{rule="new_zone",stage="connect"} 1`,
+		`gatewayd_rule_matches_total{rule="zen",stage="connect"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
