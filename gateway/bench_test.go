@@ -82,7 +82,7 @@ func startBenchGateway(b *testing.B, hook Hook) *testGateway {
 	cfg.MaxMessageSize = 4 << 20
 	g := startGatewayUpstream(b, cfg, up, nil, hook)
 	// The decision log would grow with b.N: send it nowhere.
-	g.srv.decisions = NewDecisionLog(slog.NewJSONHandler(io.Discard, nil))
+	g.srv.decisions = NewDecisionLogJSON(io.Discard) // as the daemon writes it
 	return g
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -256,7 +255,7 @@ func startGatewayUpstream(t testing.TB, cfg Config, up Upstream, m *mta, hook Ho
 	srv := New(cfg, Options{
 		Upstream:  up,
 		Hook:      hook,
-		Decisions: NewDecisionLog(slog.NewJSONHandler(log, nil)),
+		Decisions: NewDecisionLogJSON(log),
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

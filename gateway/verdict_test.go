@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -311,7 +310,7 @@ func TestQuarantine(t *testing.T) {
 	cfg := testConfig()
 	cfg.TempDir = t.TempDir()
 	log := &syncBuffer{}
-	srv := New(cfg, Options{Hook: hook, Quarantine: q, Decisions: NewDecisionLog(slog.NewJSONHandler(log, nil)),
+	srv := New(cfg, Options{Hook: hook, Quarantine: q, Decisions: NewDecisionLogJSON(log),
 		Upstream: NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, MaxIdle: 2})})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
