@@ -155,7 +155,7 @@ func (d *dataReader) scan(buf []byte) (int, error) {
 		switch d.state {
 		case dsData:
 			// Fast path: skip to the next octet that matters.
-			j := bytes.IndexAny(buf[i:], "\r\n\x00")
+			j := indexCRLFNul(buf[i:])
 			if j < 0 {
 				i = len(buf)
 				continue
@@ -240,4 +240,23 @@ func (d *dataReader) scan(buf []byte) (int, error) {
 	}
 	emit(buf[runStart:])
 	return len(buf), werr
+}
+
+// indexCRLFNul is bytes.IndexAny(b, "\r\n\x00") done as three
+// bytes.IndexByte, each over what the one before left: those run on
+// vector instructions, IndexAny's set test an octet at a time (the DATA
+// reader's scan was 2% of a relayed message's CPU).
+func indexCRLFNul(b []byte) int {
+	j := bytes.IndexByte(b, '\r')
+	seg := b
+	if j >= 0 {
+		seg = b[:j]
+	}
+	if k := bytes.IndexByte(seg, '\n'); k >= 0 {
+		seg, j = seg[:k], k
+	}
+	if k := bytes.IndexByte(seg, 0); k >= 0 {
+		j = k
+	}
+	return j
 }

@@ -1,6 +1,9 @@
 package gateway
 
+// Tests of the small fast paths the make bench profiles asked for.
+
 import (
+	"bytes"
 	"testing"
 	"time"
 )
@@ -25,4 +28,15 @@ func TestCloseEnough(t *testing.T) {
 			t.Errorf("closeEnough(%v, %v) = %v, want %v", c.set, c.want, got, c.keep)
 		}
 	}
+}
+
+func FuzzIndexCRLFNul(f *testing.F) {
+	for _, s := range []string{"", "abc", "a\rb", "a\nb\r", "\x00", "ab\r\n\x00", "line one\r\nline two"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := indexCRLFNul(b), bytes.IndexAny(b, "\r\n\x00"); got != want {
+			t.Errorf("indexCRLFNul(%q) = %d, want %d", b, got, want)
+		}
+	})
 }
