@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/miekg/dns"
 	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/greylist"
 	"github.com/mxgate/gatewayd/internal/dnstest"
@@ -228,3 +229,44 @@ func TestGreylistThroughGateway(t *testing.T) {
 }
 
 var _ = context.Background
+
+// TestSPFAnswerKeptForTheSession: a transaction that asks SPF the same
+// question (HELO name and sender) as the session's last one gets its
+// answer; another sender is asked anew, and a temporary error is not kept. The record has
+// TTL 0, so the DNS cache keeps nothing and the queries count the checks.
+func TestSPFAnswerKeptForTheSession(t *testing.T) {
+	e := startJudged(t, "", false)
+	e.dns.AddRR(t, `memo.test. 0 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+	e.dns.AddRR(t, `other.test. 0 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+	e.dns.ServFail("slow-spf.test.")
+	c, err := smtp.Dial(e.g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("mail.client.test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{"a@memo.test", "b@memo.test", "a@memo.test", "a@memo.test", "x@other.test", "y@slow-spf.test", "y@slow-spf.test"} {
+		msg := "From: <" + from + ">\r\nTo: bob@example.com\r\nSubject: memo\r\n\r\nHello.\r\n"
+		err := c.SendMail(from, []string{"bob@example.com"}, strings.NewReader(msg))
+		if err != nil && !strings.Contains(from, "slow-spf") {
+			t.Fatalf("%s: %v", from, err)
+		}
+		if err != nil {
+			c.Reset() // a temporary error may defer the message
+		}
+	}
+	for _, q := range []struct {
+		name string
+		want int
+	}{
+		{"memo.test.", 3},     // a@, b@ (%{l} may differ), a@ again after b@; the fourth kept
+		{"other.test.", 1},    // asked once
+		{"slow-spf.test.", 2}, // a temporary error is asked again
+	} {
+		if got := e.dns.QueryCount(q.name, dns.TypeTXT); got < q.want || q.name != "slow-spf.test." && got != q.want {
+			t.Errorf("%s: %d TXT queries, want %d", q.name, got, q.want)
+		}
+	}
+}
