@@ -66,7 +66,7 @@ type DKIM struct {
 	res     *Resolver
 	max     int
 	timeout time.Duration
-	keys    keyCache
+	keys    textCache[*dkimKey]
 	now     func() time.Time // the clock of the x= expiry check
 }
 

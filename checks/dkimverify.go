@@ -153,32 +153,34 @@ type dkimKey struct {
 	testMode bool     // t=y
 }
 
-// keyCache keeps parsed key records by their text, so a key seen before
-// is not decoded and parsed again. DNS answers are cached with their TTLs
-// by the Resolver; this only saves the parsing, so the bound is all it
-// needs: when full, it starts over.
-type keyCache struct {
+// textCache keeps what was parsed from a DNS record's text (a DKIM key, a
+// DMARC record) by that text, so a record seen before is not parsed
+// again. The DNS answers themselves are cached with their TTLs by the
+// Resolver; this only saves the parsing, so the bound is all it needs:
+// when full, it starts over.
+type textCache[V any] struct {
 	mu sync.Mutex
-	m  map[string]*dkimKey
+	m  map[string]V
 }
 
-const keyCacheMax = 4096
+const textCacheMax = 4096
 
-func (c *keyCache) get(txt string) *dkimKey {
+// get returns the value parsed from txt, parsing it when not kept.
+func (c *textCache[V]) get(txt string, parse func(string) V) V {
 	c.mu.Lock()
-	k := c.m[txt]
+	v, ok := c.m[txt]
 	c.mu.Unlock()
-	if k != nil {
-		return k
+	if ok {
+		return v
 	}
-	k = parseDKIMKey(txt)
+	v = parse(txt)
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= keyCacheMax {
-		c.m = make(map[string]*dkimKey)
+	if c.m == nil || len(c.m) >= textCacheMax {
+		c.m = make(map[string]V)
 	}
-	c.m[txt] = k
+	c.m[txt] = v
 	c.mu.Unlock()
-	return k
+	return v
 }
 
 // parseDKIMKey parses a key record.
@@ -262,7 +264,7 @@ func (d *DKIM) dkimLookup(ctx context.Context, domain, selector string) *dkimKey
 	case 0:
 		return &dkimKey{err: dkimPerm("no valid key found")}
 	case 1:
-		return d.keys.get(txts[0])
+		return d.keys.get(txts[0], parseDKIMKey)
 	default: // RFC 6376 section 3.6.2.2: undefined, so refused
 		return &dkimKey{err: dkimPerm("multiple TXT records found for key")}
 	}

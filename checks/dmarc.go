@@ -108,6 +108,15 @@ type DMARC struct {
 	res     *Resolver
 	timeout time.Duration
 	sample  func(pct int) bool
+	records textCache[parsedDMARC] // records parsed, by their text
+}
+
+// parsedDMARC is what parseDMARCRecord makes of a record's text. The
+// record is shared by every message that gets it: read only.
+type parsedDMARC struct {
+	rec  *dmarc.Record
+	note string
+	err  error
 }
 
 // DMARCOption changes how NewDMARC builds the check.
@@ -195,7 +204,11 @@ func (d *DMARC) checkDomain(ctx context.Context, from string, in DMARCInput) DMA
 		r.Reason = fmt.Sprintf("%d DMARC records at _dmarc.%s: no policy (RFC 7489 section 6.6.3)", len(recs), recDomain)
 		return r
 	}
-	rec, note, err := parseDMARCRecord(recs[0])
+	p := d.records.get(recs[0], func(txt string) parsedDMARC {
+		rec, note, err := parseDMARCRecord(txt)
+		return parsedDMARC{rec, note, err}
+	})
+	rec, note, err := p.rec, p.note, p.err
 	if err != nil {
 		r.Result, r.Reason = DMARCNone, err.Error()
 		return r
