@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,7 +109,7 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	errs, err := d.verifyFields(ctx, hdr, &afterHeader{br: br, skip: len(hdr) * btoi(peeked)}, d.max)
+	outs, err := d.verifyFields(ctx, hdr, &afterHeader{br: br, skip: len(hdr) * btoi(peeked)}, d.max)
 	if err != nil {
 		// The message could not be read: nothing was verified.
 		for i := range sigs {
@@ -117,12 +118,19 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 		return DKIMResult{Signatures: sigs, Err: "dkim: " + err.Error()}
 	}
 	for i := range sigs {
-		if i >= len(errs) {
+		if i >= len(outs) {
 			sigs[i].Result = DKIMNeutral
 			sigs[i].Reason = fmt.Sprintf("not verified: only the first %d signatures are", d.max)
 			continue
 		}
-		switch e := errs[i]; {
+		// What was verified is reported (d= with all white space gone).
+		if o := outs[i]; o.domain != "" {
+			sigs[i].Domain = strings.ToLower(o.domain)
+		}
+		if o := outs[i]; o.identifier != "" {
+			sigs[i].Identifier = o.identifier
+		}
+		switch e := outs[i].err; {
 		case e == nil:
 			sigs[i].Result = DKIMPass
 		case e.kind == dkimTemporary:
@@ -238,23 +246,39 @@ func dkimSignatures(hdr []byte) []DKIMSignature {
 // shortenBPrefixes cuts each b= to 8 characters, or more where two
 // signatures of the message would otherwise share a prefix (RFC 6008
 // section 4).
+//
+// A value's longest common prefix with any other is its longest with a
+// neighbour in sorted order, so this takes one sort and one pass (many
+// signature fields cost no more than their length).
 func shortenBPrefixes(sigs []DKIMSignature) {
-	full := make([]string, len(sigs))
+	distinct := make([]string, len(sigs))
 	for i := range sigs {
-		full[i] = sigs[i].BPrefix
+		distinct[i] = sigs[i].BPrefix
 	}
-	for i := range sigs {
+	slices.Sort(distinct)
+	distinct = slices.Compact(distinct)
+	keep := make(map[string]int, len(distinct))
+	for k, v := range distinct {
 		n := 8
-		for j := range sigs {
-			if j == i || full[j] == full[i] {
-				continue
-			}
-			for n < len(full[i]) && n <= len(full[j]) && full[i][:n] == full[j][:n] {
-				n++
-			}
+		if k > 0 {
+			n = max(n, commonPrefix(distinct[k-1], v)+1)
 		}
-		sigs[i].BPrefix = full[i][:min(n, len(full[i]))]
+		if k+1 < len(distinct) {
+			n = max(n, commonPrefix(v, distinct[k+1])+1)
+		}
+		keep[v] = min(n, len(v))
 	}
+	for i := range sigs {
+		sigs[i].BPrefix = sigs[i].BPrefix[:keep[sigs[i].BPrefix]]
+	}
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 // peekHeaderBlock returns what readHeaderBlock would, without consuming it:
@@ -298,11 +322,13 @@ func peekHeaderBlock(br *bufio.Reader) ([]byte, error) {
 // without a body).
 func readHeaderBlock(br *bufio.Reader) ([]byte, error) {
 	var hdr []byte
+	midLine := false // the last piece read ended inside a line
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A very long line: keep reading it.
 			hdr = append(hdr, line...)
+			midLine = true
 			continue
 		}
 		hdr = append(hdr, line...)
@@ -312,9 +338,14 @@ func readHeaderBlock(br *bufio.Reader) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if string(line) == "\r\n" || string(line) == "\n" {
+		// Only a whole line can be the empty line: the end of a line
+		// longer than the buffer is not (it would end the header early,
+		// and what follows would be hashed as body though the reader of
+		// the message sees header fields).
+		if !midLine && isBlankLine(line) {
 			return hdr, nil
 		}
+		midLine = false
 	}
 }
 

@@ -84,9 +84,49 @@ func refDKIMSignatures(hdr []byte) []DKIMSignature {
 		sigs = append(sigs, s)
 	}
 	if len(sigs) > 0 {
-		shortenBPrefixes(sigs)
+		refShortenBPrefixes(sigs)
 	}
 	return sigs
+}
+
+// refShortenBPrefixes is the first shortenBPrefixes: every value against
+// every other (quadratic, but plainly what RFC 6008 section 4 asks).
+func refShortenBPrefixes(sigs []DKIMSignature) {
+	full := make([]string, len(sigs))
+	for i := range sigs {
+		full[i] = sigs[i].BPrefix
+	}
+	for i := range sigs {
+		n := 8
+		for j := range sigs {
+			if j == i || full[j] == full[i] {
+				continue
+			}
+			for n < len(full[i]) && n <= len(full[j]) && full[i][:n] == full[j][:n] {
+				n++
+			}
+		}
+		sigs[i].BPrefix = full[i][:min(n, len(full[i]))]
+	}
+}
+
+func FuzzShortenBPrefixes(f *testing.F) {
+	f.Add("abcdefghXYZ,abcdefghXQQ,zzzzzzzzzzzz,short")
+	f.Add("aaaaaaaaaaaa,aaaaaaaaaaab,aaaaaaaaaaab,aaaaaaaaa,b")
+	f.Fuzz(func(t *testing.T, list string) {
+		var got, want []DKIMSignature
+		for v := range strings.SplitSeq(list, ",") {
+			got = append(got, DKIMSignature{BPrefix: v})
+			want = append(want, DKIMSignature{BPrefix: v})
+		}
+		shortenBPrefixes(got)
+		refShortenBPrefixes(want)
+		for i := range got {
+			if got[i].BPrefix != want[i].BPrefix {
+				t.Fatalf("%q: prefix %d is %q, want %q", list, i, got[i].BPrefix, want[i].BPrefix)
+			}
+		}
+	})
 }
 
 var dkimHeaderCases = []string{

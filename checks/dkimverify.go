@@ -36,12 +36,21 @@ import (
 // It follows go-msgauth's semantics, which the tests hold it to: go-msgauth
 // is kept as the reference in dkimverify_test.go (the same messages, and
 // fuzzed mutations of them, must get the same result from both) and signs
-// the test messages. Where it departs, on purpose, RFC 6376 is the reason:
-// the i= domain is compared without regard to case and must equal d= when
-// the key says t=s (section 3.6.1), a key's p= may be folded with any white
-// space, and only the value of the b= tag itself is emptied in the
-// signature field (section 3.7; go-msgauth's pattern also empties text
-// that looks like "b=" inside other values).
+// the test messages. Where it departs, it is on purpose:
+//   - RFC 6376: the i= domain is compared without regard to case and must
+//     equal d= when the key says t=s (section 3.6.1); a key's p= may be
+//     folded with any white space; only the value of the b= tag itself is
+//     emptied in the signature field (section 3.7; go-msgauth's pattern
+//     also empties text that looks like "b=" inside other values).
+//   - What a header is: a line with no colon, a name followed by other
+//     white space than SP and HTAB before its colon, and an indented line
+//     before the first field are not fields (go-msgauth takes them for
+//     fields); a message that ends without the empty line after its
+//     header has an empty body (go-msgauth gives no result at all).
+//   - Bounds against hostile input: RSA keys above 8192 bits are refused
+//     (RFC 8301 asks for 1024 to 4096), and long tag lists and long h=
+//     lists over long headers are handled in linear time (go-msgauth's
+//     picking is linear too; a scan per name would not be).
 
 // dkimErrKind classifies a verification error as RFC 8601 reports it.
 type dkimErrKind uint8
@@ -87,6 +96,7 @@ type dkimTag struct{ k, v string }
 // error. Values keep their inner white space (folding included).
 func dkimTags(s string, into []dkimTag) ([]dkimTag, error) {
 	tags := into[:0]
+	var seen map[string]bool
 	for part := range strings.SplitSeq(s, ";") {
 		k, v, ok := strings.Cut(part, "=")
 		if !ok {
@@ -96,9 +106,26 @@ func dkimTags(s string, into []dkimTag) ([]dkimTag, error) {
 			return tags, errors.New("malformed tag list")
 		}
 		k = strings.TrimSpace(k)
-		for _, t := range tags {
-			if t.k == k {
+		if seen != nil {
+			if seen[k] {
 				return tags, errors.New("duplicate tag name")
+			}
+			seen[k] = true
+		} else {
+			for _, t := range tags {
+				if t.k == k {
+					return tags, errors.New("duplicate tag name")
+				}
+			}
+			if len(tags) == 16 {
+				// More tags than a signature has: find repeats in a map,
+				// not in a scan of the list (a hostile list would cost
+				// the square of its length).
+				seen = make(map[string]bool, 64)
+				for _, t := range tags {
+					seen[t.k] = true
+				}
+				seen[k] = true
 			}
 		}
 		tags = append(tags, dkimTag{k, strings.TrimSpace(v)})
@@ -163,7 +190,10 @@ type textCache[V any] struct {
 	m  map[string]V
 }
 
-const textCacheMax = 4096
+const (
+	textCacheMax    = 4096 // entries
+	textCacheMaxLen = 4096 // octets of a text kept (an RSA-8192 key record is about 1.5 KB)
+)
 
 // get returns the value parsed from txt, parsing it when not kept.
 func (c *textCache[V]) get(txt string, parse func(string) V) V {
@@ -174,6 +204,9 @@ func (c *textCache[V]) get(txt string, parse func(string) V) V {
 		return v
 	}
 	v = parse(txt)
+	if len(txt) > textCacheMaxLen {
+		return v // not kept: the bound is a count, so entries stay small
+	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= textCacheMax {
 		c.m = make(map[string]V)
@@ -182,6 +215,11 @@ func (c *textCache[V]) get(txt string, parse func(string) V) V {
 	c.mu.Unlock()
 	return v
 }
+
+// maxRSABits bounds the RSA keys we verify with: RFC 8301 section 3.2
+// asks for 1024 to 4096 bits, and a key of hundreds of thousands of bits
+// (it fits in a TXT record over TCP) costs seconds a signature.
+const maxRSABits = 8192
 
 // parseDKIMKey parses a key record.
 func parseDKIMKey(txt string) *dkimKey {
@@ -218,8 +256,11 @@ func parseDKIMKey(txt string) *dkimKey {
 		if !ok {
 			return &dkimKey{err: dkimPerm("key syntax error: not an RSA public key")}
 		}
-		if bits := rk.Size() * 8; bits < 1024 { // RFC 8301 section 3.2
+		switch bits := rk.N.BitLen(); {
+		case bits < 1024: // RFC 8301 section 3.2
 			return &dkimKey{err: dkimPerm(fmt.Sprintf("key is too short: want 1024 bits, has %d bits", bits))}
+		case bits > maxRSABits:
+			return &dkimKey{err: dkimPerm(fmt.Sprintf("key is too long: at most %d bits, has %d bits", maxRSABits, bits))}
 		}
 		k.algo, k.rsa = "rsa", rk
 	case "ed25519":
@@ -503,37 +544,43 @@ func crlfLines(b []byte) []byte {
 // 3.7): the fields h= names, each taken from the bottom of the header up
 // (a name listed twice takes the next one up; a missing one adds nothing),
 // then the signature field itself with b= emptied and no final CRLF.
-func headerHash(s *dkimSigField, fields []dkimHeaderField, buf []byte) ([sha256.Size]byte, []byte) {
+func headerHash(s *dkimSigField, fields []dkimHeaderField, idx *fieldIndex, buf []byte) ([sha256.Size]byte, []byte) {
 	h := buf[:0]
-	type used struct {
-		name string
-		n    int
-	}
-	var usedBuf [16]used
-	picked := usedBuf[:0]
-	for _, key := range s.headerKeys {
-		// The n-th time a name is listed, the n-th field of that name
-		// from the bottom is signed.
-		n := 0
-		idx := -1
-		for i := range picked {
-			if strings.EqualFold(picked[i].name, key) {
-				picked[i].n++
-				n, idx = picked[i].n, i
-				break
-			}
+	if len(s.headerKeys)*len(fields) > 1024 {
+		// A long h= over a long header: by index, or the picking costs
+		// their product.
+		h = idx.pick(h, s, fields)
+	} else {
+		type used struct {
+			name string
+			n    int
 		}
-		if idx < 0 {
-			picked = append(picked, used{key, 1})
-			n = 1
-		}
-		for i := len(fields) - 1; i >= 0; i-- {
-			if !strings.EqualFold(string(fields[i].name), key) {
-				continue
+		var usedBuf [16]used
+		picked := usedBuf[:0]
+		for _, key := range s.headerKeys {
+			// The n-th time a name is listed, the n-th field of that
+			// name from the bottom is signed.
+			n := 0
+			idx := -1
+			for i := range picked {
+				if strings.EqualFold(picked[i].name, key) {
+					picked[i].n++
+					n, idx = picked[i].n, i
+					break
+				}
 			}
-			if n--; n == 0 {
-				h = canonHeaderField(h, fields[i].raw, s.relaxedHeader)
-				break
+			if idx < 0 {
+				picked = append(picked, used{key, 1})
+				n = 1
+			}
+			for i := len(fields) - 1; i >= 0; i-- {
+				if !strings.EqualFold(string(fields[i].name), key) {
+					continue
+				}
+				if n--; n == 0 {
+					h = canonHeaderField(h, fields[i].raw, s.relaxedHeader)
+					break
+				}
 			}
 		}
 	}
@@ -543,6 +590,48 @@ func headerHash(s *dkimSigField, fields []dkimHeaderField, buf []byte) ([sha256.
 	}
 	h = append(h, sig...)
 	return sha256.Sum256(h), h
+}
+
+// fieldIndex finds header fields by name as strings.EqualFold compares
+// names, built on first use for a message whose signatures need it.
+type fieldIndex struct {
+	byName map[string][]int // folded name: field indices, bottom up
+}
+
+func (x *fieldIndex) pick(h []byte, s *dkimSigField, fields []dkimHeaderField) []byte {
+	if x.byName == nil {
+		x.byName = make(map[string][]int)
+		for i := len(fields) - 1; i >= 0; i-- {
+			k := foldKey(string(fields[i].name))
+			x.byName[k] = append(x.byName[k], i)
+		}
+	}
+	picked := make(map[string]int)
+	for _, key := range s.headerKeys {
+		k := foldKey(key)
+		n := picked[k]
+		picked[k] = n + 1
+		if at := x.byName[k]; n < len(at) {
+			h = canonHeaderField(h, fields[at[n]].raw, s.relaxedHeader)
+		}
+	}
+	return h
+}
+
+// foldKey maps s so that foldKey(a) == foldKey(b) exactly when
+// strings.EqualFold(a, b): each rune becomes the least of its case-folding
+// orbit (an invalid octet, like in EqualFold, U+FFFD).
+func foldKey(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // canonHeaderField appends one field, simple (as it is) or relaxed (RFC
@@ -666,6 +755,9 @@ func (c *bodyCanon) reset(relaxed bool) {
 	if cap(c.pending) > 64<<10 { // a body of many empty lines
 		c.pending = nil
 	}
+	if cap(c.out) > 64<<10 {
+		c.out = nil
+	}
 	c.out, c.pending = c.out[:0], c.pending[:0]
 	c.wsp, c.cr, c.written = false, false, false
 }
@@ -698,7 +790,14 @@ func (c *bodyCanon) Write(b []byte) (int, error) {
 				c.out = append(c.out, ' ')
 				c.wsp = false
 			}
-			c.out = append(c.out, b[i:j]...)
+			if j-i >= 4096 {
+				// A long run goes to the hash as it is, not through out.
+				c.h.Write(c.out)
+				c.out = c.out[:0]
+				c.h.Write(b[i:j])
+			} else {
+				c.out = append(c.out, b[i:j]...)
+			}
 			c.written, c.cr = true, false
 			i = j
 			if len(c.out) >= 32<<10 {
@@ -779,10 +878,18 @@ func (k *dkimKey) verify(digest, sig []byte) error {
 	return nil
 }
 
+// dkimOutcome is the verification of one signature: err nil is a pass;
+// domain and identifier are d= and the AUID as verified (empty when the
+// signature failed before they were read).
+type dkimOutcome struct {
+	err                *dkimError
+	domain, identifier string
+}
+
 // verifyFields verifies the signature fields in hdr (the first max of
-// them) and reads the body from body. It returns one error per signature
-// verified (nil: pass) and the body's read error, if any.
-func (d *DKIM) verifyFields(ctx context.Context, hdr []byte, body io.Reader, max int) ([]*dkimError, error) {
+// them) and reads the body from body. It returns one outcome per
+// signature verified and the body's read error, if any.
+func (d *DKIM) verifyFields(ctx context.Context, hdr []byte, body io.Reader, max int) ([]dkimOutcome, error) {
 	st := dkimStates.Get().(*dkimState)
 	defer func() {
 		clear(st.fields)
@@ -815,22 +922,26 @@ func (d *DKIM) verifyFields(ctx context.Context, hdr []byte, body io.Reader, max
 		wg.Wait()
 	}
 	var needSimple, needRelaxed bool
+	var idx fieldIndex
 	for i := range sigs {
 		s := &sigs[i]
 		if s.err != nil {
 			continue
 		}
 		// Hashed now, while hdr (perhaps the read buffer) is still there.
-		s.headerHash, st.hbuf = headerHash(s, st.fields, st.hbuf)
+		s.headerHash, st.hbuf = headerHash(s, st.fields, &idx, st.hbuf)
 		needRelaxed = needRelaxed || s.relaxedBody
 		needSimple = needSimple || !s.relaxedBody
 	}
-	errs := make([]*dkimError, len(sigs))
-	if !needSimple && !needRelaxed {
+	outcomes := func() []dkimOutcome {
+		out := make([]dkimOutcome, len(sigs))
 		for i := range sigs {
-			errs[i] = sigs[i].err
+			out[i] = dkimOutcome{sigs[i].err, sigs[i].domain, sigs[i].identifier}
 		}
-		return errs, nil
+		return out
+	}
+	if !needSimple && !needRelaxed {
+		return outcomes(), nil
 	}
 	var w io.Writer
 	simple, relaxed := &st.canon[0], &st.canon[1]
@@ -870,9 +981,8 @@ func (d *DKIM) verifyFields(ctx context.Context, hdr []byte, body io.Reader, max
 				}
 			}
 		}
-		errs[i] = s.err
 	}
-	return errs, nil
+	return outcomes(), nil
 }
 
 // copyBody streams the body into w: through its WriteTo when it has one

@@ -3,7 +3,12 @@ package checks
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"math/big"
 	"regexp"
 	"strings"
 	"testing"
@@ -311,5 +316,95 @@ func FuzzDKIMVerifyMatchesLibrary(f *testing.F) {
 			return // the key that times out: slow, and tested elsewhere
 		}
 		compareWithLibrary(t, d, r, msg)
+	})
+}
+
+// TestDKIMLongHeaderLine: a header longer than the read buffer, with a
+// line of about the buffer's length, ends where the message says, not
+// where a piece of that line ends (else the fields after it would be
+// hashed as body, and a forged header could pass).
+func TestDKIMLongHeaderLine(t *testing.T) {
+	srv := startDNS(t, "dkim/keys.zone")
+	r := newResolver(t, srv, 0)
+	d := NewDKIM(DKIMConfig{}, r)
+	signed := signedVariants(t)["rsa relaxed/relaxed"]
+	for _, n := range []int{65534, 65535, 65536, 65537, 2 * 65536} {
+		pad := "X-Pad: " + strings.Repeat("A", n-len("X-Pad: ")-2) + "\r\n"
+		msg := append([]byte(pad), signed...)
+		if !compareWithLibrary(t, d, r, msg) {
+			t.Fatalf("line of %d: not compared", n)
+		}
+		if res := d.Verify(context.Background(), bytes.NewReader(msg)); !res.Pass() {
+			t.Errorf("line of %d: %+v", n, res.Signatures)
+		}
+	}
+}
+
+// TestDKIMManyNamesAndFields: a long h= over a long header (the indexed
+// picking) gets go-msgauth's results: repeated names, names in other case,
+// names of no field.
+func TestDKIMManyNamesAndFields(t *testing.T) {
+	srv := startDNS(t, "dkim/keys.zone")
+	r := newResolver(t, srv, 0)
+	d := NewDKIM(DKIMConfig{}, r)
+	var hdr strings.Builder
+	keys := []string{"From", "from", "Subject"}
+	for i := range 120 {
+		fmt.Fprintf(&hdr, "X-F%d: value %d\r\n", i%40, i)
+		keys = append(keys, fmt.Sprintf("x-f%d", i%50))
+	}
+	msg := []byte(hdr.String() + string(dkimBaseMessage()))
+	signed := signWith(t, msg, "rsa", loadKey(t, "rsa.pem"), func(o *dkim.SignOptions) {
+		o.HeaderCanonicalization = dkim.CanonicalizationRelaxed
+		o.HeaderKeys = keys
+	})
+	for _, m := range []struct {
+		name string
+		msg  []byte
+	}{
+		{"as signed", signed},
+		{"a signed field changed", bytes.Replace(signed, []byte("X-F7: value 87"), []byte("X-F7: value 88"), 1)},
+		{"a field of a signed name added on top", append([]byte("X-F3: new\r\n"), signed...)},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			if !compareWithLibrary(t, d, r, m.msg) {
+				t.Fatal("not compared")
+			}
+		})
+	}
+	if res := d.Verify(context.Background(), bytes.NewReader(signed)); !res.Pass() {
+		t.Errorf("as signed: %+v", res.Signatures)
+	}
+}
+
+// TestDKIMKeySize: RSA keys below 1024 bits (counted exactly) and above
+// 8192 are refused before any verification.
+func TestDKIMKeySize(t *testing.T) {
+	for _, c := range []struct {
+		bits int
+		want string
+	}{{1017, "too short"}, {8200, "too long"}} {
+		n := new(big.Int).Lsh(big.NewInt(1), uint(c.bits-1))
+		n.Add(n, big.NewInt(12345)) // odd, and exactly c.bits long
+		der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: 65537})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := parseDKIMKey("v=DKIM1; k=rsa; p=" + base64.StdEncoding.EncodeToString(der))
+		if k.err == nil || !strings.Contains(k.err.Error(), c.want) {
+			t.Errorf("%d bits: %v, want %q", c.bits, k.err, c.want)
+		}
+	}
+}
+
+// FuzzFoldKey: foldKey makes equal exactly what strings.EqualFold does.
+func FuzzFoldKey(f *testing.F) {
+	for _, p := range [][2]string{{"From", "from"}, {"K", "\u212a"}, {"s", "\u017f"}, {"\xff", "\xfe"}, {"a", "ab"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if (foldKey(a) == foldKey(b)) != strings.EqualFold(a, b) {
+			t.Errorf("foldKey %q %q: %q %q, EqualFold %v", a, b, foldKey(a), foldKey(b), strings.EqualFold(a, b))
+		}
 	})
 }
