@@ -91,11 +91,16 @@ type judgeState struct {
 	txID         string
 }
 
-// spfMemo is an SPF answer and the question it answers.
+// spfMemo is an SPF answer, the question it answers and when.
 type spfMemo struct {
 	key [2]string
 	r   checks.SPFResult
+	at  time.Time
 }
+
+// spfMemoFor is how long a session reuses an SPF answer: long enough for
+// a sender's batch on one connection, short beside the records' TTLs.
+const spfMemoFor = time.Minute
 
 const judgeKey = "judge"
 
@@ -183,14 +188,19 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 		f.Header, f.Size = nil, 0
 		if !js.trusted {
 			if s := j.Checks.SPF; s != nil {
-				js.spf = make(chan checks.SPFResult, 1)
+				// The goroutine sends on this transaction's own channel: a
+				// transaction dropped before its answer came (RSET, a
+				// refused recipient) must not hand it to the next one,
+				// and the send never blocks.
+				ch := make(chan checks.SPFResult, 1)
+				js.spf = ch
 				helo, from := st.Helo, f.MailFrom
 				js.spfFor = [2]string{helo, from}
-				if c := js.spfLast; c != nil && c.key == js.spfFor {
+				if c := js.spfLast; c != nil && c.key == js.spfFor && time.Since(c.at) < spfMemoFor {
 					// The session's previous transaction asked the same.
-					js.spf <- c.r
+					ch <- c.r
 				} else {
-					go func() { js.spf <- s.Check(context.WithoutCancel(ctx), ip, helo, from) }()
+					go func() { ch <- s.Check(context.WithoutCancel(ctx), ip, helo, from) }()
 				}
 			}
 			if b := j.Checks.DNSBL; b != nil && !f.NullSender {
@@ -482,7 +492,7 @@ func (j *Judge) awaitSPF(js *judgeState, st *State) {
 	if r, ok, _ := awaitResult(context.Background(), js.spf, j.wait()); ok {
 		f.SPF = &r
 		if r.Result != checks.SPFTempError {
-			js.spfLast = &spfMemo{key: js.spfFor, r: r}
+			js.spfLast = &spfMemo{key: js.spfFor, r: r, at: time.Now()}
 		}
 	} else {
 		f.SPF = &checks.SPFResult{Result: checks.SPFTempError, Err: "SPF check did not finish in time"}

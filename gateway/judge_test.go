@@ -270,3 +270,59 @@ func TestSPFAnswerKeptForTheSession(t *testing.T) {
 		}
 	}
 }
+
+// TestSPFAnswerOfADroppedTransaction: the SPF answer of a transaction
+// dropped before it came (RSET) is not taken by the next transaction, nor
+// kept for the ones after it.
+func TestSPFAnswerOfADroppedTransaction(t *testing.T) {
+	e := startJudged(t, "", false)
+	e.dns.AddRR(t, `held.test. 0 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+	e.dns.AddRR(t, `victim.test. 0 IN TXT "v=spf1 -all"`)
+	releaseHeld := e.dns.Hold("held.test.")
+	releaseVictim := e.dns.Hold("victim.test.")
+	c, err := net.Dial("tcp", e.g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runDialog(t, c, `
+		< 220
+		> EHLO mail.client.test
+		< 250
+		> MAIL FROM:<a@held.test>
+		< 250
+		> RCPT TO:<bob@example.com>
+		< 250
+		> RSET
+		< 250
+		> MAIL FROM:<b@victim.test>
+		< 250`)
+	// The dropped transaction's answer comes first. (Given time to; on a
+	// slow machine it may come later, and the test then shows less, but
+	// it cannot fail wrongly.)
+	releaseHeld()
+	time.Sleep(200 * time.Millisecond)
+	releaseVictim()
+	message := `
+		> RCPT TO:<bob@example.com>
+		< 250
+		> DATA
+		< 354
+		> From: <b@victim.test>
+		> Subject: x
+		>
+		> hi
+		> .
+		< 250`
+	// The second message's SPF answer comes from the session's memo.
+	runDialog(t, c, message+"\n> MAIL FROM:<b@victim.test>\n< 250\n"+message+"\n> QUIT\n< 221")
+	msgs := e.g.mta.messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages relayed", len(msgs))
+	}
+	for i, m := range msgs {
+		if !strings.Contains(string(m.Data), "Received-SPF: fail") || strings.Contains(string(m.Data), "held.test") {
+			t.Errorf("message %d carries another transaction's SPF answer:\n%s", i, m.Data)
+		}
+	}
+}
