@@ -3,6 +3,7 @@ package gateway
 // Tests of the small fast paths the make bench profiles asked for.
 
 import (
+	"bufio"
 	"bytes"
 	"testing"
 	"time"
@@ -32,11 +33,40 @@ func TestCloseEnough(t *testing.T) {
 
 func FuzzIndexCRLFNul(f *testing.F) {
 	for _, s := range []string{"", "abc", "a\rb", "a\nb\r", "\x00", "ab\r\n\x00", "line one\r\nline two"} {
-		f.Add([]byte(s))
+		f.Add([]byte(s), true, true)
+		f.Add([]byte(s), false, true)
+		f.Add([]byte(s), true, false)
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := indexCRLFNul(b), bytes.IndexAny(b, "\r\n\x00"); got != want {
-			t.Errorf("indexCRLFNul(%q) = %d, want %d", b, got, want)
+	f.Fuzz(func(t *testing.T, b []byte, lf, nul bool) {
+		set := "\r"
+		if lf {
+			set += "\n"
+		}
+		if nul {
+			set += "\x00"
+		}
+		if got, want := indexCRLFNul(b, lf, nul), bytes.IndexAny(b, set); got != want {
+			t.Errorf("indexCRLFNul(%q, %v, %v) = %d, want %d", b, lf, nul, got, want)
 		}
 	})
+}
+
+// TestDataReaderHostileOctets: a message of nothing but NUL or LF octets
+// is read to its end and refused for them, and the bytes are all counted.
+func TestDataReaderHostileOctets(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fill byte
+	}{{"NUL", 0}, {"LF", '\n'}} {
+		body := append(bytes.Repeat([]byte{c.fill}, 256<<10), "\r\n.\r\n"...)
+		var held bytes.Buffer
+		dr := dataReader{r: bufio.NewReader(bytes.NewReader(body)), w: &held}
+		werr, rerr := dr.run()
+		if werr != nil || rerr != nil {
+			t.Fatalf("%s: %v %v", c.name, werr, rerr)
+		}
+		if dr.nul != (c.fill == 0) || dr.bareLF != (c.fill == '\n') || dr.size != 256<<10+2 {
+			t.Errorf("%s: nul %v bareLF %v size %d", c.name, dr.nul, dr.bareLF, dr.size)
+		}
+	}
 }
