@@ -272,7 +272,14 @@ func optStr(b []byte, key, v string) []byte {
 
 // appendMarshal encodes v as encoding/json encodes a value in a map slog
 // encodes (HTML characters as they are); false when it cannot.
-func appendMarshal(b []byte, v any) ([]byte, bool) {
+func appendMarshal(b []byte, v any) (out []byte, ok bool) {
+	defer func() {
+		// A hook's MarshalJSON that panics: slog writes the line with
+		// the panic in place of the checks, as it always did.
+		if recover() != nil {
+			out, ok = b, false
+		}
+	}()
 	var w sliceWriter
 	w.b = b
 	enc := json.NewEncoder(&w)
@@ -280,7 +287,7 @@ func appendMarshal(b []byte, v any) ([]byte, bool) {
 	if err := enc.Encode(v); err != nil {
 		return b, false
 	}
-	out := w.b
+	out = w.b
 	if n := len(out); n > 0 && out[n-1] == '\n' {
 		out = out[:n-1]
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/netip"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,3 +103,40 @@ func FuzzDecisionLine(f *testing.F) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+type panicky struct{ p *int }
+
+func (v panicky) MarshalJSON() ([]byte, error) { return []byte{byte(*v.p)}, nil }
+
+// TestDecisionLinePanickyHook: a hook value whose MarshalJSON panics gets
+// slog's line (the panic written in place of the checks), and the log
+// goes on.
+func TestDecisionLinePanickyHook(t *testing.T) {
+	st := decisionState("x")
+	st.SetResult("hook", panicky{})
+	compareLines(t, st, &Decision{Stage: policy.StageData})
+}
+
+// TestDecisionLineOneLock: direct lines and the lines left to slog are
+// written under one lock (run with -race; a bytes.Buffer is not safe for
+// concurrent writes).
+func TestDecisionLineOneLock(t *testing.T) {
+	var buf bytes.Buffer
+	dl := NewDecisionLogJSON(&buf)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 50 {
+				d := &Decision{Stage: policy.StageData}
+				if i%2 == 0 {
+					d.Score = math.NaN() // left to slog
+				}
+				dl.log(decisionState("x"), d)
+			}
+		})
+	}
+	wg.Wait()
+	if n := bytes.Count(buf.Bytes(), []byte("\n")); n != 400 {
+		t.Errorf("%d lines, want 400", n)
+	}
+}

@@ -52,7 +52,19 @@ func NewDecisionLog(h slog.Handler) *DecisionLog {
 // NewDecisionLog(slog.NewJSONHandler(w, nil)) writes, without slog's cost
 // (decisionjson.go).
 func NewDecisionLogJSON(w io.Writer) *DecisionLog {
-	return &DecisionLog{l: slog.New(slog.NewJSONHandler(w, nil)), w: w}
+	d := &DecisionLog{w: w}
+	// The lines slog writes (the rare ones writeJSON leaves to it) take
+	// the same lock as the direct ones.
+	d.l = slog.New(slog.NewJSONHandler(decisionLocked{d}, nil))
+	return d
+}
+
+type decisionLocked struct{ d *DecisionLog }
+
+func (l decisionLocked) Write(p []byte) (int, error) {
+	l.d.mu.Lock()
+	defer l.d.mu.Unlock()
+	return l.d.w.Write(p)
 }
 
 func (d *DecisionLog) log(st *State, e *Decision) {
