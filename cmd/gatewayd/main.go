@@ -400,8 +400,9 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 					}
 					cfg = newCfg
 				}
-				// The rules are checked against the zones now configured.
-				rules.reload(newCfg, logger)
+				// The rules are checked against the zones of the checks
+				// now running (the old ones when their rebuild failed).
+				rules.reload(rc.cfg, newCfg, logger)
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.D().String())

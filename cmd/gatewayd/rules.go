@@ -48,22 +48,21 @@ func (r *rulesRuntime) evaluator() gateway.Evaluator {
 }
 
 // reload re-reads the rule files (SIGHUP), checked against the zones of
-// cfg, the configuration now in force (nil: unchanged); a bad file keeps
-// the running rules.
-func (r *rulesRuntime) reload(cfg *config.Config, logger *slog.Logger) {
+// running, the configuration the running checks were built from; loaded
+// is the configuration just read (nil when it did not load), for what
+// only a restart changes. A bad file keeps the running rules.
+func (r *rulesRuntime) reload(running, loaded *config.Config, logger *slog.Logger) {
 	if r.store == nil {
-		if cfg != nil && cfg.Rules.Dir != "" {
+		if loaded != nil && loaded.Rules.Dir != "" {
 			logger.Warn("rules.dir is read only at start; restart to use rule files")
 		}
 		return
 	}
-	if cfg != nil {
-		if cfg.Rules.Dir != r.store.Dir() {
-			logger.Warn("rules.dir changes only on restart; reloading the rules of the running directory",
-				"dir", r.store.Dir(), "configured", cfg.Rules.Dir)
-		}
-		r.store.SetOptions(rulesOptions(cfg))
+	if loaded != nil && loaded.Rules.Dir != r.store.Dir() {
+		logger.Warn("rules.dir changes only on restart; reloading the rules of the running directory",
+			"dir", r.store.Dir(), "configured", loaded.Rules.Dir)
 	}
+	r.store.SetOptions(rulesOptions(running))
 	if err := r.store.Reload(); err != nil {
 		logger.Error("rules reload failed; keeping the running rules", "err", err)
 		return
