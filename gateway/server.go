@@ -267,13 +267,31 @@ func refuse(c net.Conn, line string) {
 	c.Close()
 }
 
+// handle serves one connection. It is kept small on purpose: an idle
+// session waits for its next command in this frame (sess.wait), not deep
+// in the session's own, so that its goroutine's stack stays small enough
+// for the runtime to shrink it to 4 KiB (an idle connection's largest
+// cost; see README "Performance").
 func (s *Server) handle(c net.Conn) {
-	defer func() {
+	sess := s.open(c)
+	if sess == nil {
+		return
+	}
+	for sess.run() {
+		sess.wait()
+	}
+	s.finish(sess)
+}
+
+// open applies the connection limits and registers a session for c; nil
+// when c was refused (and closed).
+func (s *Server) open(c net.Conn) *session {
+	done := func() {
 		s.mu.Lock()
 		s.total--
 		s.mu.Unlock()
 		s.wg.Done()
-	}()
+	}
 	cfg := s.cfg.Load()
 	// With PROXY protocol, RemoteAddr reads the header (bounded by its
 	// timeout): the address limits apply to the real client.
@@ -283,7 +301,8 @@ func (s *Server) handle(c net.Conn) {
 		// Trusted peer that did not send a valid header.
 		s.logger.Warn("PROXY header missing or invalid from trusted peer", "peer", c.RemoteAddr().String())
 		c.Close()
-		return
+		done()
+		return nil
 	}
 	ip := client.Addr()
 	s.mu.Lock()
@@ -291,35 +310,48 @@ func (s *Server) handle(c net.Conn) {
 		s.mu.Unlock()
 		s.metrics.Connections.WithLabelValues("limit").Inc()
 		refuse(c, "421 4.7.0 Too many connections from your address, try again later\r\n")
-		return
+		done()
+		return nil
 	}
 	s.perIP[ip]++
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
-		}
-		s.mu.Unlock()
-	}()
 
 	sess := newSession(s, cfg, c, client)
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
 		refuse(c, "421 4.3.2 Service shutting down\r\n")
-		return
+		s.release(ip)
+		done()
+		return nil
 	}
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
 	s.metrics.SessionsActive.Inc()
-	defer func() {
-		s.metrics.SessionsActive.Dec()
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
-	}()
-	sess.serve()
+	return sess
+}
+
+// finish closes a session open registered and undoes what open counted.
+func (s *Server) finish(sess *session) {
+	sess.close()
+	s.metrics.SessionsActive.Dec()
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.release(sess.st.Client.Addr())
+	s.mu.Lock()
+	s.total--
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// release gives back a connection counted for ip.
+func (s *Server) release(ip netip.Addr) {
+	s.mu.Lock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.mu.Unlock()
 }
 
 // Shutdown stops accepting, answers 421 to idle sessions, and waits for

@@ -33,6 +33,13 @@ type session struct {
 
 	raw  net.Conn // as accepted (maybe a PROXY protocol wrapper)
 	conn net.Conn // raw, or TLS over raw, reading through deadlines
+
+	// run's place between calls: greeted once the connect stage passed,
+	// waited when run returned to wait for the client, waitErr what the
+	// wait ended with.
+	greeted, waited bool
+	waitErr         error
+
 	// r and w are taken from pools while the session has something to
 	// read or write, and given back while it waits for a command: an idle
 	// session holds no buffers (see park).
@@ -318,15 +325,97 @@ func (s *session) close() {
 	s.releaseBuffers()
 }
 
-func (s *session) serve() {
-	defer s.close()
+// run serves the session until it must wait for the client's next
+// command with nothing buffered (true: the caller calls wait, then run
+// again) or the session is over (false). The caller waits, not run, so
+// that an idle session's goroutine waits in a shallow stack (see
+// Server.handle).
+func (s *session) run() (more bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.srv.logger.Error("session panic", "panic", fmt.Sprint(p), "session", s.st.SessionID)
 			s.reply(421, "4.3.0", "Local error, closing connection")
 			s.flush()
+			more = false
 		}
 	}()
+	if !s.greeted {
+		s.greeted = true
+		if !s.greet() {
+			return false
+		}
+	}
+	for {
+		if !s.waited {
+			if s.errs > s.cfg.MaxErrors {
+				r := policy.Reply{Code: 421, Enhanced: "4.7.0", Text: "Too many errors, closing connection"}
+				s.logDecision(&Decision{Stage: s.stageNow(), Action: policy.ActionDefer, Reply: r,
+					Reasons: []policy.Reason{{Rule: "too_many_errors", Detail: strconv.Itoa(s.errs) + " refused commands"}}})
+				s.writeReply(r)
+				s.flush()
+				return false
+			}
+			inTx := s.st.HasFrom
+			if !inTx && s.srv.draining.Load() {
+				s.reply(421, "4.3.2", "Service shutting down, try again later")
+				s.flush()
+				return false
+			}
+			s.setIdle(!inTx)
+			if s.r == nil || s.r.Buffered() == 0 {
+				// Nothing pipelined: answer, and wait without buffers.
+				s.waited = true
+				return true
+			}
+		}
+		s.waited = false
+		var line []byte
+		err := s.waitErr
+		s.waitErr = nil
+		if err == nil {
+			line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
+		}
+		s.setIdle(false)
+		if err != nil {
+			switch {
+			case errors.Is(err, errLineTooLong):
+				s.fail(500, "5.5.2", "Line too long")
+				continue
+			case errors.Is(err, errBareLine):
+				s.fail(500, "5.5.2", "Command line must end with CRLF, bare CR or LF not allowed (RFC 5321 section 2.3.8)")
+				continue
+			case errors.Is(err, errInterrupted):
+				s.reply(421, "4.3.2", "Service shutting down, try again later")
+			case isTimeout(err):
+				s.reply(421, "4.4.2", "Idle timeout, closing connection")
+			default:
+				return false
+			}
+			s.flush()
+			return false
+		}
+		if !s.command(string(line)) {
+			s.flush()
+			return false
+		}
+	}
+}
+
+// wait parks the session until the client sends (see park); run reads
+// what came, or the error.
+func (s *session) wait() {
+	defer func() {
+		if p := recover(); p != nil {
+			s.srv.logger.Error("session panic", "panic", fmt.Sprint(p), "session", s.st.SessionID)
+			s.waitErr = fmt.Errorf("session panic: %v", p)
+		}
+	}()
+	s.waitErr = s.park()
+}
+
+// greet judges the connection and greets the client; false when it was
+// refused.
+func (s *session) greet() bool {
 	start := time.Now()
 	v := s.decide(policy.StageConnect)
 	switch v.Action {
@@ -345,61 +434,13 @@ func (s *session) serve() {
 		s.logDecision(&Decision{Stage: policy.StageConnect, Action: v.Action, Reply: r, Reasons: v.Reasons, Score: v.Score, Duration: time.Since(start)})
 		s.writeReply(r)
 		s.flush()
-		return
+		return false
 	}
 	s.srv.metrics.Connections.WithLabelValues("accepted").Inc()
 	s.reply(220, "", s.cfg.Hostname+" ESMTP")
 	s.flush()
 
-	for {
-		if s.errs > s.cfg.MaxErrors {
-			r := policy.Reply{Code: 421, Enhanced: "4.7.0", Text: "Too many errors, closing connection"}
-			s.logDecision(&Decision{Stage: s.stageNow(), Action: policy.ActionDefer, Reply: r,
-				Reasons: []policy.Reason{{Rule: "too_many_errors", Detail: strconv.Itoa(s.errs) + " refused commands"}}})
-			s.writeReply(r)
-			s.flush()
-			return
-		}
-		inTx := s.st.HasFrom
-		if !inTx && s.srv.draining.Load() {
-			s.reply(421, "4.3.2", "Service shutting down, try again later")
-			s.flush()
-			return
-		}
-		var line []byte
-		var err error
-		s.setIdle(!inTx)
-		if s.r == nil || s.r.Buffered() == 0 {
-			// Nothing pipelined: answer, and wait without buffers.
-			err = s.park()
-		}
-		if err == nil {
-			line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
-		}
-		s.setIdle(false)
-		if err != nil {
-			switch {
-			case errors.Is(err, errLineTooLong):
-				s.fail(500, "5.5.2", "Line too long")
-				continue
-			case errors.Is(err, errBareLine):
-				s.fail(500, "5.5.2", "Command line must end with CRLF, bare CR or LF not allowed (RFC 5321 section 2.3.8)")
-				continue
-			case errors.Is(err, errInterrupted):
-				s.reply(421, "4.3.2", "Service shutting down, try again later")
-			case isTimeout(err):
-				s.reply(421, "4.4.2", "Idle timeout, closing connection")
-			default:
-				return
-			}
-			s.flush()
-			return
-		}
-		if !s.command(string(line)) {
-			s.flush()
-			return
-		}
-	}
+	return true
 }
 
 func isTimeout(err error) bool {
