@@ -3,8 +3,7 @@ package checks
 import (
 	"bytes"
 	"strings"
-
-	"github.com/emersion/go-msgauth/authres"
+	"unicode"
 )
 
 // AuthResultsInput holds the results to report; nil ones are left out.
@@ -17,7 +16,7 @@ type AuthResultsInput struct {
 
 // AuthenticationResults returns the value of an Authentication-Results
 // header field (RFC 8601 section 2.2) for the given results, without the
-// field name and line ending, formatted by go-msgauth/authres:
+// field name and line ending, in go-msgauth/authres's format:
 //
 //   - iprev: policy.iprev=<client IP> (RFC 8601 section 3);
 //   - spf: smtp.mailfrom=<sender>, or smtp.helo=<helo> for the HELO
@@ -30,62 +29,98 @@ type AuthResultsInput struct {
 //
 // Every value is cleaned of control characters, so nothing a client sent
 // can break the header.
+//
+// It writes what authres.Format writes (its tests compare the two) without
+// going through it: Format takes each result's properties as a map and
+// sorts them (about 3% of a relayed message's CPU in the make bench
+// profile), where ours are few and known, and written here in Format's
+// order: reason, then the others by name.
 func AuthenticationResults(authservID string, in AuthResultsInput) string {
-	var rs []authres.Result
+	var b strings.Builder
+	b.Grow(320)
+	b.WriteString(cleanValue(authservID))
+	n := 0
+	result := func(method, value string, props ...string) {
+		n++
+		b.WriteString("; ")
+		b.WriteString(method)
+		b.WriteByte('=')
+		b.WriteString(value)
+		for i := 0; i+1 < len(props); i += 2 {
+			v := cleanValue(props[i+1])
+			if v == "" {
+				continue
+			}
+			b.WriteByte(' ')
+			b.WriteString(props[i])
+			b.WriteByte('=')
+			if props[i] == "reason" {
+				writeARValue(&b, v)
+			} else {
+				writeARPvalue(&b, v)
+			}
+		}
+	}
 	if r := in.IPRev; r != nil {
-		rs = append(rs, &authres.GenericResult{Method: "iprev", Value: authres.ResultValue(r.Result),
-			Params: cleanParams(map[string]string{"reason": r.Reason, "policy.iprev": r.IP.String()})})
+		result("iprev", r.Result, "reason", r.Reason, "policy.iprev", r.IP.String())
 	}
 	if r := in.SPF; r != nil {
-		p := map[string]string{"reason": r.Err}
 		if r.Identity == IdentityHelo {
-			p["smtp.helo"] = r.Helo
+			result("spf", string(r.Result), "reason", r.Err, "smtp.helo", r.Helo)
 		} else {
-			p["smtp.mailfrom"] = r.Sender
+			result("spf", string(r.Result), "reason", r.Err, "smtp.mailfrom", r.Sender)
 		}
-		rs = append(rs, &authres.GenericResult{Method: "spf", Value: authres.ResultValue(r.Result),
-			Params: cleanParams(p)})
 	}
 	if r := in.DKIM; r != nil {
 		if len(r.Signatures) == 0 {
-			rs = append(rs, &authres.GenericResult{Method: "dkim", Value: authres.ResultNone,
-				Params: cleanParams(map[string]string{"reason": r.Err})})
+			result("dkim", "none", "reason", r.Err)
 		}
 		for _, s := range r.Signatures {
-			rs = append(rs, &authres.GenericResult{Method: "dkim", Value: authres.ResultValue(s.Result),
-				Params: cleanParams(map[string]string{
-					"reason":   s.Reason,
-					"header.d": s.Domain,
-					"header.i": s.Identifier,
-					"header.s": s.Selector,
-					"header.a": s.Algorithm,
-					"header.b": s.BPrefix,
-				})})
+			result("dkim", string(s.Result), "reason", s.Reason, "header.a", s.Algorithm, "header.b", s.BPrefix,
+				"header.d", s.Domain, "header.i", s.Identifier, "header.s", s.Selector)
 		}
 	}
 	if r := in.DMARC; r != nil {
-		rs = append(rs, &authres.GenericResult{Method: "dmarc", Value: authres.ResultValue(r.Result),
-			Params: cleanParams(map[string]string{
-				"reason":                         r.Reason,
-				"header.from":                    r.Domain,
-				"policy.dmarc":                   r.Applied,
-				"policy.published-domain-policy": r.Policy,
-			})})
+		result("dmarc", string(r.Result), "reason", r.Reason, "header.from", r.Domain,
+			"policy.dmarc", r.Applied, "policy.published-domain-policy", r.Policy)
 	}
-	// authres.Format leaves a space after a result without properties.
-	v := authres.Format(cleanValue(authservID), rs)
-	return strings.TrimRight(strings.ReplaceAll(v, " ; ", "; "), " ")
+	if n == 0 {
+		b.WriteString("; none")
+	}
+	return b.String()
 }
 
-func cleanParams(p map[string]string) map[string]string {
-	for k, v := range p {
-		if v == "" {
-			delete(p, k)
-			continue
+// writeARValue writes a value (RFC 2045 token or quoted-string) as
+// authres.Format does: quoted, with its quotes escaped, when it holds a
+// space, a control character or a tspecial.
+func writeARValue(b *strings.Builder, s string) {
+	quote := false
+	for _, r := range s {
+		if r <= ' ' || strings.ContainsRune(`()<>@,;:\"/[]?=`, r) {
+			quote = true
+			break
 		}
-		p[k] = cleanValue(v)
 	}
-	return p
+	if !quote {
+		b.WriteString(s)
+		return
+	}
+	b.WriteByte('"')
+	b.WriteString(strings.ReplaceAll(s, `"`, `\"`))
+	b.WriteByte('"')
+}
+
+// writeARPvalue writes a property value as authres.Format does: as it is
+// when it looks like an address or a domain (letters, digits and the
+// punctuation of addresses), else as a value.
+func writeARPvalue(b *strings.Builder, s string) {
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("#$%&'*+,./-@[]\\^_`{|}~", r) {
+			writeARValue(b, s)
+			return
+		}
+	}
+	b.WriteString(s)
 }
 
 // cleanValue drops control characters and backslashes (authres.Format
