@@ -14,8 +14,8 @@
 //     table and fuzz tests (dkimverify.go says why it is ours).
 //   - DMARC (dmarc.go): RFC 7489 policy discovery, alignment and policy
 //     selection; go-msgauth/dmarc parses the record.
-//   - Authentication-Results (authres.go): RFC 8601 header built with
-//     go-msgauth/authres, and removal of forged headers with our authserv-id
-//     (RFC 8601 section 5).
+//   - Authentication-Results (authres.go): RFC 8601 header in
+//     go-msgauth/authres's format (held to authres.Format by tests), and
+//     removal of forged headers with our authserv-id (RFC 8601 section 5).
 //   - Config (config.go): YAML configuration of all of the above.
 package checks
