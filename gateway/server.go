@@ -277,10 +277,10 @@ func (s *Server) handle(c net.Conn) {
 	if sess == nil {
 		return
 	}
+	defer s.finish(sess) // also when the goroutine ends without returning
 	for sess.run() {
 		sess.wait()
 	}
-	s.finish(sess)
 }
 
 // open applies the connection limits and registers a session for c; nil
@@ -327,6 +327,7 @@ func (s *Server) open(c net.Conn) *session {
 	}
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
+	sess.countedIP = ip
 	s.metrics.SessionsActive.Inc()
 	return sess
 }
@@ -338,7 +339,7 @@ func (s *Server) finish(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()
-	s.release(sess.st.Client.Addr())
+	s.release(sess.countedIP)
 	s.mu.Lock()
 	s.total--
 	s.mu.Unlock()

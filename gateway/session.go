@@ -39,6 +39,9 @@ type session struct {
 	// wait ended with.
 	greeted, waited bool
 	waitErr         error
+	// countedIP is the address the server counted this connection under
+	// (released as it was counted, whatever a hook does to State).
+	countedIP netip.Addr
 
 	// r and w are taken from pools while the session has something to
 	// read or write, and given back while it waits for a command: an idle
@@ -386,6 +389,8 @@ func (s *session) run() (more bool) {
 				continue
 			case errors.Is(err, errInterrupted):
 				s.reply(421, "4.3.2", "Service shutting down, try again later")
+			case errors.Is(err, errWaitPanic):
+				s.reply(421, "4.3.0", "Local error, closing connection")
 			case isTimeout(err):
 				s.reply(421, "4.4.2", "Idle timeout, closing connection")
 			default:
@@ -401,13 +406,17 @@ func (s *session) run() (more bool) {
 	}
 }
 
+// errWaitPanic is what wait leaves for run when the wait panicked: run
+// answers it as it answers a panic of its own.
+var errWaitPanic = errors.New("session panic while waiting")
+
 // wait parks the session until the client sends (see park); run reads
 // what came, or the error.
 func (s *session) wait() {
 	defer func() {
 		if p := recover(); p != nil {
 			s.srv.logger.Error("session panic", "panic", fmt.Sprint(p), "session", s.st.SessionID)
-			s.waitErr = fmt.Errorf("session panic: %v", p)
+			s.waitErr = errWaitPanic
 		}
 	}()
 	s.waitErr = s.park()

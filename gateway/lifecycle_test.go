@@ -1,0 +1,185 @@
+package gateway
+
+// How a session ends: the counts the server keeps are given back on every
+// path, and a panic anywhere is answered.
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mxgate/gatewayd/policy"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// panicConn panics on its Nth Read (1-based).
+type panicConn struct {
+	net.Conn
+	n, at int32
+}
+
+func (c *panicConn) Read(p []byte) (int, error) {
+	if atomic.AddInt32(&c.n, 1) == c.at {
+		panic("boom in read")
+	}
+	return c.Conn.Read(p)
+}
+
+func runHandle(s *Server, c net.Conn) chan struct{} {
+	s.mu.Lock()
+	s.total++
+	s.wg.Add(1)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); s.handle(c) }()
+	return done
+}
+
+func checkAccounting(t *testing.T, s *Server) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.total != 0 || len(s.perIP) != 0 || len(s.sessions) != 0 {
+		t.Errorf("accounting: total=%d perIP=%v sessions=%d", s.total, s.perIP, len(s.sessions))
+	}
+	var m dto.Metric
+	s.metrics.SessionsActive.Write(&m)
+	if g := m.GetGauge().GetValue(); g != 0 {
+		t.Errorf("SessionsActive=%v", g)
+	}
+}
+
+// TestSessionPanicWhileWaiting: a panic in the read a parked session
+// waits in (the first after the greeting) ends the session with 421 4.3.0,
+// as a panic anywhere else in it does, and everything is given back.
+func TestSessionPanicWhileWaiting(t *testing.T) {
+	cfg := testConfig()
+	cfg.TempDir = t.TempDir()
+	m := startMTA(t)
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, Helo: "mx.test"})
+	s := New(cfg, Options{Upstream: up})
+	a, b := net.Pipe()
+	done := runHandle(s, &panicConn{Conn: a, at: 1})
+	r := bufio.NewReader(b)
+	b.SetDeadline(time.Now().Add(3 * time.Second))
+	var got []string
+	for {
+		line, err := r.ReadString('\n')
+		if line != "" {
+			got = append(got, strings.TrimSpace(line))
+		}
+		if err != nil {
+			break
+		}
+	}
+	<-done
+	if len(got) < 2 || !strings.HasPrefix(got[1], "421 4.3.0") {
+		t.Errorf("want 220 then 421 4.3.0 Local error, got %q", got)
+	}
+	checkAccounting(t, s)
+}
+
+// TestSessionAccounting: every way a session ends (QUIT, idle timeout,
+// pipelined commands, too many errors, a relayed message, EOF while
+// parked, shutdown of an idle session) gives back what the server counted.
+func TestSessionAccounting(t *testing.T) {
+	cfg := testConfig()
+	cfg.IdleTimeout = 300 * time.Millisecond
+	cfg.MaxErrors = 2
+	g := startGateway(t, cfg, nil, nil)
+	scripts := []string{
+		"< 220\n> QUIT\n< 221\n<EOF",
+		"< 220\n> EHLO c\n< 250\n< 421 4.4.2\n<EOF",
+		"< 220\n>> \"EHLO c\\r\\nNOOP\\r\\nNOOP\\r\\nQUIT\\r\\n\"\n< 250\n< 250\n< 250\n< 221\n<EOF",
+		"< 220\n> X\n< 500\n> X\n< 500\n> X\n< 500\n< 421 4.7.0\n<EOF",
+		untilData + "> Subject: x\n>\n> hi\n> .\n< 250\n> QUIT\n< 221\n<EOF",
+	}
+	for _, sc := range scripts {
+		dialog(t, g.addr, sc)
+	}
+	c, _ := net.Dial("tcp", g.addr)
+	runDialog(t, c, "< 220\n> EHLO c\n< 250")
+	c.Close() // EOF in park
+	waitFor(t, "sessions to end", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 0
+	})
+	checkAccounting(t, g.srv)
+
+	// Shutdown interrupts an idle session with 421 4.3.2.
+	c, _ = net.Dial("tcp", g.addr)
+	defer c.Close()
+	runDialog(t, c, "< 220\n> EHLO c\n< 250")
+	waitFor(t, "idle", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		for s := range g.srv.sessions {
+			s.mu.Lock()
+			idle := s.idle
+			s.mu.Unlock()
+			return idle
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	go func() { g.srv.Shutdown(ctx) }()
+	runDialog(t, c, "< 421 4.3.2\n<EOF")
+	waitFor(t, "end", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 0
+	})
+	checkAccounting(t, g.srv)
+}
+
+// TestSessionGoexit: a hook that ends its goroutine (runtime.Goexit, as
+// t.FailNow does) still gets the connection closed and the counts given
+// back.
+func TestSessionGoexit(t *testing.T) {
+	hook := HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
+		if stage == policy.StageHelo {
+			runtime.Goexit()
+		}
+		return policy.Continue
+	})
+	g := startGateway(t, testConfig(), nil, hook)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runDialog(t, c, "< 220\n> EHLO c\n<EOF")
+	waitFor(t, "the session to end", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 0
+	})
+	checkAccounting(t, g.srv)
+}
+
+// TestSessionClientRewritten: the connection is given back under the
+// address it was counted under, whatever a hook writes into State.
+func TestSessionClientRewritten(t *testing.T) {
+	hook := HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
+		if stage == policy.StageConnect {
+			st.Client = netip.MustParseAddrPort("192.0.2.9:25")
+		}
+		return policy.Continue
+	})
+	g := startGateway(t, testConfig(), nil, hook)
+	dialog(t, g.addr, "< 220\n> QUIT\n< 221\n<EOF")
+	waitFor(t, "the session to end", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 0
+	})
+	checkAccounting(t, g.srv)
+}
