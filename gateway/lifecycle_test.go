@@ -41,6 +41,18 @@ func runHandle(s *Server, c net.Conn) chan struct{} {
 	return done
 }
 
+// sessionsEnded waits for every session of s to end, then checks that
+// they gave back all they counted.
+func sessionsEnded(t *testing.T, s *Server) {
+	t.Helper()
+	waitFor(t, "the sessions to end", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.total == 0
+	})
+	checkAccounting(t, s)
+}
+
 func checkAccounting(t *testing.T, s *Server) {
 	t.Helper()
 	s.mu.Lock()
@@ -106,12 +118,7 @@ func TestSessionAccounting(t *testing.T) {
 	c, _ := net.Dial("tcp", g.addr)
 	runDialog(t, c, "< 220\n> EHLO c\n< 250")
 	c.Close() // EOF in park
-	waitFor(t, "sessions to end", func() bool {
-		g.srv.mu.Lock()
-		defer g.srv.mu.Unlock()
-		return g.srv.total == 0
-	})
-	checkAccounting(t, g.srv)
+	sessionsEnded(t, g.srv)
 
 	// Shutdown interrupts an idle session with 421 4.3.2.
 	c, _ = net.Dial("tcp", g.addr)
@@ -132,12 +139,7 @@ func TestSessionAccounting(t *testing.T) {
 	defer cancel()
 	go func() { g.srv.Shutdown(ctx) }()
 	runDialog(t, c, "< 421 4.3.2\n<EOF")
-	waitFor(t, "end", func() bool {
-		g.srv.mu.Lock()
-		defer g.srv.mu.Unlock()
-		return g.srv.total == 0
-	})
-	checkAccounting(t, g.srv)
+	sessionsEnded(t, g.srv)
 }
 
 // TestSessionGoexit: a hook that ends its goroutine (runtime.Goexit, as
@@ -157,12 +159,7 @@ func TestSessionGoexit(t *testing.T) {
 	}
 	defer c.Close()
 	runDialog(t, c, "< 220\n> EHLO c\n<EOF")
-	waitFor(t, "the session to end", func() bool {
-		g.srv.mu.Lock()
-		defer g.srv.mu.Unlock()
-		return g.srv.total == 0
-	})
-	checkAccounting(t, g.srv)
+	sessionsEnded(t, g.srv)
 }
 
 // TestSessionClientRewritten: the connection is given back under the
@@ -176,10 +173,5 @@ func TestSessionClientRewritten(t *testing.T) {
 	})
 	g := startGateway(t, testConfig(), nil, hook)
 	dialog(t, g.addr, "< 220\n> QUIT\n< 221\n<EOF")
-	waitFor(t, "the session to end", func() bool {
-		g.srv.mu.Lock()
-		defer g.srv.mu.Unlock()
-		return g.srv.total == 0
-	})
-	checkAccounting(t, g.srv)
+	sessionsEnded(t, g.srv)
 }
