@@ -53,6 +53,11 @@ type DNSConfig struct {
 	// CacheSize is the number of answers (name and type) kept in the
 	// cache. Default: 10000; -1 disables the cache.
 	CacheSize int `yaml:"cache_size"`
+	// UDPSocketQueries is how many queries one UDP socket asks before it
+	// is closed and a new one, with a new random source port, opens (a
+	// socket also closes after 10 seconds, and after any error or
+	// timeout). 1 opens a socket per query. Default: 64.
+	UDPSocketQueries int `yaml:"udp_socket_queries"`
 }
 
 // Defaults of DNSConfig.
@@ -67,6 +72,9 @@ func (c *DNSConfig) setDefaults() {
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultDNSCacheSize
+	}
+	if c.UDPSocketQueries == 0 {
+		c.UDPSocketQueries = DefaultUDPSocketQueries
 	}
 }
 
@@ -86,6 +94,9 @@ func (c *DNSConfig) Validate() error {
 	}
 	if c.CacheSize < -1 {
 		return fmt.Errorf("dns.cache_size: %d is not -1 (disabled), 0 (default) or positive", c.CacheSize)
+	}
+	if c.UDPSocketQueries < 0 {
+		return fmt.Errorf("dns.udp_socket_queries: %d is negative (1 opens a socket per query)", c.UDPSocketQueries)
 	}
 	return nil
 }

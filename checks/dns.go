@@ -35,6 +35,7 @@ import (
 //     use the optional SERVFAIL caching of RFC 2308 section 7);
 //   - one query in flight per name and type: concurrent askers wait for the
 //     same answer, each within its own context;
+//   - UDP sockets reused for a bounded number of queries (see udpPool);
 //   - counters (Stats, and Prometheus through the Collector methods).
 //
 // Its Lookup methods have the signatures and the error semantics of
@@ -52,6 +53,7 @@ type Resolver struct {
 	timeout time.Duration
 	udp     *dns.Client
 	tcp     *dns.Client
+	pools   map[string]*udpPool // by server
 	cache   *dnsCache
 	flights flightGroup
 	now     func() time.Time
@@ -117,6 +119,10 @@ func NewResolver(cfg DNSConfig, opts ...ResolverOption) (*Resolver, error) {
 	}
 	r.udp = &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsSize}
 	r.tcp = &dns.Client{Net: "tcp", Timeout: cfg.Timeout}
+	r.pools = make(map[string]*udpPool, len(r.servers))
+	for _, s := range r.servers {
+		r.pools[s] = newUDPPool(r.udp, s, cfg.UDPSocketQueries, r.now)
+	}
 	if cfg.CacheSize > 0 {
 		r.cache = newDNSCache(cfg.CacheSize)
 	}
@@ -129,6 +135,15 @@ func serverAddr(s, port string) string {
 		return s
 	}
 	return net.JoinHostPort(strings.Trim(s, "[]"), port)
+}
+
+// Close closes the UDP sockets kept for reuse. Lookups still running end
+// normally and close their sockets; the Resolver stays usable (a socket
+// per query) but should be dropped.
+func (r *Resolver) Close() {
+	for _, p := range r.pools {
+		p.close()
+	}
 }
 
 // Servers returns the addresses the resolver asks, in order.
@@ -260,7 +275,7 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*Re
 func (r *Resolver) exchangeOne(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, *net.DNSError) {
 	q := m.Question[0]
 	r.queries.Add(1)
-	in, _, err := r.udp.ExchangeContext(ctx, m, server)
+	in, err := r.pools[server].exchange(ctx, m)
 	if err == nil && in.Truncated {
 		r.tcpRetries.Add(1)
 		r.queries.Add(1)

@@ -45,10 +45,13 @@ type runtimeChecks struct {
 	cfg        *config.Config
 }
 
-// stop ends what this runtime started: the health loop and, when it opened
-// it, the greylist store.
+// stop ends what this runtime started: the health loop, the resolver's
+// pooled sockets and, when it opened it, the greylist store.
 func (rc *runtimeChecks) stop() {
 	rc.cancel()
+	if rc.judge != nil && rc.judge.Checks.Resolver != nil {
+		rc.judge.Checks.Resolver.Close()
+	}
 	if rc.greylist != nil && rc.ownStore {
 		rc.greylist.Close()
 	}

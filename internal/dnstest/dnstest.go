@@ -60,6 +60,8 @@ type Server struct {
 	hold     map[string]chan struct{}
 	queries  map[qkey]int
 	total    int
+	sources  []string // distinct client addresses, in order of first query
+	seen     map[string]bool
 }
 
 type qkey struct {
@@ -338,12 +340,22 @@ func (s *Server) QueryCount(name string, qtype uint16) int {
 	return s.queries[qkey{canon(name), qtype}]
 }
 
-// ResetQueries sets the query counters to zero.
+// Sources returns the distinct client addresses (ip:port) that queries
+// came from, in the order they were first seen: a client that reuses a
+// socket shows one source for its queries.
+func (s *Server) Sources() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.sources...)
+}
+
+// ResetQueries sets the query counters to zero and forgets the sources.
 func (s *Server) ResetQueries() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total = 0
 	clear(s.queries)
+	s.sources, s.seen = nil, nil
 }
 
 // canon returns the lower-case presentation form of name, with the
@@ -373,6 +385,13 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	s.mu.Lock()
 	s.total++
 	s.queries[qkey{name, q.Qtype}]++
+	if a := w.RemoteAddr().String(); !s.seen[a] {
+		if s.seen == nil {
+			s.seen = map[string]bool{}
+		}
+		s.seen[a] = true
+		s.sources = append(s.sources, a)
+	}
 	hold := s.hold[name]
 	s.mu.Unlock()
 	if hold != nil {
