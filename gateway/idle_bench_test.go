@@ -1,0 +1,38 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+	"testing"
+)
+
+// BenchmarkIdleConn measures what an idle connection (greeted, EHLO
+// answered, every check on) keeps: live heap and goroutine stack per
+// connection, after a GC. b.N connections are opened and kept.
+func BenchmarkIdleConn(b *testing.B) {
+	g, _ := startChecked(b)
+	w := dialBench(b, g.addr, "127.0.0.1")
+	w.quit(b)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// Only the client's net.Conn is kept (its reader would count).
+	conns := make([]net.Conn, 0, b.N)
+	for i := range b.N {
+		// Per-IP limits: 10 connections per source address.
+		src := fmt.Sprintf("127.1.%d.%d", i/10/250, i/10%250+1)
+		conns = append(conns, dialBench(b, g.addr, src).c)
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	n := float64(b.N)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/conn")
+	b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-B/conn")
+	for _, c := range conns {
+		c.Close()
+	}
+}
