@@ -41,6 +41,14 @@ type Evaluator interface {
 	Needs(stage policy.Stage) policy.NeedSet
 }
 
+// LazyEvaluator is an Evaluator that can evaluate before some check
+// results are there, asking for them only when a rule that reads them is
+// reached (policy.Engine does). The Judge uses it for the reverse DNS
+// lookup at connect.
+type LazyEvaluator interface {
+	EvaluateLazy(f *policy.Facts, pending policy.NeedSet, load func(policy.NeedSet)) policy.Outcome
+}
+
 // Judge is the Hook that runs the checks at the right stage and asks the
 // policy for the verdict. Checks return what they saw; only the policy
 // decides; the Judge carries results between the two and into the log and
@@ -141,6 +149,7 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 	}
 	ev := js.ev
 	need := ev.Needs(stage)
+	var lazyEv LazyEvaluator // set when a check is looked up only if a rule reads it
 	if need.DNSBL && stage != policy.StageConnect {
 		j.awaitDNSBL(ctx, js, st)
 	}
@@ -162,11 +171,17 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 			js.dnsbl = b.StartIP(context.WithoutCancel(ctx), ip)
 		}
 		if need.IPRev && j.Checks.IPRev && j.Checks.Resolver != nil {
-			// Needed now: look it up here (the DNSBL lookups started
-			// above run meanwhile), no goroutine.
-			js.iprev = make(chan checks.IPRevResult, 1)
-			js.iprev <- checks.IPRev(ctx, j.Checks.Resolver, ip)
-			j.awaitIPRev(ctx, js, st)
+			if le, ok := ev.(LazyEvaluator); ok {
+				// Looked up when the first rule reading it is reached:
+				// a client that an earlier rule refuses (its DNSBL
+				// listing, with the shipped rules) costs no reverse DNS
+				// lookup, as with postscreen before smtpd.
+				lazyEv = le
+			} else {
+				// Needed now: look it up here (the DNSBL lookups started
+				// above run meanwhile), no goroutine.
+				j.lookupIPRev(ctx, js, st, ip)
+			}
 		}
 		if need.DNSBL {
 			j.awaitDNSBL(ctx, js, st)
@@ -239,7 +254,16 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 		return policy.Continue
 	}
 	f.Score = js.sessionScore + js.txScore
-	out := ev.Evaluate(f)
+	var out policy.Outcome
+	if lazyEv != nil {
+		out = lazyEv.EvaluateLazy(f, policy.NeedSet{IPRev: true}, func(n policy.NeedSet) {
+			if n.IPRev {
+				j.lookupIPRev(ctx, js, st, ip)
+			}
+		})
+	} else {
+		out = ev.Evaluate(f)
+	}
 	v := out.Verdict
 	if len(out.Errors) > 0 {
 		j.Logger.Warn("rule failed at run time", "stage", stage, "errors", out.Errors, "session", st.SessionID)
@@ -263,9 +287,9 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 		}
 		// ScopeRecipient: this recipient passes RCPT; DATA is still judged.
 	}
-	if stage == policy.StageConnect && !need.IPRev && v.Action != policy.ActionReject && v.Action != policy.ActionDefer {
-		// Started only now: a client refused at connect never costs a
-		// reverse lookup.
+	if stage == policy.StageConnect && v.Action != policy.ActionReject && v.Action != policy.ActionDefer {
+		// Started only now (when no connect rule read it): a client
+		// refused at connect never costs a reverse lookup.
 		j.startIPRev(ctx, js, ip)
 	}
 	if v.Action == policy.ActionGreylist && stage == policy.StageRcpt {
@@ -360,6 +384,13 @@ func compactZones(res []checks.ZoneResult) []zoneLog {
 		out = append(out, z)
 	}
 	return out
+}
+
+// lookupIPRev looks the client's reverse DNS up now, in this goroutine.
+func (j *Judge) lookupIPRev(ctx context.Context, js *judgeState, st *State, ip netip.Addr) {
+	js.iprev = make(chan checks.IPRevResult, 1)
+	js.iprev <- checks.IPRev(ctx, j.Checks.Resolver, ip)
+	j.awaitIPRev(ctx, js, st)
 }
 
 func (j *Judge) startIPRev(ctx context.Context, js *judgeState, ip netip.Addr) {

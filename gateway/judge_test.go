@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/mxgate/gatewayd/internal/dnstest"
 	"github.com/mxgate/gatewayd/internal/fakeclock"
 	"github.com/mxgate/gatewayd/internal/redistest"
+	"github.com/mxgate/gatewayd/policy"
 )
 
 type judgeEnv struct {
@@ -35,6 +38,12 @@ type judgeEnv struct {
 // startJudged runs a gateway with every check on, against the test DNS
 // server, greylisting in the given store (memory when redisAddr is "").
 func startJudged(t *testing.T, redisAddr string, glOn bool) *judgeEnv {
+	t.Helper()
+	return startJudgedPolicy(t, redisAddr, glOn, DefaultPolicy)
+}
+
+// startJudgedPolicy is startJudged with the given policy.
+func startJudgedPolicy(t *testing.T, redisAddr string, glOn bool, ev Evaluator) *judgeEnv {
 	t.Helper()
 	srv := dnstest.Start(t, "testdata/checks.zone")
 	res, err := checks.NewResolver(checks.DNSConfig{Servers: []string{srv.Addr()}, Timeout: 500 * time.Millisecond})
@@ -64,7 +73,7 @@ func startJudged(t *testing.T, redisAddr string, glOn bool) *judgeEnv {
 		t.Cleanup(func() { gl.Close() })
 		c.Greylist = gl
 	}
-	j := &Judge{Checks: c, Policy: func() Evaluator { return DefaultPolicy }, Logger: slog.New(slog.DiscardHandler), Hostname: "mx.test"}
+	j := &Judge{Checks: c, Policy: func() Evaluator { return ev }, Logger: slog.New(slog.DiscardHandler), Hostname: "mx.test"}
 	return &judgeEnv{dns: srv, g: startGateway(t, testConfig(), nil, j), clock: clock}
 }
 
@@ -102,6 +111,57 @@ func TestDNSBLRefusesAtConnect(t *testing.T) {
 	}
 	if !strings.Contains(e.g.log.String(), `"status":"zoneerror"`) {
 		t.Errorf("zone error not logged:\n%s", e.g.log.String())
+	}
+}
+
+// TestIPRevOnlyWhenARuleReadsIt: with rules that refuse a DNSBL-listed
+// client before any rule reads iprev, a listed client costs no reverse
+// DNS lookup; a client that gets past them is looked up before the rule
+// that reads iprev, which sees the result.
+func TestIPRevOnlyWhenARuleReadsIt(t *testing.T) {
+	dir := t.TempDir()
+	rules := `rules:
+  - name: listed
+    stage: connect
+    if: dnsbl_listed("zen.test")
+    action: reject
+    reply: {code: 554, enhanced: 5.7.1, text: "listed here"}
+  - name: rdns_pass
+    stage: connect
+    if: iprev.result == "pass" && client_name == "mail.client.test"
+    action: defer
+    reply: {code: 421, enhanced: 4.7.0, text: "rdns seen"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := policy.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startJudgedPolicy(t, "", false, eng)
+
+	err = sendFrom("127.0.0.2", e.g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)
+	if err == nil || !strings.Contains(err.Error(), "listed here") {
+		t.Fatalf("listed client: %v", err)
+	}
+	if n := e.dns.QueryCount("2.0.0.127.in-addr.arpa.", dns.TypePTR); n != 0 {
+		t.Errorf("listed client: %d PTR queries, want none", n)
+	}
+	if strings.Contains(e.g.log.String(), `"iprev"`) {
+		t.Errorf("iprev logged for the listed client:\n%s", e.g.log.String())
+	}
+
+	// The rule reading iprev sees the lookup's result.
+	err = sendFrom("127.0.0.1", e.g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)
+	if err == nil || !strings.Contains(err.Error(), "rdns seen") {
+		t.Fatalf("unlisted client: %v, want the rdns_pass rule's 421", err)
+	}
+	if n := e.dns.QueryCount("1.0.0.127.in-addr.arpa.", dns.TypePTR); n != 1 {
+		t.Errorf("unlisted client: %d PTR queries, want 1", n)
+	}
+	if !strings.Contains(e.g.log.String(), `"iprev":{"result":"pass","name":"mail.client.test"}`) {
+		t.Errorf("decision log:\n%s", e.g.log.String())
 	}
 }
 

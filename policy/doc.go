@@ -46,7 +46,9 @@
 //
 // From the names a stage's conditions and templates use, the engine knows
 // which checks they read: Engine.Needs(stage) tells the gateway which
-// checks to run or await before evaluating that stage.
+// checks to run or await before evaluating that stage. Engine.EvaluateLazy
+// goes further: it asks for a pending check just before the first rule or
+// threshold that reads it, so a stage an earlier rule ends never asks.
 //
 // # Actions
 //

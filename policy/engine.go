@@ -74,6 +74,7 @@ const (
 type rule struct {
 	RuleInfo
 	kind   ruleKind
+	needs  NeedSet     // what its condition and texts read
 	cond   *vm.Program // nil: always
 	points float64
 	reply  replyTmpl
@@ -111,6 +112,7 @@ type threshold struct {
 	name   string // "reject", "quarantine", "greylist", "add_header"
 	action Action // ActionContinue for add_header
 	score  float64
+	needs  NeedSet // what its condition and texts read
 	cond   *vm.Program
 	reply  replyTmpl
 	header headerTmpl
@@ -137,6 +139,21 @@ func (n NeedSet) Union(o NeedSet) NeedSet {
 	return NeedSet{n.DNSBL || o.DNSBL, n.DomainBL || o.DomainBL, n.IPRev || o.IPRev, n.SPF || o.SPF,
 		n.DKIM || o.DKIM, n.DMARC || o.DMARC, n.Greylist || o.Greylist}
 }
+
+// Intersect is the checks needed by both n and o.
+func (n NeedSet) Intersect(o NeedSet) NeedSet {
+	return NeedSet{n.DNSBL && o.DNSBL, n.DomainBL && o.DomainBL, n.IPRev && o.IPRev, n.SPF && o.SPF,
+		n.DKIM && o.DKIM, n.DMARC && o.DMARC, n.Greylist && o.Greylist}
+}
+
+// Minus is the checks of n that o does not name.
+func (n NeedSet) Minus(o NeedSet) NeedSet {
+	return NeedSet{n.DNSBL && !o.DNSBL, n.DomainBL && !o.DomainBL, n.IPRev && !o.IPRev, n.SPF && !o.SPF,
+		n.DKIM && !o.DKIM, n.DMARC && !o.DMARC, n.Greylist && !o.Greylist}
+}
+
+// Empty reports whether n names no check.
+func (n NeedSet) Empty() bool { return n == NeedSet{} }
 
 func (n NeedSet) String() string {
 	var out []string
@@ -237,18 +254,49 @@ func (e *Engine) Needs(stage Stage) NeedSet {
 // rule, and the other actions end the stage. When no rule ended it, the
 // thresholds of the stage (rcpt and data) are applied to the total score.
 func (e *Engine) Evaluate(f *Facts) Outcome {
-	return e.evaluate(f, nil)
+	return e.evaluate(f, nil, lazy{})
+}
+
+// EvaluateLazy is Evaluate over facts that lack the results of the checks
+// in pending: just before the first rule or threshold that reads one of
+// them, load is called with those it reads (a subset of pending, each
+// asked once) and must put their results in f. A stage ended by an
+// earlier rule never asks: a client refused by its DNSBL listing costs no
+// reverse DNS lookup when the rules read iprev only after that.
+func (e *Engine) EvaluateLazy(f *Facts, pending NeedSet, load func(NeedSet)) Outcome {
+	return e.evaluate(f, nil, lazy{pending, load})
+}
+
+// lazy is what EvaluateLazy asks for, and how.
+type lazy struct {
+	pending NeedSet
+	load    func(NeedSet)
+}
+
+// before loads what a rule or threshold reading needs lacks, and fills
+// env again with it.
+func (l *lazy) before(needs NeedSet, env *Env, f *Facts, use facets) {
+	if l.load == nil {
+		return
+	}
+	n := needs.Intersect(l.pending)
+	if n.Empty() {
+		return
+	}
+	l.pending = l.pending.Minus(n)
+	l.load(n)
+	env.fill(f, use)
 }
 
 // Explain is Evaluate, also returning each rule looked at and whether its
 // condition held.
 func (e *Engine) Explain(f *Facts) (Outcome, []Step) {
 	var steps []Step
-	out := e.evaluate(f, &steps)
+	out := e.evaluate(f, &steps, lazy{})
 	return out, steps
 }
 
-func (e *Engine) evaluate(f *Facts, steps *[]Step) Outcome {
+func (e *Engine) evaluate(f *Facts, steps *[]Step, lz lazy) Outcome {
 	out := Outcome{Verdict: Verdict{Action: ActionContinue}, Total: f.Score}
 	i, ok := stageIdx(f.Stage)
 	if !ok {
@@ -274,6 +322,7 @@ func (e *Engine) evaluate(f *Facts, steps *[]Step) Outcome {
 		if r.Action == "greylist" && f.Greylist != "" {
 			continue // the greylist store was asked already for this recipient
 		}
+		lz.before(r.needs, env, f, st.use)
 		env.Score = out.Total
 		matched, err := env.run(r.cond)
 		if steps != nil {
@@ -321,6 +370,7 @@ func (e *Engine) evaluate(f *Facts, steps *[]Step) Outcome {
 			continue
 		}
 		name := "threshold:" + t.name
+		lz.before(t.needs, env, f, st.use)
 		env.Score = out.Total
 		matched, err := env.run(t.cond)
 		if steps != nil {

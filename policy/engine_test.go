@@ -329,3 +329,58 @@ func TestGreylistReevaluation(t *testing.T) {
 		})
 	}
 }
+
+// TestEvaluateLazy: EvaluateLazy asks for a pending check just before the
+// first rule or threshold that reads it, once, and never when an earlier
+// rule ends the stage.
+func TestEvaluateLazy(t *testing.T) {
+	e, err := policy.Load("testdata/lazy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		f       *policy.Facts
+		pending policy.NeedSet
+		rdns    string // what the load finds; "" for none
+		loads   int
+		action  policy.Action
+		reasons []string
+	}{
+		{"refused by the DNSBL first", facts(policy.StageConnect, zone("bl.test", checks.Listed, "", "127.0.0.2")),
+			policy.NeedSet{IPRev: true}, "", 0, policy.ActionReject, []string{"listed"}},
+		{"accepted first", facts(policy.StageConnect, ip("192.0.2.9")),
+			policy.NeedSet{IPRev: true}, "", 0, policy.ActionAccept, []string{"allow_net"}},
+		{"read by two rules, asked once", facts(policy.StageConnect),
+			policy.NeedSet{IPRev: true}, "", 1, policy.ActionContinue, []string{"no_rdns:2", "no_name:1"}},
+		{"asked and found", facts(policy.StageConnect),
+			policy.NeedSet{IPRev: true}, "mx.example", 1, policy.ActionContinue, nil},
+		{"not pending: never asked", facts(policy.StageConnect, rdns("")),
+			policy.NeedSet{SPF: true}, "", 0, policy.ActionContinue, []string{"no_rdns:2", "no_name:1"}},
+		{"read by a threshold", facts(policy.StageRcpt, rcpt("a@example.com")),
+			policy.NeedSet{IPRev: true}, "", 1, policy.ActionReject, []string{"rcpt_mark:5", "threshold:reject"}},
+		{"threshold not reached: not asked", facts(policy.StageRcpt, rcpt("a@example.com"), score(-10)),
+			policy.NeedSet{IPRev: true}, "", 0, policy.ActionContinue, []string{"rcpt_mark:5"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			loads := 0
+			out := e.EvaluateLazy(tc.f, tc.pending, func(n policy.NeedSet) {
+				loads++
+				if n != (policy.NeedSet{IPRev: true}) {
+					t.Errorf("asked for %v", n)
+				}
+				rdns(tc.rdns)(tc.f)
+			})
+			if loads != tc.loads {
+				t.Errorf("asked %d times, want %d", loads, tc.loads)
+			}
+			if out.Action != tc.action || !slices.Equal(reasons(out), tc.reasons) {
+				t.Errorf("got %s %v, want %s %v", out.Action, reasons(out), tc.action, tc.reasons)
+			}
+			if len(out.Errors) > 0 {
+				t.Errorf("errors: %v", out.Errors)
+			}
+		})
+	}
+}

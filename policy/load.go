@@ -615,6 +615,7 @@ func (l *loader) loadRule(f *ruleFile, n *yaml.Node) {
 		return
 	}
 	st := &l.eng.stages[stageIndex[r.Stage]]
+	r.needs = needs
 	st.rules = append(st.rules, r)
 	st.needs = st.needs.Union(needs)
 	st.use |= use
@@ -894,6 +895,7 @@ func (l *loader) loadThresholds(f *ruleFile, n *yaml.Node) {
 				t.header.value, _, _ = parseTemplate("header", "YES")
 			}
 		}
+		t.needs = needs
 		l.eng.nthresh++
 		for _, s := range stages {
 			st := &l.eng.stages[stageIndex[s]]
