@@ -49,7 +49,14 @@ const (
 	loadSources  = "127.0.0.10-127.0.0.209" // relay load and idle connections
 	loadNetwork  = "127.0.0.0/24"           // greylist-allowed before the run
 	loadHelo     = "h10.client.bench.test"
-	gatewayHost  = "mx.bench.test"
+	// The cold loads: every connection from an address never seen before,
+	// so that each asks the DNS (DNSBL zones, PTR) instead of the cache, as
+	// most connections to a public MX do. Relayed messages come from
+	// coldNetwork (allowed by SPF and by the greylist's static allow list),
+	// refused ones from coldListedNetwork (listed by wildcards).
+	coldNetwork       = "127.16.0.0/12"
+	coldListedNetwork = "127.32.0.0/12"
+	gatewayHost       = "mx.bench.test"
 )
 
 // env is everything the benchmark started; close stops it all.
@@ -368,10 +375,13 @@ func (e *env) startDNS(alg string, rdns bool) (crypto.Signer, error) {
 	var zone strings.Builder
 	fmt.Fprintf(&zone, "$TTL 3600\n$ORIGIN %s.\n@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300\n", blZone)
 	fmt.Fprintf(&zone, "2.0.0.127 IN A 127.0.0.2\n          IN TXT \"Listed in the benchmark DNSBL\"\n")
+	for b := 32; b < 48; b++ { // coldListedNetwork
+		fmt.Fprintf(&zone, "*.%d.127 IN A 127.0.0.2\n          IN TXT \"Listed in the benchmark DNSBL\"\n", b)
+	}
 	fmt.Fprintf(&zone, "$ORIGIN %s.\n@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300\n", wlZone)
 	fmt.Fprintf(&zone, "2.0.0.127 IN A 127.0.10.0\n")
 	fmt.Fprintf(&zone, "$ORIGIN %s.\n@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 300\n", senderDomain)
-	fmt.Fprintf(&zone, "@ IN TXT \"v=spf1 ip4:127.0.0.0/24 -all\"\n")
+	fmt.Fprintf(&zone, "@ IN TXT \"v=spf1 ip4:127.0.0.0/24 ip4:%s -all\"\n", coldNetwork)
 	fmt.Fprintf(&zone, "_dmarc IN TXT \"v=DMARC1; p=reject\"\n")
 	for i := 1; i <= 254; i++ {
 		fmt.Fprintf(&zone, "h%d.client IN A 127.0.0.%d\n", i, i)
@@ -480,7 +490,7 @@ func hasRulesKey() bool {
 // the test server, greylisting in Redis with no built-in allow list (the
 // load's network is allowed through the greylist store instead), upstream
 // to the sink, connection limits above the idle test.
-func (e *env) writeConfig(withRules bool, maxConns int, passCache string) error {
+func (e *env) writeConfig(withRules bool, maxConns int, passCache string, udpSocketQueries int) error {
 	addr, err := freePort()
 	if err != nil {
 		return err
@@ -509,6 +519,7 @@ checks: [iprev, dnsbl, spf, dkim, dmarc]
 dns:
   servers: [%q]
   timeout: 2s
+  udp_socket_queries: %d
 dnsbl:
   zones:
     - zone: %s
@@ -518,11 +529,11 @@ dnsbl:
       error_codes: ["127.0.0.255"]
 greylist:
   enabled: true
-  allow_cidrs: []
+  allow_cidrs: [%q]
   pass_cache: %s
   redis:
     addrs: [%q]
-`, gatewayHost, addr, maxConns, maxConns, e.sinkAddr, e.decisionsLog, tmp, e.dns.Addr(), blZone, wlZone, passCache, e.redis.Addr)
+`, gatewayHost, addr, maxConns, maxConns, e.sinkAddr, e.decisionsLog, tmp, e.dns.Addr(), udpSocketQueries, blZone, wlZone, coldNetwork, passCache, e.redis.Addr)
 	if withRules {
 		e.rulesDir = filepath.Join(e.root, "rules")
 		fmt.Fprintf(&b, "rules:\n  dir: %q\n", e.rulesDir)

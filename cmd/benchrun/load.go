@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"time"
@@ -78,8 +79,10 @@ func (e *env) smtpload(v any, args ...string) error {
 // sessions, and measures it (rate, CPU of the sender and the sink, the
 // machine's load). With Postfix's smtp-source the load is smtp-source's;
 // it reports no per-message latency, which addLatency then takes from an
-// identical smtpload run, outside the measured window.
-func (e *env) send(addr string, n, conc, perConn int) (r sendResult, err error) {
+// identical smtpload run, outside the measured window. src is the range of
+// source addresses (loadSources, or a cold range, which only smtpload can
+// bind: smtp-source has no such option).
+func (e *env) send(addr string, n, conc, perConn int, src string) (r sendResult, err error) {
 	busy0, total0 := machineCPU()
 	sink0, _ := cpuTicks(e.sink.cmd.Process.Pid)
 	q0 := e.dns.Queries()
@@ -95,8 +98,8 @@ func (e *env) send(addr string, n, conc, perConn int) (r sendResult, err error) 
 		}
 		r.SinkCPUS = float64(sink1-sink0) / clockTicks
 	}()
-	if e.sourceKind != "postfix" {
-		if err := e.smtpload(&r, e.sendArgs(addr, n, conc, perConn)...); err != nil {
+	if e.sourceKind != "postfix" || src != loadSources {
+		if err := e.smtpload(&r, e.sendArgs(addr, n, conc, perConn, src)...); err != nil {
 			return r, err
 		}
 		r.Tool = "smtpload"
@@ -130,7 +133,7 @@ func (e *env) addLatency(r *sendResult, addr string, n, conc, perConn int) error
 		return nil
 	}
 	var l sendResult
-	if err := e.smtpload(&l, e.sendArgs(addr, n, conc, perConn)...); err != nil {
+	if err := e.smtpload(&l, e.sendArgs(addr, n, conc, perConn, loadSources)...); err != nil {
 		return err
 	}
 	r.Latency = l.Latency
@@ -138,10 +141,30 @@ func (e *env) addLatency(r *sendResult, addr string, n, conc, perConn int) error
 	return nil
 }
 
-func (e *env) sendArgs(addr string, n, conc, perConn int) []string {
+func (e *env) sendArgs(addr string, n, conc, perConn int, src string) []string {
 	return []string{"send", "-addr", addr, "-n", strconv.Itoa(n), "-c", strconv.Itoa(conc),
 		"-per-conn", strconv.Itoa(perConn), "-msgfile", e.msgFile, "-from", senderAddr, "-to", rcptAddr,
-		"-helo", loadHelo, "-src", loadSources}
+		"-helo", loadHelo, "-src", src}
+}
+
+// coldRange returns the k-th block of n addresses of the /12 network
+// (127.16.0.0/12 or 127.32.0.0/12) as an smtpload -src range: each cold
+// load takes addresses no earlier load used, so its DNS answers are not
+// cached yet.
+func coldRange(network string, k, n int) string {
+	p := netip.MustParsePrefix(network)
+	base := p.Addr().As4()
+	start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	size := uint32(1) << (32 - p.Bits())
+	n = max(1, min(n, int(size)))
+	// Past the last whole block, the blocks repeat (and their answers may
+	// be cached by then).
+	first := start + uint32(k%(int(size)/n)*n)
+	last := first + uint32(n) - 1
+	ip := func(v uint32) string {
+		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+	}
+	return ip(first) + "-" + ip(last)
 }
 
 func (e *env) connect(addr string, n, conc int, src string, expect int) (connectResult, error) {

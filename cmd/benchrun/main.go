@@ -18,7 +18,11 @@
 // latency the gateway adds (p50, p99), the rate at which the gateway refuses
 // a DNSBL-listed client at connect against the rate at which the sink
 // accepts bare connections, the resident memory of -idle idle connections
-// (greeted, EHLO sent), and the gateway's CPU time per relayed message. It
+// (greeted, EHLO sent), and the gateway's CPU time per relayed message.
+// Two cold loads follow in each run: messages, and listed clients' refused
+// connections, each connection from a loopback address no earlier load used
+// (smtpload, which alone can bind them), so that the DNSBL and PTR answers
+// are not cached, as for most connections to a public MX. It
 // prints a table and writes the figures as JSON (-out) so that runs can be
 // compared. Nothing asserts on time: the targets are reported, met or not.
 //
@@ -49,6 +53,7 @@ import (
 
 type options struct {
 	messages, runs, conc, perConn, size, idle, warmup int
+	udpSocketQueries                                  int
 	out, profileDir, dkim, tools, passCache           string
 	keep, verbose, pprof, noRules, rdns               bool
 }
@@ -68,6 +73,7 @@ func main() {
 	flag.StringVar(&o.tools, "tools", "auto", "auto: Postfix smtp-sink/smtp-source when installed, else smtpload; smtpload: always ours")
 	flag.BoolVar(&o.pprof, "pprof", true, "build the gateway with a loopback pprof endpoint (a build overlay; the daemon's source is untouched)")
 	flag.StringVar(&o.passCache, "pass-cache", "1m", "the gateway's greylist.pass_cache (0: every recipient is a Redis round trip; the load is one triplet, so 1m answers nearly all from the cache)")
+	flag.IntVar(&o.udpSocketQueries, "udp-socket-queries", 0, "the gateway's dns.udp_socket_queries (0: its default; 1: a new socket per DNS query, as before the pool)")
 	flag.BoolVar(&o.rdns, "rdns", false, "give the load's clients verified reverse DNS (the shipped rules then do not consult the greylist)")
 	flag.BoolVar(&o.noRules, "no-rules", false, "do not configure the shipped rules even when the config has a rules key")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config, logs, binaries)")
@@ -127,6 +133,13 @@ type Run struct {
 	GatewayCPUNewS    float64 `json:"gateway_cpu_new_conn_s"`
 	GatewayCPUKeepS   float64 `json:"gateway_cpu_kept_open_s"`
 	GatewayCPUListedS float64 `json:"gateway_cpu_listed_s"`
+	// The cold loads: a new client address per connection (smtpload, which
+	// alone can bind them), so DNSBL and PTR answers are not cached.
+	GatewayCold           sendResult    `json:"gateway_cold_new_conn"`
+	ListedCold            connectResult `json:"gateway_cold_listed_connect"`
+	ListedColdDNSQueries  int           `json:"cold_listed_dns_queries"`
+	GatewayCPUColdS       float64       `json:"gateway_cpu_cold_new_conn_s"`
+	GatewayCPUListedColdS float64       `json:"gateway_cpu_cold_listed_s"`
 }
 
 // foreignShare is the CPU other processes took over the send loads, as a
@@ -186,6 +199,15 @@ type Summary struct {
 	CPUPerRefusalUS    float64 `json:"gateway_cpu_per_refusal_us"`
 	IdlePerConnKiB     float64 `json:"idle_rss_per_conn_kib"`
 	SinkIdlePerConnKiB float64 `json:"sink_idle_rss_per_conn_kib"`
+	// Cold: a new client address per connection.
+	ColdRate            float64 `json:"gateway_cold_new_conn_msgs_per_s"`
+	ColdRatio           float64 `json:"cold_new_conn_ratio"` // over the direct new-connection rate
+	ColdDNSPerMsg       float64 `json:"cold_dns_queries_per_msg"`
+	CPUPerMsgColdUS     float64 `json:"gateway_cpu_per_msg_cold_us"`
+	ColdListedRate      float64 `json:"cold_listed_refused_per_s"`
+	ColdListedRatio     float64 `json:"cold_listed_ratio"` // over the sink's bare accepts
+	ColdDNSPerRefusal   float64 `json:"cold_dns_queries_per_refusal"`
+	CPUPerRefusalColdUS float64 `json:"gateway_cpu_per_refusal_cold_us"`
 }
 
 // Target is one goal of issue 6.
@@ -263,13 +285,13 @@ func run(e *env, o options) error {
 	}
 	maxConns := max(20000, 2*o.idle)
 	withRules := hasRulesKey() && !o.noRules
-	if err := e.writeConfig(withRules, maxConns, o.passCache); err != nil {
+	if err := e.writeConfig(withRules, maxConns, o.passCache, o.udpSocketQueries); err != nil {
 		if !withRules {
 			return err
 		}
 		e.note("the shipped rules could not be configured (%v); ran on the default policy", err)
 		e.rulesDir = ""
-		if err := e.writeConfig(false, maxConns, o.passCache); err != nil {
+		if err := e.writeConfig(false, maxConns, o.passCache, o.udpSocketQueries); err != nil {
 			return err
 		}
 	}
@@ -306,7 +328,7 @@ func run(e *env, o options) error {
 	if o.warmup > 0 {
 		step(fmt.Sprintf("warm-up: %d messages through the gateway, %d direct", o.warmup, o.warmup))
 		for _, pc := range []int{1, o.perConn} {
-			r, err := e.send(e.gatewayAddr, o.warmup, o.conc, pc)
+			r, err := e.send(e.gatewayAddr, o.warmup, o.conc, pc, loadSources)
 			if err != nil {
 				return err
 			}
@@ -315,7 +337,13 @@ func run(e *env, o options) error {
 					r.Failed, r.Failures, r.FirstError, tail(e.decisionsLog, 5), tail(filepath.Join(e.work, "gatewayd.stderr"), 10))
 			}
 		}
-		if r, err := e.send(e.sinkAddr, o.warmup, o.conc, 1); err != nil || r.Failed > 0 {
+		// A few cold messages (block 0 of the cold network; the runs take
+		// blocks 1, 2, ...), to check that they pass every check too.
+		if r, err := e.send(e.gatewayAddr, min(o.warmup, 50), o.conc, 1, coldRange(coldNetwork, 0, o.messages)); err != nil || r.Failed > 0 || r.Messages == 0 {
+			return fmt.Errorf("cold warm-up through the gateway failed: %v %d failed (%v, %s); decision log:\n%s",
+				err, r.Failed, r.Failures, r.FirstError, tail(e.decisionsLog, 5))
+		}
+		if r, err := e.send(e.sinkAddr, o.warmup, o.conc, 1, loadSources); err != nil || r.Failed > 0 {
 			return fmt.Errorf("warm-up to the sink failed: %v %+v", err, r)
 		}
 		res.SampleData = sampleChecks(e.decisionsLog)
@@ -367,7 +395,7 @@ func run(e *env, o options) error {
 		gw := func(pc int, name string, cpuS *float64) (sendResult, error) {
 			stop := prof(name)
 			t0 := cpu()
-			r, err := e.send(e.gatewayAddr, o.messages, o.conc, pc)
+			r, err := e.send(e.gatewayAddr, o.messages, o.conc, pc, loadSources)
 			*cpuS = float64(cpu()-t0) / clockTicks
 			stop()
 			if err == nil {
@@ -376,7 +404,7 @@ func run(e *env, o options) error {
 			return r, err
 		}
 		direct := func(pc int) (sendResult, error) {
-			r, err := e.send(e.sinkAddr, o.messages, o.conc, pc)
+			r, err := e.send(e.sinkAddr, o.messages, o.conc, pc, loadSources)
 			if err == nil {
 				err = e.addLatency(&r, e.sinkAddr, o.messages, o.conc, pc)
 			}
@@ -404,20 +432,46 @@ func run(e *env, o options) error {
 		if r.Bare, err = e.connect(e.sinkAddr, o.messages, o.conc, loadSources, 220); err != nil {
 			return err
 		}
+		// The cold loads: a new client address per connection.
+		stop = prof("cold-new-conn")
+		t0 = cpu()
+		r.GatewayCold, err = e.send(e.gatewayAddr, o.messages, o.conc, 1, coldRange(coldNetwork, i, o.messages))
+		r.GatewayCPUColdS = float64(cpu()-t0) / clockTicks
+		stop()
+		if err != nil {
+			return err
+		}
+		stop = prof("cold-listed")
+		t0 = cpu()
+		q0 := e.dns.Queries()
+		r.ListedCold, err = e.connect(e.gatewayAddr, o.messages, o.conc, coldRange(coldListedNetwork, i, o.messages), 554)
+		r.GatewayCPUListedColdS = float64(cpu()-t0) / clockTicks
+		r.ListedColdDNSQueries = e.dns.Queries() - q0
+		stop()
+		if err != nil {
+			return err
+		}
 		for _, s := range []struct {
 			name string
 			r    sendResult
-		}{{"direct new-conn", r.DirectNew}, {"gateway new-conn", r.GatewayNew}, {"direct kept-open", r.DirectKeep}, {"gateway kept-open", r.GatewayKeep}} {
+		}{{"direct new-conn", r.DirectNew}, {"gateway new-conn", r.GatewayNew}, {"direct kept-open", r.DirectKeep}, {"gateway kept-open", r.GatewayKeep}, {"gateway cold new-conn", r.GatewayCold}} {
 			if s.r.Failed > 0 {
 				e.note("run %d %s: %d messages failed (%v) %s", i, s.name, s.r.Failed, s.r.Failures, s.r.FirstError)
 			}
 		}
-		if r.Listed.Expected != r.Listed.Connections || r.Listed.Failed > 0 {
-			e.note("run %d listed connects: codes %v, %d failed %s", i, r.Listed.Codes, r.Listed.Failed, r.Listed.FirstError)
+		for _, l := range []struct {
+			name string
+			r    connectResult
+		}{{"listed", r.Listed}, {"cold listed", r.ListedCold}} {
+			if l.r.Expected != l.r.Connections || l.r.Failed > 0 {
+				e.note("run %d %s connects: codes %v, %d failed %s", i, l.name, l.r.Codes, l.r.Failed, l.r.FirstError)
+			}
 		}
 		fmt.Fprintf(os.Stderr, "  new-conn %.0f/%.0f msg/s, kept-open %.0f/%.0f msg/s (gateway/direct), listed refusals %.0f/s, sink accepts %.0f/s\n",
 			r.GatewayNew.Rate, r.DirectNew.Rate, r.GatewayKeep.Rate, r.DirectKeep.Rate, r.Listed.ExpectRate, r.Bare.ExpectRate)
-		fmt.Fprintf(os.Stderr, "  DNS queries reaching the server: new-conn %d, kept-open %d\n", r.GatewayNew.DNSQueries, r.GatewayKeep.DNSQueries)
+		fmt.Fprintf(os.Stderr, "  cold (a new client address each): new-conn %.0f msg/s, listed refusals %.0f/s\n", r.GatewayCold.Rate, r.ListedCold.ExpectRate)
+		fmt.Fprintf(os.Stderr, "  DNS queries reaching the server: new-conn %d, kept-open %d, cold new-conn %d, cold listed %d\n",
+			r.GatewayNew.DNSQueries, r.GatewayKeep.DNSQueries, r.GatewayCold.DNSQueries, r.ListedColdDNSQueries)
 		fmt.Fprintf(os.Stderr, "  machine CPU busy: new-conn %.0f%%/%.0f%%, kept-open %.0f%%/%.0f%% (gateway/direct); CPU taken by other processes: %.0f%% of the loads' time\n",
 			100*r.GatewayNew.MachineBusy, 100*r.DirectNew.MachineBusy, 100*r.GatewayKeep.MachineBusy, 100*r.DirectKeep.MachineBusy, 100*r.foreignShare())
 		res.Runs = append(res.Runs, r)
@@ -602,6 +656,14 @@ func summarizeRuns(res *Results) {
 	s.CPUPerMsgNewUS = col(func(r Run) float64 { return 1e6 * ratio(r.GatewayCPUNewS, float64(r.GatewayNew.Messages)) })
 	s.CPUPerMsgKeepUS = col(func(r Run) float64 { return 1e6 * ratio(r.GatewayCPUKeepS, float64(r.GatewayKeep.Messages)) })
 	s.CPUPerRefusalUS = col(func(r Run) float64 { return 1e6 * ratio(r.GatewayCPUListedS, float64(r.Listed.Expected)) })
+	s.ColdRate = col(func(r Run) float64 { return r.GatewayCold.Rate })
+	s.ColdRatio = col(func(r Run) float64 { return ratio(r.GatewayCold.Rate, r.DirectNew.Rate) })
+	s.ColdDNSPerMsg = col(func(r Run) float64 { return ratio(float64(r.GatewayCold.DNSQueries), float64(r.GatewayCold.Messages)) })
+	s.CPUPerMsgColdUS = col(func(r Run) float64 { return 1e6 * ratio(r.GatewayCPUColdS, float64(r.GatewayCold.Messages)) })
+	s.ColdListedRate = col(func(r Run) float64 { return r.ListedCold.ExpectRate })
+	s.ColdListedRatio = col(func(r Run) float64 { return ratio(r.ListedCold.ExpectRate, r.Bare.ExpectRate) })
+	s.ColdDNSPerRefusal = col(func(r Run) float64 { return ratio(float64(r.ListedColdDNSQueries), float64(r.ListedCold.Expected)) })
+	s.CPUPerRefusalColdUS = col(func(r Run) float64 { return 1e6 * ratio(r.GatewayCPUListedColdS, float64(r.ListedCold.Expected)) })
 	for _, i := range res.Idle {
 		switch i.Target {
 		case "gateway":
@@ -656,6 +718,11 @@ func printTable(w *os.File, res *Results, o options) {
 	}
 	fmt.Fprintf(tw, "gateway CPU per message µs, new conn / kept open\t%.0f / %.0f\t\t\t\t\n", s.CPUPerMsgNewUS, s.CPUPerMsgKeepUS)
 	fmt.Fprintf(tw, "gateway CPU per refused connection µs\t%.0f\t\t\t\t\n", s.CPUPerRefusalUS)
+	fmt.Fprintf(tw, "cold: a new client address per connection (smtpload)\t\t\t\t\t\n")
+	fmt.Fprintf(tw, "  msgs/s, new connection per message\t%.0f\t%.0f\t%.2f\t\t\n", s.ColdRate, s.DirectNewRate, s.ColdRatio)
+	fmt.Fprintf(tw, "  listed clients refused/s vs sink accepts/s\t%.0f\t%.0f\t%.2f\t\t\n", s.ColdListedRate, s.SinkAcceptRate, s.ColdListedRatio)
+	fmt.Fprintf(tw, "  DNS queries per message / per refusal\t%.1f / %.1f\t\t\t\t\n", s.ColdDNSPerMsg, s.ColdDNSPerRefusal)
+	fmt.Fprintf(tw, "  gateway CPU µs per message / per refusal\t%.0f / %.0f\t\t\t\t\n", s.CPUPerMsgColdUS, s.CPUPerRefusalColdUS)
 	tw.Flush()
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
