@@ -73,7 +73,7 @@ type Judge struct {
 	Rules *RuleMetrics
 }
 
-// judgeState is the Judge's per-session memory, kept in State.Values.
+// judgeState is the Judge's per-session memory, kept in State.
 type judgeState struct {
 	ev      Evaluator
 	dnsbl   *checks.Pending
@@ -110,18 +110,11 @@ type spfMemo struct {
 // a sender's batch on one connection, short beside the records' TTLs.
 const spfMemoFor = time.Minute
 
-const judgeKey = "judge"
-
 func (j *Judge) state(st *State) *judgeState {
-	if st.Values == nil {
-		st.Values = map[string]any{}
+	if st.judge == nil {
+		st.judge = &judgeState{}
 	}
-	js, _ := st.Values[judgeKey].(*judgeState)
-	if js == nil {
-		js = &judgeState{}
-		st.Values[judgeKey] = js
-	}
-	return js
+	return st.judge
 }
 
 func (j *Judge) wait() time.Duration {
