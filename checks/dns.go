@@ -287,12 +287,17 @@ func (r *Resolver) exchangeOne(ctx context.Context, m *dns.Msg, server string) (
 		return nil, &net.DNSError{Err: err.Error(), Name: q.Name, Server: server,
 			IsTimeout: timeout, IsTemporary: true, UnwrapErr: err}
 	}
-	if len(in.Question) != 1 || !sameName(in.Question[0].Name, q.Name) ||
-		in.Question[0].Qtype != q.Qtype {
+	if !answers(in, m) {
 		return nil, &net.DNSError{Err: "answer does not match the question", Name: q.Name,
 			Server: server, IsTemporary: true}
 	}
 	return in, nil
+}
+
+// answers reports whether in answers the question of m.
+func answers(in, m *dns.Msg) bool {
+	q := m.Question[0]
+	return len(in.Question) == 1 && sameName(in.Question[0].Name, q.Name) && in.Question[0].Qtype == q.Qtype
 }
 
 // sameName compares two names in wire form, ignoring ASCII case: the name

@@ -25,8 +25,9 @@ import (
 //     address but the server's; answers whose ID is not the query's (a late
 //     or duplicated answer to an earlier query) are skipped by the library,
 //     and the Resolver still checks that the answer's question is ours;
-//   - a socket that saw any error or timeout is closed, never reused, so a
-//     late answer cannot meet a later query;
+//   - a socket that saw any error or timeout, or an answer to another
+//     question, is closed, never reused, so a late answer cannot meet a
+//     later query;
 //   - source port randomisation, the defence against off-path spoofing, is
 //     kept within bounds: a socket asks at most maxUses queries and lives
 //     at most maxAge, then a new socket (a new random port) replaces it.
@@ -78,6 +79,13 @@ func (p *udpPool) exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 	if err != nil {
 		pc.conn.Close()
 		return nil, err
+	}
+	if !answers(in, m) {
+		// Our ID but another question: a stale answer whose ID matched
+		// by chance, a spoof or a broken server. The caller rejects the
+		// answer; the port is retired.
+		pc.conn.Close()
+		return in, nil
 	}
 	p.put(pc)
 	return in, nil

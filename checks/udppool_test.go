@@ -159,6 +159,51 @@ func TestUDPSocketSkipsStaleAnswer(t *testing.T) {
 	}
 }
 
+// TestUDPSocketRetiredAfterMismatchedAnswer: an answer with our ID but
+// another question is refused, and its socket is not used again.
+func TestUDPSocketRetiredAfterMismatchedAnswer(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sources []string
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		mu.Lock()
+		sources = append(sources, w.RemoteAddr().String())
+		mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(req)
+		if req.Question[0].Name == "bad.test." {
+			m.Question[0].Name = "other.test."
+		}
+		rr, _ := dns.NewRR(m.Question[0].Name + " 60 IN A 192.0.2.1")
+		m.Answer = append(m.Answer, rr)
+		w.WriteMsg(m)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	r, err := NewResolver(DNSConfig{Servers: []string{pc.LocalAddr().String()}, Timeout: testTimeout, CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if a, err := r.LookupA(context.Background(), "bad.test"); err == nil {
+		t.Fatalf("answer to another question accepted: %v", a)
+	}
+	if _, err := r.LookupA(context.Background(), "good.test"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sources) != 2 || sources[0] == sources[1] {
+		t.Errorf("sources %v: the socket that got an answer to another question was reused", sources)
+	}
+}
+
 // TestUDPPoolConcurrent: concurrent lookups each get their own answer
 // (run with -race), and the pool keeps at most its bound of idle sockets.
 func TestUDPPoolConcurrent(t *testing.T) {

@@ -65,8 +65,12 @@ func (rc *runtimeChecks) stop() {
 func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, policy func() gateway.Evaluator, prev *runtimeChecks) (*runtimeChecks, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &runtimeChecks{cancel: cancel, cfg: cfg}
+	var res *checks.Resolver
 	fail := func(err error) (*runtimeChecks, error) {
 		cancel()
+		if res != nil {
+			res.Close() // the DNSBL health check may have pooled sockets already
+		}
 		for _, c := range rc.collectors {
 			reg.Unregister(c)
 		}
@@ -95,7 +99,8 @@ func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logg
 	}
 	c := gateway.Checks{Wait: checksWait(cfg)}
 	if len(cfg.Checks) > 0 {
-		res, err := checks.NewResolver(cfg.DNS, checks.WithLogger(logger))
+		var err error
+		res, err = checks.NewResolver(cfg.DNS, checks.WithLogger(logger))
 		if err != nil {
 			return fail(fmt.Errorf("dns: %w", err))
 		}
