@@ -188,8 +188,7 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 	}
 	p.results = make([]ZoneResult, len(zs))
 	p.done = make([]bool, len(zs))
-	var wg sync.WaitGroup
-	async := 0
+	var pending []int
 	for i, z := range zs {
 		p.results[i] = ZoneResult{Zone: z.name, Kind: z.cfg.Kind, Type: z.cfg.Type,
 			Subject: subject, Query: qnames[i], Weight: z.weight}
@@ -200,23 +199,28 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 			p.done[i] = true
 			continue
 		}
-		async++
-		wg.Go(func() {
+		pending = append(pending, i)
+	}
+	if len(pending) == 0 {
+		close(p.all)
+		return p
+	}
+	// The last lookup to finish closes all: no goroutine waits for them.
+	left := new(atomic.Int32)
+	left.Store(int32(len(pending)))
+	for _, i := range pending {
+		z := zs[i]
+		tasks.Go(func() {
 			r := b.lookup(ctx, z, p.results[i])
 			p.mu.Lock()
 			p.results[i] = r
 			p.done[i] = true
 			p.mu.Unlock()
+			if left.Add(-1) == 0 {
+				close(p.all)
+			}
 		})
 	}
-	if async == 0 {
-		close(p.all)
-		return p
-	}
-	go func() {
-		wg.Wait()
-		close(p.all)
-	}()
 	return p
 }
 

@@ -170,6 +170,12 @@ func (bc *benchClient) quit(b *testing.B) {
 // the test DNS server; the message is DKIM-signed with a key published
 // there, so SPF, DKIM, DMARC and iprev all pass for a client at 127.0.0.1.
 func startChecked(b *testing.B) (*testGateway, []byte) {
+	g, msg, _ := startCheckedDNS(b)
+	return g, msg
+}
+
+// startCheckedDNS is startChecked, also returning the test DNS server.
+func startCheckedDNS(b *testing.B) (*testGateway, []byte, *dnstest.Server) {
 	srv := dnstest.Start(b, "testdata/checks.zone")
 	res, err := checks.NewResolver(checks.DNSConfig{Servers: []string{srv.Addr()}, Timeout: 2 * time.Second})
 	if err != nil {
@@ -203,7 +209,43 @@ func startChecked(b *testing.B) (*testGateway, []byte) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	return startBenchGateway(b, j), signed.Bytes()
+	return startBenchGateway(b, j), signed.Bytes(), srv
+}
+
+// BenchmarkRefusal: a DNSBL-listed client connects, is refused at connect
+// (554) and hangs up. "warm" is one listed address (its answers cached),
+// "cold" a new address each time (listed by a wildcard), so that every
+// refusal asks the DNS, as most refusals of a public MX do. The figure
+// includes the client and the test DNS server, in this process.
+func BenchmarkRefusal(b *testing.B) {
+	for _, cold := range []bool{false, true} {
+		b.Run(map[bool]string{false: "warm", true: "cold"}[cold], func(b *testing.B) {
+			g, _, srv := startCheckedDNS(b)
+			if err := srv.Add("*.32.127.zen.test. 300 IN A 127.0.0.2"); err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				src := "127.0.0.2"
+				if cold {
+					n++
+					src = fmt.Sprintf("127.32.%d.%d", n>>8&255, n&255)
+				}
+				d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+				c, err := d.Dial("tcp", g.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				line, err := readReply(bufio.NewReader(c))
+				if err != nil || !strings.HasPrefix(line, "554") {
+					b.Fatalf("from %s: %q %v", src, line, err)
+				}
+				c.Close()
+			}
+		})
+	}
 }
 
 // BenchmarkSession: one 4 KB message per iteration through the gateway to

@@ -208,7 +208,7 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 					// The session's previous transaction asked the same.
 					ch <- c.r
 				} else {
-					go func() { ch <- s.Check(context.WithoutCancel(ctx), ip, helo, from) }()
+					checks.Go(func() { ch <- s.Check(context.WithoutCancel(ctx), ip, helo, from) })
 				}
 			}
 			if b := j.Checks.DNSBL; b != nil && !f.NullSender {
@@ -391,7 +391,8 @@ func (j *Judge) startIPRev(ctx context.Context, js *judgeState, ip netip.Addr) {
 		return
 	}
 	js.iprev = make(chan checks.IPRevResult, 1)
-	go func() { js.iprev <- checks.IPRev(context.WithoutCancel(ctx), j.Checks.Resolver, ip) }()
+	ch := js.iprev
+	checks.Go(func() { ch <- checks.IPRev(context.WithoutCancel(ctx), j.Checks.Resolver, ip) })
 }
 
 func (j *Judge) awaitIPRev(ctx context.Context, js *judgeState, st *State) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
+	"github.com/mxgate/gatewayd/internal/gopool"
 	"github.com/mxgate/gatewayd/maildir"
 )
 
@@ -131,8 +132,9 @@ type Server struct {
 	draining  atomic.Bool
 	wg        sync.WaitGroup
 	ready     atomic.Bool
-	workers   *workers
-	handleFn  func(net.Conn) // s.handle, bound once rather than per connection
+	// workers run sessions on goroutines kept between connections, whose
+	// stacks have grown already (see internal/gopool).
+	workers *gopool.Pool[net.Conn]
 }
 
 type upstreamBox struct{ u Upstream }
@@ -147,7 +149,6 @@ func New(cfg Config, opts Options) *Server {
 		metrics:    opts.Metrics,
 		sessions:   make(map[*session]struct{}),
 		perIP:      make(map[netip.Addr]int),
-		workers:    newWorkers(256, 10*time.Second),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -155,7 +156,7 @@ func New(cfg Config, opts Options) *Server {
 	if s.metrics == nil {
 		s.metrics = NewMetrics(nil)
 	}
-	s.handleFn = s.handle
+	s.workers = gopool.New(256, 10*time.Second, s.handle)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.Reload(cfg, opts.Upstream, opts.Hook)
 	return s
@@ -256,7 +257,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.total++
 		s.wg.Add(1)
 		s.mu.Unlock()
-		s.workers.run(c, s.handleFn)
+		s.workers.Go(c)
 	}
 }
 
@@ -360,7 +361,7 @@ func (s *Server) release(ip netip.Addr) {
 // left. It returns ctx's error if it had to cut sessions short.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	s.workers.close()
+	s.workers.Close()
 	s.mu.Lock()
 	for _, l := range s.listeners {
 		l.Close()
@@ -390,7 +391,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops at once: listeners and every connection are closed.
 func (s *Server) Close() error {
 	s.draining.Store(true)
-	s.workers.close()
+	s.workers.Close()
 	s.cancel()
 	s.mu.Lock()
 	for _, l := range s.listeners {
