@@ -3,13 +3,18 @@ package policy_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
+	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/policy"
 )
 
 // FuzzLoad: whatever a rule file holds, Load must not panic, and an
-// engine that loads must evaluate every stage without panicking.
+// engine that loads must evaluate every stage without panicking; and
+// EvaluateLazy, asking for the check results as the rules reach them,
+// must decide as Evaluate does with every result there (a rule reading a
+// check its NeedSet misses would be evaluated without it).
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*/*.yaml")
 	more, _ := filepath.Glob("testdata/errors/*/*.yaml")
@@ -34,7 +39,55 @@ func FuzzLoad(f *testing.F) {
 		for _, s := range policy.Stages {
 			_ = e.Evaluate(facts(s, helo("x.test"), from("a@b.test"), rcpt("c@d.test"), header("Subject: x")))
 			_ = e.Needs(s)
+			lazyMatchesEager(t, e, s)
 		}
 		_ = e.Summary()
 	})
+}
+
+// The check results of lazyMatchesEager, one fact each.
+var lazyLoads = []struct {
+	need policy.NeedSet
+	set  fact
+}{
+	{policy.NeedSet{IPRev: true}, rdns("")},
+	{policy.NeedSet{DNSBL: true}, func(f *policy.Facts) {
+		zone("bl.test", checks.Listed, "listed", "127.0.0.2")(f)
+		zone("list.dnswl.org", checks.Listed, "", "127.0.10.3")(f)
+	}},
+	{policy.NeedSet{DomainBL: true}, func(f *policy.Facts) {
+		f.DomainBL = map[string]map[string]checks.ZoneResult{"dbl.test": {"helo": {Zone: "dbl.test",
+			Kind: checks.KindDomain, Type: checks.TypeBlock, Subject: "x.test", Status: checks.Listed,
+			Listed: true, Codes: []string{"127.0.1.2"}}}}
+	}},
+	{policy.NeedSet{SPF: true}, spf(checks.SPFFail, "b.test")},
+	{policy.NeedSet{DKIM: true}, dkim("b.test=fail")},
+	{policy.NeedSet{DMARC: true}, dmarc(checks.DMARCFail, "b.test", "reject", "reject")},
+}
+
+func lazyMatchesEager(t *testing.T, e *policy.Engine, s policy.Stage) {
+	base := []fact{helo("x.test"), from("a@b.test"), rcpt("c@d.test"), header("Subject: x")}
+	full := facts(s, base...)
+	var all policy.NeedSet
+	for _, l := range lazyLoads {
+		l.set(full)
+		all = all.Union(l.need)
+	}
+	want := e.Evaluate(full)
+	lazy := facts(s, base...)
+	var asked policy.NeedSet
+	got := e.EvaluateLazy(lazy, all, func(n policy.NeedSet) {
+		if !n.Intersect(asked).Empty() || n.Empty() {
+			t.Errorf("stage %s: asked for %v after %v", s, n, asked)
+		}
+		asked = asked.Union(n)
+		for _, l := range lazyLoads {
+			if !n.Intersect(l.need).Empty() {
+				l.set(lazy)
+			}
+		}
+	})
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("stage %s: lazy %+v, eager %+v", s, got, want)
+	}
 }
