@@ -174,8 +174,15 @@ func (b *DNSBL) StartDomain(ctx context.Context, domain string) *Pending {
 	})
 }
 
-func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zone) string) *Pending {
+// noLookups is the Pending of a start with nothing to ask: done, no
+// results.
+var noLookups = func() *Pending {
 	p := &Pending{all: make(chan struct{})}
+	close(p.all)
+	return p
+}()
+
+func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zone) string) *Pending {
 	var zs []*zone
 	var qnames []string
 	for _, z := range b.zones {
@@ -186,6 +193,12 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 			zs, qnames = append(zs, z), append(qnames, q)
 		}
 	}
+	if len(zs) == 0 {
+		// Nothing to ask (no zone of this kind, or no subject): the
+		// session keeps this until the next stage, so share one.
+		return noLookups
+	}
+	p := &Pending{all: make(chan struct{})}
 	p.results = make([]ZoneResult, len(zs))
 	p.done = make([]bool, len(zs))
 	var pending []int
