@@ -205,11 +205,22 @@ func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*Respo
 			// may be waiting for it, and its answer fills the cache.
 			qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
 			defer cancel()
+			finished := false
+			defer func() {
+				if !finished {
+					// A panic on the way (recovered up the asker's
+					// goroutine, as a session recovers a hook's): the
+					// flight must still end, or every later asker of
+					// this name would join it and wait forever.
+					r.flights.finish(key, f, nil, &net.DNSError{Err: "lookup failed", Name: name, IsTemporary: true})
+				}
+			}()
 			resp, err := r.exchange(qctx, name, qtype)
 			if err == nil && r.cache != nil && resp.TTL > 0 {
 				r.cache.put(key, resp, r.now().Add(resp.TTL))
 			}
 			r.flights.finish(key, f, resp, err)
+			finished = true
 		}
 		if ctx.Done() == nil {
 			// The asker cannot give up (the DNSBL lookups run on

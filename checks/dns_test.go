@@ -330,3 +330,29 @@ func FuzzUnescapeTXT(f *testing.F) {
 		}
 	})
 }
+
+// TestQueryPanicEndsFlight: a panic during a query run in the asker's
+// goroutine (recovered further up, as a session recovers) still ends the
+// query's flight, so later askers of the name are answered, not joined to
+// a flight that never ends.
+func TestQueryPanicEndsFlight(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	r := newResolver(t, srv, 0)
+	addr := srv.Addr()
+	good := r.pools[addr]
+	r.pools[addr] = nil // exchange panics on the nil pool
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("no panic")
+			}
+		}()
+		r.Query(context.WithoutCancel(context.Background()), "host.cache.example", dns.TypeA)
+	}()
+	r.pools[addr] = good
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := r.Query(ctx, "host.cache.example", dns.TypeA); err != nil {
+		t.Fatalf("query after a recovered panic: %v", err)
+	}
+}
