@@ -105,20 +105,45 @@ func TestUDPSocketNotReusedAfterTimeout(t *testing.T) {
 	}
 }
 
-// TestUDPSocketSkipsStaleAnswer: a server that answers twice leaves a
-// stale datagram in the reused socket; the next query skips it (its ID is
-// not the query's) and gets its own answer.
-func TestUDPSocketSkipsStaleAnswer(t *testing.T) {
+// scriptedDNS runs a DNS server on loopback whose handler is answer, and
+// a cache-less resolver asking it; sources returns the client addresses
+// of the queries, in order.
+func scriptedDNS(t *testing.T, answer func(w dns.ResponseWriter, req *dns.Msg)) (r *Resolver, sources func() []string) {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	var sources []string
+	var seen []string
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 		mu.Lock()
-		sources = append(sources, w.RemoteAddr().String())
+		seen = append(seen, w.RemoteAddr().String())
 		mu.Unlock()
+		answer(w, req)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	r, err = NewResolver(DNSConfig{Servers: []string{pc.LocalAddr().String()}, Timeout: testTimeout, CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+}
+
+// TestUDPSocketSkipsStaleAnswer: a server that answers twice leaves a
+// stale datagram in the reused socket; the next query skips it (its ID is
+// not the query's) and gets its own answer.
+func TestUDPSocketSkipsStaleAnswer(t *testing.T) {
+	r, sources := scriptedDNS(t, func(w dns.ResponseWriter, req *dns.Msg) {
 		q := req.Question[0]
 		m := new(dns.Msg)
 		m.SetReply(req)
@@ -132,18 +157,7 @@ func TestUDPSocketSkipsStaleAnswer(t *testing.T) {
 		if q.Name == "dup.test." {
 			w.WriteMsg(m) // the duplicate, left unread in the client's socket
 		}
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-
-	r, err := NewResolver(DNSConfig{Servers: []string{pc.LocalAddr().String()}, Timeout: testTimeout, CacheSize: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	})
 	if a, err := r.LookupA(context.Background(), "dup.test"); err != nil || a[0] != netip.MustParseAddr("192.0.2.1") {
 		t.Fatalf("dup.test: %v %v", a, err)
 	}
@@ -152,26 +166,15 @@ func TestUDPSocketSkipsStaleAnswer(t *testing.T) {
 	if err != nil || len(a) != 1 || a[0] != netip.MustParseAddr("192.0.2.2") {
 		t.Fatalf("second.test = %v, %v; want its own answer, 192.0.2.2", a, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(sources) != 2 || sources[0] != sources[1] {
-		t.Errorf("sources %v: want both queries over the reused socket", sources)
+	if src := sources(); len(src) != 2 || src[0] != src[1] {
+		t.Errorf("sources %v: want both queries over the reused socket", src)
 	}
 }
 
 // TestUDPSocketRetiredAfterMismatchedAnswer: an answer with our ID but
 // another question is refused, and its socket is not used again.
 func TestUDPSocketRetiredAfterMismatchedAnswer(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var sources []string
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		mu.Lock()
-		sources = append(sources, w.RemoteAddr().String())
-		mu.Unlock()
+	r, sources := scriptedDNS(t, func(w dns.ResponseWriter, req *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(req)
 		if req.Question[0].Name == "bad.test." {
@@ -180,27 +183,15 @@ func TestUDPSocketRetiredAfterMismatchedAnswer(t *testing.T) {
 		rr, _ := dns.NewRR(m.Question[0].Name + " 60 IN A 192.0.2.1")
 		m.Answer = append(m.Answer, rr)
 		w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	r, err := NewResolver(DNSConfig{Servers: []string{pc.LocalAddr().String()}, Timeout: testTimeout, CacheSize: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	})
 	if a, err := r.LookupA(context.Background(), "bad.test"); err == nil {
 		t.Fatalf("answer to another question accepted: %v", a)
 	}
 	if _, err := r.LookupA(context.Background(), "good.test"); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(sources) != 2 || sources[0] == sources[1] {
-		t.Errorf("sources %v: the socket that got an answer to another question was reused", sources)
+	if src := sources(); len(src) != 2 || src[0] == src[1] {
+		t.Errorf("sources %v: the socket that got an answer to another question was reused", src)
 	}
 }
 
