@@ -482,8 +482,13 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 		v4, v6     []netip.Addr
 		err4, err6 error
 	)
-	wg.Go(func() { v4, err4 = r.LookupA(ctx, host) })
-	wg.Go(func() { v6, err6 = r.LookupAAAA(ctx, host) })
+	// AAAA on a kept goroutine, A in this one (see tasks).
+	wg.Add(1)
+	tasks.Go(func() {
+		defer wg.Done()
+		v6, err6 = r.LookupAAAA(ctx, host)
+	})
+	v4, err4 = r.LookupA(ctx, host)
 	wg.Wait()
 	if ips := append(v4, v6...); len(ips) > 0 {
 		return ips, nil
