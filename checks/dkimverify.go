@@ -914,11 +914,18 @@ func (d *DKIM) verifyFields(ctx context.Context, hdr []byte, body io.Reader, max
 	if len(sigs) == 1 {
 		d.prepare(ctx, &sigs[0], now)
 	} else {
-		// Keys not in the cache are asked for at the same time.
+		// Keys not in the cache are asked for at the same time: the
+		// first signature's here, the others' on kept goroutines (see
+		// tasks).
 		var wg sync.WaitGroup
-		for i := range sigs {
-			wg.Go(func() { d.prepare(ctx, &sigs[i], now) })
+		for i := 1; i < len(sigs); i++ {
+			wg.Add(1)
+			tasks.Go(func() {
+				defer wg.Done()
+				d.prepare(ctx, &sigs[i], now)
+			})
 		}
+		d.prepare(ctx, &sigs[0], now)
 		wg.Wait()
 	}
 	var needSimple, needRelaxed bool
