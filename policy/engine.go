@@ -273,8 +273,8 @@ type lazy struct {
 	load    func(NeedSet)
 }
 
-// before loads what a rule or threshold reading needs lacks, and fills
-// env again with it.
+// before loads the pending checks that the rule or threshold about to be
+// evaluated reads (needs), and fills env again with their results.
 func (l *lazy) before(needs NeedSet, env *Env, f *Facts, use facets) {
 	if l.load == nil {
 		return
