@@ -20,3 +20,18 @@ func TestColdRange(t *testing.T) {
 		}
 	}
 }
+
+func TestSpread(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want string
+	}{
+		{nil, ""},
+		{[]float64{0.5}, ""},
+		{[]float64{0.58, 0.46, 0.64}, " (0.46–0.64)"},
+	} {
+		if got := spread(c.xs); got != c.want {
+			t.Errorf("spread(%v) = %q, want %q", c.xs, got, c.want)
+		}
+	}
+}
