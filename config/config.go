@@ -180,11 +180,22 @@ func (c *Config) CheckOn(name string) bool {
 	return false
 }
 
+// maxFileSize bounds the configuration file: a real one is a few KiB.
+const maxFileSize = 4 << 20
+
 // Load reads a configuration file over the defaults and validates it.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("config: %s: larger than %d MiB", path, maxFileSize>>20)
 	}
 	return Parse(path, data)
 }
@@ -201,6 +212,17 @@ func Parse(name string, data []byte) (*Config, error) {
 			return c, c.Validate()
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var second yaml.Node
+	if err := dec.Decode(&second); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	} else if err == nil {
+		at := &second
+		if len(second.Content) > 0 {
+			at = second.Content[0]
+		}
+		return nil, &Error{File: name, Line: at.Line, Column: max(at.Column, 1),
+			Msg: "a second YAML document (after ---): the configuration is one document"}
 	}
 	d := &decoder{pos: map[string][2]int{}}
 	if err := d.decode(&root, reflect.ValueOf(c).Elem(), ""); err != nil {

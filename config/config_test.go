@@ -53,12 +53,50 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"log:\n  level: loud\n", `log.level: "loud": want debug`},
 		{"hostname: a\nhostname: b\n", `f.yaml:2:1: hostname: key given twice`},
 		{"listen: 5\n", `listen: want a list`},
+		{"hostname: mx.example.com\n---\nbogus_key: 1\n", `f.yaml:3:1: a second YAML document (after ---)`},
+		{"hostname: mx.example.com\n---\n[\n", `f.yaml: yaml:`},
 	}
 	for _, c := range cases {
 		_, err := Parse("f.yaml", []byte(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q:\n got %v\nwant %s", c.in, err, c.want)
 		}
+	}
+}
+
+// TestAliasBomb: aliases of aliases that would expand a small file to
+// millions of values are refused quickly, naming the place.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("x: &c [")
+	for i := range 1000 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(`"127.0.0.2"`)
+	}
+	b.WriteString("]\n")
+	// x is not a key of ours: put the anchors where the walk reads them.
+	in := strings.Replace(b.String(), "x: &c [", "dnsbl:\n  zones:\n    - zone: a.test\n      codes: &c [", 1)
+	in += "    - &z {zone: b.test, codes: *c}\n"
+	for range 2000 {
+		in += "    - *z\n"
+	}
+	start := time.Now()
+	_, err := Parse("f.yaml", []byte(in))
+	if err == nil || !strings.Contains(err.Error(), "expands to more than") {
+		t.Fatalf("got %v", err)
+	}
+	t.Logf("refused in %v", time.Since(start))
+}
+
+func TestLoadRefusesAHugeFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(p, []byte("# "+strings.Repeat("x", maxFileSize)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "larger than 4 MiB") {
+		t.Errorf("got %v", err)
 	}
 }
 

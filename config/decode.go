@@ -12,10 +12,20 @@ import (
 // walks the tree itself so that every error names the file position and the
 // full key path ("limits.idle_timeout"), which yaml.v3's own errors do not.
 type decoder struct {
-	pos map[string][2]int // key path -> line, column of its value
+	pos    map[string][2]int // key path -> line, column of its value
+	visits int               // nodes decoded, aliases expanded
 }
 
+// maxDecodeNodes bounds the values a configuration expands to. A real one
+// has a few hundred; aliases of aliases could otherwise expand a small
+// file to billions (yaml.v3 guards its own Decode against that, not a
+// walk of the node tree like ours).
+const maxDecodeNodes = 100_000
+
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
+	if d.visits++; d.visits > maxDecodeNodes {
+		return posErr(n, path, "the file expands to more than %d values (aliases of aliases?)", maxDecodeNodes)
+	}
 	if d.pos != nil && path != "" {
 		if _, ok := d.pos[path]; !ok {
 			d.pos[path] = [2]int{n.Line, n.Column}
