@@ -185,14 +185,16 @@ func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("greylist.%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if c.Delay <= 0 {
-		bad("delay", "must be > 0")
+	// The stores keep times in milliseconds, and a delay under a second
+	// would not stop a sender that retries at once.
+	if c.Delay < Duration(time.Second) {
+		bad("delay", "must be at least 1s, got %v", c.Delay)
 	}
 	if c.RetryWindow <= c.Delay {
 		bad("retry_window", "must be longer than greylist.delay (%v)", c.Delay)
 	}
-	if c.PassTTL <= 0 {
-		bad("pass_ttl", "must be > 0")
+	if c.PassTTL < Duration(time.Second) {
+		bad("pass_ttl", "must be at least 1s, got %v", c.PassTTL)
 	}
 	if c.AutoAllowAfter < 0 {
 		bad("auto_allow_after", "must be >= 0 (0 turns auto-allow off)")

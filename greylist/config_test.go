@@ -59,7 +59,9 @@ func TestConfigValidate(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{func(c *Config) { c.Delay = 0 }, "greylist.delay: must be > 0"},
+		{func(c *Config) { c.Delay = 0 }, "greylist.delay: must be at least 1s"},
+		{func(c *Config) { c.Delay = Duration(900 * time.Microsecond) }, "greylist.delay: must be at least 1s, got 900µs"},
+		{func(c *Config) { c.PassTTL = Duration(500 * time.Millisecond) }, "greylist.pass_ttl: must be at least 1s"},
 		{func(c *Config) { c.RetryWindow = c.Delay }, "greylist.retry_window:"},
 		{func(c *Config) { c.PassTTL = -1 }, "greylist.pass_ttl:"},
 		{func(c *Config) { c.AutoAllowAfter = -1 }, "greylist.auto_allow_after:"},
