@@ -2,6 +2,7 @@ package greylist
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -418,5 +419,43 @@ func TestMetricsCounted(t *testing.T) {
 	}
 	if v := counterValue(t, m.Latency); v != 2 {
 		t.Errorf("latency samples = %v, want 2", v)
+	}
+}
+
+// TestMemoryCapKeepsAllows: a flood of new triplets past the cap evicts
+// triplets, not the operator's allow nor a network auto-allowed now.
+func TestMemoryCapKeepsAllows(t *testing.T) {
+	st := NewMemoryStore(20)
+	clk := newClock()
+	cfg := testConfig()
+	cfg.AutoAllowAfter = 1
+	cfg.PassCache = 0 // every decision asks the store
+	g := newGreylister(t, cfg, st, clk)
+	ctx := context.Background()
+	if _, err := g.Allow(ctx, Query{Network: ip1}, 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// A partner network auto-allowed after one pass.
+	partner := "198.18.0.10"
+	check(t, g, partner, "a@partner.example", to)
+	clk.Advance(6 * time.Minute)
+	if d := check(t, g, partner, "a@partner.example", to); d.Action != Pass {
+		t.Fatalf("partner retry: %+v", d)
+	}
+	if d := check(t, g, partner, "b@partner.example", to); d.Action != AutoAllowed {
+		t.Fatalf("partner not auto-allowed: %+v", d)
+	}
+	for i := range 100 {
+		// Distinct domains: the normalization folds numbers in local parts.
+		check(t, g, fmt.Sprintf("198.51.100.%d", i), fmt.Sprintf("spam@%c%c.example", 'a'+i/26, 'a'+i%26), to)
+		if st.Len() > 20 {
+			t.Fatalf("store grew to %d entries, cap 20", st.Len())
+		}
+	}
+	if d := check(t, g, ip1, "x@anything.example", to); d.Reason != ReasonOperatorAllow {
+		t.Errorf("operator-allowed network after the flood: %+v", d)
+	}
+	if d := check(t, g, partner, "c@partner.example", to); d.Action != AutoAllowed {
+		t.Errorf("auto-allowed network after the flood: %+v", d)
 	}
 }

@@ -18,7 +18,8 @@ import (
 // an expiry time measured on the Greylister's clock. Memory is bounded by
 // a cap on entries (greylist.max_memory_entries): when a new entry would
 // pass the cap, expired entries among the least recently written are
-// dropped first, and if none is found the least recently written entry is
+// dropped first, and if none is found the least recently written entry
+// that is not an allow (operator, or a network auto-allowed now) is
 // evicted. An evicted triplet is simply greylisted again on its next
 // attempt. Expired entries are otherwise dropped when met, so memory use is
 // bounded by the cap, not by expiry.
@@ -106,14 +107,32 @@ func (s *MemoryStore) evict(now int64) {
 		}
 		el = next
 	}
+	// The least recently written entry goes, unless it is an allow: a
+	// flood of new triplets must not push out the operator's allows, nor
+	// the networks auto-allowed now, which are written rarely. Those met
+	// are moved to the back; only a store of nothing but allows evicts
+	// one.
+	moved := 0
 	for !freed || len(s.m) >= s.max {
 		front := s.order.Front()
 		if front == nil {
 			return
 		}
-		s.remove(front.Value.(*memEntry))
+		e := front.Value.(*memEntry)
+		if moved < len(s.m) && e.isAllow(now) {
+			s.order.MoveToBack(front)
+			moved++
+			continue
+		}
+		s.remove(e)
 		freed = true
 	}
+}
+
+// isAllow reports whether e is an operator allow, or the auto-allow record
+// of a network allowed now.
+func (e *memEntry) isAllow(now int64) bool {
+	return strings.HasSuffix(e.key, ":m") || strings.HasSuffix(e.key, ":a") && e.until > now
 }
 
 func (s *MemoryStore) entry(key string, now int64) *memEntry {
