@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mxgate/gatewayd/policy"
 )
@@ -93,9 +95,10 @@ type SMTPUpstreamConfig struct {
 type SMTPUpstream struct {
 	cfg SMTPUpstreamConfig
 
-	mu   sync.Mutex
-	idle []*upConn
-	next int // index of the address that last worked
+	mu     sync.Mutex
+	idle   []*upConn
+	next   int  // index of the address that last worked
+	closed bool // Close was called: connections given back are closed
 }
 
 // NewSMTPUpstream returns a relay to the given internal MTA addresses.
@@ -128,7 +131,9 @@ func (u *SMTPUpstream) get(ctx context.Context) (*upConn, error) {
 	for len(u.idle) > 0 {
 		c := u.idle[len(u.idle)-1]
 		u.idle = u.idle[:len(u.idle)-1]
-		if time.Since(c.lastUsed) > u.cfg.IdleTimeout {
+		if time.Since(c.lastUsed) > u.cfg.IdleTimeout || !c.idleClean() {
+			// Too old, closed by the MTA, or with something to read
+			// that no command of ours asked for.
 			c.conn.Close()
 			continue
 		}
@@ -158,10 +163,16 @@ func (u *SMTPUpstream) get(ctx context.Context) (*upConn, error) {
 }
 
 func (u *SMTPUpstream) put(c *upConn) {
+	if c.br.Buffered() > 0 {
+		// A reply (or part of one) nobody asked for: the MTA and we are
+		// out of step, and the next transaction would read it.
+		c.conn.Close()
+		return
+	}
 	c.lastUsed = time.Now()
 	c.pooled = false
 	u.mu.Lock()
-	if len(u.idle) < u.cfg.MaxIdle {
+	if !u.closed && len(u.idle) < u.cfg.MaxIdle {
 		u.idle = append(u.idle, c)
 		u.mu.Unlock()
 		return
@@ -174,7 +185,7 @@ func (u *SMTPUpstream) put(c *upConn) {
 func (u *SMTPUpstream) Close() error {
 	u.mu.Lock()
 	idle := u.idle
-	u.idle = nil
+	u.idle, u.closed = nil, true
 	u.mu.Unlock()
 	for _, c := range idle {
 		c.quit()
@@ -200,7 +211,9 @@ func (u *SMTPUpstream) Begin(ctx context.Context, from Address, opts MailOpts) (
 		if c.pipelining(&u.cfg) {
 			return t, policy.Reply{Code: 250, Enhanced: "2.1.0", Text: "OK"}, nil
 		}
+		stop := context.AfterFunc(ctx, func() { c.conn.Close() })
 		r, err := t.sendMail(ctx)
+		stop()
 		if err == nil {
 			if r.Code/100 != 2 {
 				t.End()
@@ -238,7 +251,7 @@ func (t *smtpTx) sendMail(ctx context.Context) (policy.Reply, error) {
 	if err := t.c.bw.Flush(); err != nil {
 		return policy.Reply{}, err
 	}
-	r, err := t.c.readReply()
+	r, err := t.c.readFinal()
 	if err == nil && r.Code/100 == 2 {
 		t.open, t.mail = true, ""
 	}
@@ -254,6 +267,9 @@ func (t *smtpTx) Rcpt(ctx context.Context, to Address) (policy.Reply, error) {
 	rcpt := "RCPT TO:<" + to.String() + ">\r\n"
 	for attempt := 0; ; attempt++ {
 		r, err := t.rcpt(ctx, rcpt)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		}
 		if err == nil {
 			if r.Code/100 == 2 {
 				r = policy.Reply{Code: 250, Enhanced: "2.1.5", Text: "OK"}
@@ -278,6 +294,11 @@ func (t *smtpTx) Rcpt(ctx context.Context, to Address) (policy.Reply, error) {
 }
 
 func (t *smtpTx) rcpt(ctx context.Context, rcpt string) (policy.Reply, error) {
+	// The session's context ends the wait for a reply (a Shutdown past its
+	// deadline), not only the command timeout.
+	c := t.c
+	stop := context.AfterFunc(ctx, func() { c.conn.Close() })
+	defer stop()
 	if t.mail != "" && !t.c.pipelining(&t.u.cfg) {
 		r, err := t.sendMail(ctx)
 		if err != nil || r.Code/100 != 2 {
@@ -294,11 +315,11 @@ func (t *smtpTx) rcpt(ctx context.Context, rcpt string) (policy.Reply, error) {
 		return policy.Reply{}, err
 	}
 	if withMail {
-		mr, err := t.c.readReply()
+		mr, err := t.c.readFinal()
 		if err != nil {
 			return policy.Reply{}, err
 		}
-		rr, err := t.c.readReply() // the RCPT's, also after a refused MAIL
+		rr, err := t.c.readFinal() // the RCPT's, also after a refused MAIL
 		if err != nil {
 			return policy.Reply{}, err
 		}
@@ -308,7 +329,7 @@ func (t *smtpTx) rcpt(ctx context.Context, rcpt string) (policy.Reply, error) {
 		t.open, t.mail = true, ""
 		return rr, nil
 	}
-	return t.c.readReply()
+	return t.c.readFinal()
 }
 
 // Data implements UpstreamTx: BDAT when the MTA offers CHUNKING and the
@@ -353,7 +374,7 @@ func (t *smtpTx) data(ctx context.Context, msg io.Reader) (policy.Reply, error) 
 		if err := c.bw.Flush(); err != nil {
 			return policy.Reply{}, fmt.Errorf("sending message: %w", err)
 		}
-		r, err := c.readReply()
+		r, err := c.readFinal()
 		if err != nil {
 			return policy.Reply{}, fmt.Errorf("end of data: %w", err)
 		}
@@ -383,7 +404,7 @@ func (t *smtpTx) data(ctx context.Context, msg io.Reader) (policy.Reply, error) 
 	if err := dw.Close(); err != nil { // ".\r\n", flushed
 		return policy.Reply{}, fmt.Errorf("sending message: %w", err)
 	}
-	r, err = c.readReply()
+	r, err = c.readFinal()
 	if err != nil {
 		return policy.Reply{}, fmt.Errorf("end of data: %w", err)
 	}
@@ -402,8 +423,9 @@ func (t *smtpTx) End() {
 		return
 	}
 	if t.open {
-		// An aborted transaction: RSET before reuse.
-		t.c.deadline(context.Background(), t.u.cfg.CommandTimeout)
+		// An aborted transaction: RSET before reuse, within a short wait
+		// (End has no context: a Shutdown must not wait a command timeout).
+		t.c.deadline(context.Background(), min(t.u.cfg.CommandTimeout, rsetTimeout))
 		t.c.bw.WriteString("RSET\r\n")
 		err := t.c.bw.Flush()
 		var r policy.Reply
@@ -425,6 +447,7 @@ func (t *smtpTx) End() {
 // why it is ours.
 type upConn struct {
 	conn     net.Conn
+	raw      net.Conn // the TCP connection, under TLS when STARTTLS was used
 	br       *bufio.Reader
 	tr       textproto.Reader
 	bw       *bufio.Writer
@@ -445,7 +468,7 @@ func dialUpstream(ctx context.Context, addr string, cfg *SMTPUpstreamConfig) (*u
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", addr, err)
 	}
-	c := &upConn{addr: addr}
+	c := &upConn{addr: addr, raw: conn}
 	c.setConn(conn)
 	stop := context.AfterFunc(dctx, func() { conn.Close() })
 	defer stop()
@@ -455,6 +478,16 @@ func dialUpstream(ctx context.Context, addr string, cfg *SMTPUpstreamConfig) (*u
 	}
 	c.conn.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// idleClean reports whether the idle connection is open with nothing
+// unread, in our buffer or the kernel's.
+func (c *upConn) idleClean() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := c.raw.(syscall.Conn)
+	return !ok || idleClean(sc)
 }
 
 func (c *upConn) setConn(conn net.Conn) {
@@ -593,11 +626,32 @@ func (c *upConn) readReply() (policy.Reply, error) {
 	if err != nil {
 		return policy.Reply{}, err
 	}
+	if code < 200 || code > 599 {
+		// No SMTP reply is 1xx or 6xx and above; passed on, a sender
+		// could read it as anything.
+		return policy.Reply{}, fmt.Errorf("reply code %d out of range", code)
+	}
 	r := parseReply(code, msg)
 	if code == 421 {
 		return policy.Reply{}, fmt.Errorf("closing: %s", r)
 	}
 	return r, nil
+}
+
+// rsetTimeout bounds the wait for the reply to RSET after an aborted
+// transaction; a slower MTA loses the connection, not the session's time.
+const rsetTimeout = 5 * time.Second
+
+// readFinal reads the reply to a command that takes no data after it
+// (MAIL, RCPT, the end of the message): a 3xx there is a protocol error,
+// not a reply to pass on (a sender told 354 at the end of its message
+// could take it for anything), and the connection is not reused.
+func (c *upConn) readFinal() (policy.Reply, error) {
+	r, err := c.readReply()
+	if err == nil && r.Code/100 == 3 {
+		return policy.Reply{}, fmt.Errorf("unexpected reply %d %s", r.Code, r.Text)
+	}
+	return r, err
 }
 
 func (c *upConn) quit() {
@@ -619,6 +673,13 @@ func parseReply(code int, msg string) policy.Reply {
 	var text strings.Builder
 	for i, line := range strings.Split(msg, "\n") {
 		enh, rest := splitEnhanced(code, line)
+		if enh == "" {
+			// A code of another class ("550 4.1.1 ...") would contradict
+			// ours: dropped, not passed on as text.
+			if first, after, _ := strings.Cut(line, " "); looksEnhanced(first) {
+				rest = after
+			}
+		}
 		if i == 0 {
 			r.Enhanced = enh
 		}
@@ -626,12 +687,50 @@ func parseReply(code int, msg string) policy.Reply {
 			text.WriteByte(' ')
 		}
 		text.WriteString(rest)
+		if text.Len() > maxRelayedText {
+			break
+		}
 	}
-	r.Text = oneLine(text.String())
+	if r.Enhanced == "" {
+		// We offer ENHANCEDSTATUSCODES: every reply carries one, the
+		// class's own when the MTA gave none (RFC 3463 X.0.0).
+		r.Enhanced = strconv.Itoa(code/100) + ".0.0"
+	}
+	r.Text = truncUTF8(oneLine(strings.TrimSpace(text.String())), maxRelayedText)
 	if r.Text == "" {
 		r.Text = "(no text)"
 	}
 	return r
+}
+
+// maxRelayedText bounds the text of a reply relayed from the MTA: our
+// reply line stays within RFC 5321's 512 octets.
+const maxRelayedText = 400
+
+// looksEnhanced reports whether s has the shape of an enhanced status
+// code, whatever its class.
+func looksEnhanced(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || parts[0][0] < '2' || parts[0][0] > '5' {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// truncUTF8 cuts s to at most n octets, at a UTF-8 boundary.
+func truncUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // splitEnhanced splits "X.Y.Z text" into the enhanced code and the text when

@@ -2,10 +2,14 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,6 +250,15 @@ func TestUpstreamMailRefused(t *testing.T) {
 // multi-line replies. It records what it read.
 func scriptedMTA(t *testing.T, reply func(line string) string) (addr string, got func() string) {
 	t.Helper()
+	return scriptedMTAData(t, reply, nil)
+}
+
+// scriptedMTAData is scriptedMTA with the replies to the end of each
+// message given by endOfData (message n, counting from 1, over every
+// connection); nil answers a multi-line 250.
+func scriptedMTAData(t *testing.T, reply func(line string) string, endOfData func(n int) string) (addr string, got func() string) {
+	t.Helper()
+	var messages atomic.Int32
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -275,8 +288,20 @@ func scriptedMTA(t *testing.T, reply func(line string) string) (addr string, got
 					if inData {
 						if line == ".\r\n" {
 							inData = false
-							c.Write([]byte("250-2.0.0 queued\r\n250 2.0.0 as X1\r\n"))
+							out := "250-2.0.0 queued\r\n250 2.0.0 as X1\r\n"
+							if endOfData != nil {
+								out = endOfData(int(messages.Add(1)))
+							}
+							c.Write([]byte(out))
 						}
+						continue
+					}
+					if f := strings.Fields(line); len(f) >= 2 && strings.EqualFold(f[0], "BDAT") && endOfData != nil {
+						n, _ := strconv.Atoi(f[1])
+						if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+							return
+						}
+						c.Write([]byte(endOfData(int(messages.Add(1)))))
 						continue
 					}
 					out := reply(strings.TrimRight(line, "\r\n"))
@@ -339,12 +364,18 @@ func TestParseReply(t *testing.T) {
 	}{
 		{250, "2.1.5 OK", policy.Reply{Code: 250, Enhanced: "2.1.5", Text: "OK"}},
 		{550, "5.1.1 No such user\n5.1.1 see our policy", policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "No such user see our policy"}},
-		{550, "4.1.1 class differs", policy.Reply{Code: 550, Text: "4.1.1 class differs"}},
-		{451, "try later", policy.Reply{Code: 451, Text: "try later"}},
-		{554, "", policy.Reply{Code: 554, Text: "(no text)"}},
+		// A code of another class is dropped; a missing one is the class's.
+		{550, "4.1.1 class differs", policy.Reply{Code: 550, Enhanced: "5.0.0", Text: "class differs"}},
+		{451, "try later", policy.Reply{Code: 451, Enhanced: "4.0.0", Text: "try later"}},
+		{554, "", policy.Reply{Code: 554, Enhanced: "5.0.0", Text: "(no text)"}},
 		{554, "5.7.1", policy.Reply{Code: 554, Enhanced: "5.7.1", Text: "(no text)"}},
 		{552, "5.3.4 too\tbig\x01", policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "too big "}},
-		{550, "5.1000.1 bad code", policy.Reply{Code: 550, Text: "5.1000.1 bad code"}},
+		{550, "5.1000.1 bad code", policy.Reply{Code: 550, Enhanced: "5.0.0", Text: "5.1000.1 bad code"}},
+		// Our reply line stays within RFC 5321's 512 octets, cut at a
+		// UTF-8 boundary.
+		{550, "5.1.1 " + strings.Repeat("é", 300), policy.Reply{Code: 550, Enhanced: "5.1.1", Text: strings.Repeat("é", 200)}},
+		{550, "5.1.1 a\n" + strings.Repeat("5.1.1 line\n", 100) + "5.1.1 end", policy.Reply{Code: 550, Enhanced: "5.1.1",
+			Text: truncUTF8("a"+strings.Repeat(" line", 100), maxRelayedText)}},
 	}
 	for _, c := range cases {
 		if got := parseReply(c.code, c.msg); got != c.want {
@@ -540,5 +571,171 @@ func TestUpstream421(t *testing.T) {
 				t.Fatalf("MTA always answering 421: sender got %d, want 451", code)
 			}
 		})
+	}
+}
+
+// plainMTA answers like an MTA offering PIPELINING, and CHUNKING when
+// chunking (BDAT LAST only), with rcpt as the reply to RCPT ("" for 250).
+func plainMTA(rcpt string, chunking bool) func(line string) string {
+	return func(line string) string {
+		switch cmd := strings.ToUpper(line); {
+		case strings.HasPrefix(cmd, "EHLO") && chunking:
+			return "250-internal.test\r\n250-CHUNKING\r\n250 PIPELINING\r\n"
+		case strings.HasPrefix(cmd, "EHLO"):
+			return "250-internal.test\r\n250 PIPELINING\r\n"
+		case strings.HasPrefix(cmd, "RCPT") && rcpt != "":
+			return rcpt
+		case strings.HasPrefix(cmd, "DATA"):
+			return "354 go ahead\r\n"
+		case strings.HasPrefix(cmd, "QUIT"):
+			return "221 bye\r\n"
+		}
+		return "250 2.0.0 OK\r\n"
+	}
+}
+
+// TestUpstreamExtraReplyNotReused: an MTA that sends a reply too many is
+// out of step with us; its connection must not carry the next message,
+// whose replies would be read one behind (the sender told 250 for a
+// message the MTA refused).
+func TestUpstreamExtraReplyNotReused(t *testing.T) {
+	for _, chunking := range []bool{true, false} {
+		t.Run(map[bool]string{true: "bdat", false: "data"}[chunking], func(t *testing.T) {
+			addr, _ := scriptedMTAData(t, plainMTA("", chunking), func(n int) string {
+				if n == 1 {
+					return "250 2.0.0 queued\r\n250 2.0.0 queued again\r\n"
+				}
+				return "554 5.6.0 refused\r\n"
+			})
+			up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{addr}, Helo: "mx.test", MaxIdle: 4,
+				CommandTimeout: 5 * time.Second})
+			g := startGatewayUpstream(t, testConfig(), up, nil, nil)
+			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond) // the extra reply has arrived
+			if code := codeOf(sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)); code != 554 {
+				t.Fatalf("second message: sender got %d, want the MTA's 554", code)
+			}
+		})
+	}
+}
+
+// TestUpstreamOddReplies: a reply that is no SMTP reply to the command (a
+// 354 or 1xx to the end of the message or to RCPT, a 6xx) is a protocol
+// error: the sender gets a 4xx, never the odd code.
+func TestUpstreamOddReplies(t *testing.T) {
+	for _, c := range []struct{ name, rcpt, end string }{
+		{"354 at end of data", "", "354 2.0.0 send more\r\n"},
+		{"199 at end of data", "", "199 hmm\r\n"},
+		{"600 at end of data", "", "600 6.0.0 what\r\n"},
+		{"354 to RCPT", "354 go ahead\r\n", ""},
+		{"600 to RCPT", "600 6.0.0 what\r\n", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addr, _ := scriptedMTAData(t, plainMTA(c.rcpt, true), func(int) string {
+				if c.end != "" {
+					return c.end
+				}
+				return "250 2.0.0 queued\r\n"
+			})
+			up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{addr}, Helo: "mx.test", MaxIdle: 4,
+				CommandTimeout: 5 * time.Second})
+			g := startGatewayUpstream(t, testConfig(), up, nil, nil)
+			err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)
+			if code := codeOf(err); code/100 != 4 {
+				t.Fatalf("sender got %d (%v), want a 4xx", code, err)
+			}
+		})
+	}
+}
+
+// TestUpstreamClosedPool: a connection given back after Close (a reload
+// replaced the upstream while a session used it) is closed, not pooled.
+func TestUpstreamClosedPool(t *testing.T) {
+	m := startMTA(t)
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, Helo: "mx.test", MaxIdle: 4})
+	c, err := up.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Close()
+	up.put(c)
+	up.mu.Lock()
+	n := len(up.idle)
+	up.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d connections pooled after Close", n)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := c.conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("connection given back after Close still open: %v", err)
+	}
+}
+
+// TestShutdownDuringUpstreamRcpt: an MTA that never answers RCPT does not
+// hold a Shutdown past its deadline for the command timeout (an hour
+// here): the session's context ends the wait.
+func TestShutdownDuringUpstreamRcpt(t *testing.T) {
+	reply := plainMTA("", false)
+	addr, got := scriptedMTA(t, func(line string) string {
+		if strings.HasPrefix(strings.ToUpper(line), "RCPT") {
+			return "" // never answered
+		}
+		return reply(line)
+	})
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{addr}, Helo: "mx.test", MaxIdle: 4,
+		CommandTimeout: time.Hour})
+	g := startGatewayUpstream(t, testConfig(), up, nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "EHLO client.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<bob@example.com>\r\n")
+	waitFor(t, "the MTA reading RCPT", func() bool { return strings.Contains(got(), "RCPT TO") })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		done <- g.srv.Shutdown(ctx)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown still waiting for the upstream's RCPT reply")
+	}
+}
+
+// TestUpstreamStalePoolAfterRestart: after an MTA restart every pooled
+// connection is dead; they are found so before use (the MTA closed them),
+// and the message goes over a new one, not a 451.
+func TestUpstreamStalePoolAfterRestart(t *testing.T) {
+	m := startMTA(t)
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, Helo: "mx.test", MaxIdle: 4})
+	g := startGatewayUpstream(t, testConfig(), up, m, nil)
+	var conns []*upConn
+	for range 3 {
+		c, err := up.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		up.put(c)
+	}
+	m.srv.Close()
+	l, err := net.Listen("tcp", m.addr)
+	if err != nil {
+		t.Fatalf("cannot rebind %s: %v", m.addr, err)
+	}
+	srv2 := smtp.NewServer(mtaBackend{m})
+	srv2.ErrorLog = logDiscard{}
+	go srv2.Serve(l)
+	defer srv2.Close()
+	time.Sleep(50 * time.Millisecond) // the old connections' FINs have arrived
+	if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+		t.Fatalf("after the MTA restarted with %d pooled connections: %v", len(conns), err)
 	}
 }
