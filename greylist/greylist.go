@@ -362,6 +362,23 @@ func (c *passCache) put(key string, now time.Time, o Outcome) {
 	c.m[key] = cachedPass{Outcome: o, until: now.Add(c.ttl)}
 }
 
+// forgetNetwork drops the cached passes of a network's triplets (an
+// operator allow was removed: this gateway must not keep answering with
+// it; other gateways on the same Redis stop within their pass_cache).
+func (c *passCache) forgetNetwork(n netip.Prefix) {
+	if c == nil {
+		return
+	}
+	prefix := netTag(n) + ":"
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if strings.HasPrefix(k, prefix) {
+			delete(c.m, k)
+		}
+	}
+}
+
 // staticAllow applies greylist.allow_cidrs, allow_domains and
 // allow_recipients.
 func (g *Greylister) staticAllow(t Triplet, n Normalized) (Reason, bool) {

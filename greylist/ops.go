@@ -124,7 +124,9 @@ func (g *Greylister) Release(ctx context.Context, q Query) (Released, error) {
 
 // Allow allow-lists q's network (sender and recipient must be empty) for
 // d; d <= 0 removes an operator allow. The allow is a store record, shared
-// by every gateway on the same Redis, and expires by itself.
+// by every gateway on the same Redis, and expires by itself. A removal
+// also drops this gateway's cached passes of the network; other gateways
+// keep theirs for up to greylist.pass_cache.
 func (g *Greylister) Allow(ctx context.Context, q Query, d time.Duration) (Allowance, error) {
 	if q.Sender != "" || q.Recipient != "" {
 		return Allowance{}, fmt.Errorf("%w: allow takes a network only", ErrBadQuery)
@@ -140,6 +142,9 @@ func (g *Greylister) Allow(ctx context.Context, q Query, d time.Duration) (Allow
 	if err := g.store.Allow(ctx, n.Network, until, now); err != nil {
 		g.metrics.storeError(g.store.Name(), "allow")
 		return Allowance{}, fmt.Errorf("greylist: %w", err)
+	}
+	if d <= 0 {
+		g.passes.forgetNetwork(n.Network)
 	}
 	a := Allowance{Network: n.Network.String()}
 	if d > 0 {

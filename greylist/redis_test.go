@@ -366,3 +366,23 @@ func TestPassCacheBound(t *testing.T) {
 		t.Fatal("expired entry answered")
 	}
 }
+
+// TestAllowRemovalForgetsCachedPasses: after an operator allow is removed
+// on this gateway, its cached "allowed" answers go with it.
+func TestAllowRemovalForgetsCachedPasses(t *testing.T) {
+	_, g, _, _ := faultSetupClock(t, func(c *Config) { c.PassCache = Duration(time.Minute) })
+	ctx := context.Background()
+	if _, err := g.Allow(ctx, Query{Network: ip1}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	check(t, g, ip1, from, to)
+	if d := check(t, g, ip1, from, to); !d.Cached || d.Reason != ReasonOperatorAllow {
+		t.Fatalf("second decision not from the cache: %+v", d)
+	}
+	if _, err := g.Allow(ctx, Query{Network: ip1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := check(t, g, ip1, from, to); d.Action != Defer || d.Cached {
+		t.Errorf("after the allow was removed: %+v", d)
+	}
+}
