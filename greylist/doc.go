@@ -57,8 +57,10 @@
 //
 // For example gl:{192.0.2.0/24}:t:alice@example.org:bob@example.net and
 // gl:{2001:db8:1:2::/64}:a. Every key carries a TTL, so Redis cleans up by
-// itself; the times inside the values decide, so a fake clock and clock
-// skew do not matter. Show, Release of a network and Counts use SCAN (on
+// itself; the times inside the values decide, and decisions take them
+// from Redis' clock (TIME), so gateways sharing Redis agree however their
+// own clocks drift (a fake clock given with WithClock is used instead, for
+// tests). Show, Release of a network and Counts use SCAN (on
 // every master of a cluster): operator commands, not mail-path calls.
 //
 // The memory store uses the same keys in a map, with the same expiry,

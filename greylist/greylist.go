@@ -117,6 +117,9 @@ type Greylister struct {
 	store   Store
 	owned   bool
 	now     func() time.Time
+	// clockGiven: WithClock set now, which the stores then use; else a
+	// shared store decides on its own clock (Params.ServerClock).
+	clockGiven bool
 	metrics *Metrics
 
 	allowNets    []netip.Prefix
@@ -131,7 +134,9 @@ type Option func(*Greylister)
 
 // WithClock sets the clock (default time.Now). Tests use a fake clock to
 // step over delays and windows without sleeping.
-func WithClock(now func() time.Time) Option { return func(g *Greylister) { g.now = now } }
+func WithClock(now func() time.Time) Option {
+	return func(g *Greylister) { g.now, g.clockGiven = now, true }
+}
 
 // WithMetrics records into m, which the daemon registers once (see
 // Metrics). Without it the Greylister has metrics of its own, reachable
@@ -172,6 +177,7 @@ func New(cfg Config, store Store, opts ...Option) (*Greylister, error) {
 	for _, o := range opts {
 		o(g)
 	}
+	g.params.ServerClock = !g.clockGiven
 	if g.metrics == nil {
 		g.metrics = NewMetrics()
 	}

@@ -24,9 +24,12 @@ type RedisStore struct {
 }
 
 // decideScript is the decision, atomic in Redis. Times are Unix
-// milliseconds passed in from the Go side (ARGV[1]), never Redis' own
-// clock, so a fake clock works in tests and clock skew between gateways and
-// Redis does not matter. It mirrors MemoryStore.Decide.
+// milliseconds: Redis' own clock (TIME) when ARGV[1] is negative, which is
+// how the daemon calls it, so that gateways sharing Redis agree on first
+// sightings and delays however their clocks drift (a gateway six minutes
+// ahead would otherwise pass a retry sent one second after a first try on
+// another); else the time passed in (tests, with a fake clock). It mirrors
+// MemoryStore.Decide.
 //
 //	KEYS[1] triplet hash  {f = first seen, p = passed at or 0}
 //	KEYS[2] network auto-allow hash  {c = passes counted, h = last counted, u = allowed until}
@@ -34,8 +37,7 @@ type RedisStore struct {
 //	ARGV    now, delay, retry window, pass TTL, auto-allow after, count interval
 //
 // It returns {code, first seen, retry at, passes, became auto-allowed}.
-var decideScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
+var decideScript = redis.NewScript(serverNow + `
 local delay = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local passttl = tonumber(ARGV[4])
@@ -88,12 +90,23 @@ end
 return {code, f, 0, cnt, became}
 `)
 
+// serverNow starts a script: now is ARGV[1], or Redis' clock when that is
+// negative. Scripts are replicated by their effects (the only way from
+// Redis 7; asked for explicitly on older servers), so reading TIME before
+// writing is allowed.
+const serverNow = `
+if redis.replicate_commands then redis.replicate_commands() end
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end`
+
 // releaseScript marks one triplet passed, keeping its first-seen time if
 // it is still live.
 //
 //	KEYS[1] triplet hash; ARGV now, pass TTL, retry window
-var releaseScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
+var releaseScript = redis.NewScript(serverNow + `
 local passttl = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local t = redis.call('HMGET', KEYS[1], 'f', 'p')
@@ -105,6 +118,14 @@ redis.call('HSET', KEYS[1], 'f', f, 'p', now)
 redis.call('PEXPIRE', KEYS[1], passttl)
 return 1
 `)
+
+// scriptNow is the scripts' ARGV[1]: -1 for Redis' own clock.
+func scriptNow(now time.Time, p Params) int64 {
+	if p.ServerClock {
+		return -1
+	}
+	return msOf(now)
+}
 
 // NewRedisStore connects to Redis as configured: a cluster client when
 // cfg.Cluster, a Sentinel failover client when cfg.MasterName is set, else
@@ -187,7 +208,7 @@ func (s *RedisStore) Keys(t Normalized) []string {
 // Decide runs the decision script: one round trip.
 func (s *RedisStore) Decide(ctx context.Context, t Normalized, now time.Time, p Params) (Outcome, error) {
 	res, err := decideScript.Run(ctx, s.c, s.Keys(t),
-		msOf(now), durMS(p.Delay), durMS(p.RetryWindow), durMS(p.PassTTL),
+		scriptNow(now, p), durMS(p.Delay), durMS(p.RetryWindow), durMS(p.PassTTL),
 		p.AutoAllowAfter, durMS(p.AutoAllowInterval)).Int64Slice()
 	if err != nil {
 		return Outcome{}, fmt.Errorf("decide: %w", err)
@@ -371,7 +392,7 @@ func globEscape(s string) string {
 // Release marks a triplet, or every pending triplet of a network, passed.
 func (s *RedisStore) Release(ctx context.Context, q Normalized, nowT time.Time, p Params) (int, error) {
 	now := msOf(nowT)
-	args := []any{now, durMS(p.PassTTL), durMS(p.RetryWindow)}
+	args := []any{scriptNow(nowT, p), durMS(p.PassTTL), durMS(p.RetryWindow)}
 	if q.Sender != "" || q.Recipient != "" {
 		if err := releaseScript.Run(ctx, s.c, []string{s.prefix + TripletKey(q)}, args...).Err(); err != nil {
 			return 0, fmt.Errorf("release: %w", err)

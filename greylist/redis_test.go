@@ -386,3 +386,44 @@ func TestAllowRemovalForgetsCachedPasses(t *testing.T) {
 		t.Errorf("after the allow was removed: %+v", d)
 	}
 }
+
+// TestRedisClockDecides: gateways sharing Redis decide on Redis' clock. A
+// gateway whose own clock runs six minutes ahead (past the delay) still
+// defers a retry sent right after another gateway first saw the triplet,
+// and both pass it once the delay has passed on Redis' clock.
+func TestRedisClockDecides(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := testConfig()
+	cfg.Delay = Duration(time.Second)
+	cfg.RetryWindow = Duration(time.Hour)
+	a, err := New(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b's clock is six minutes ahead; like a, it has no clock given, so
+	// it decides on Redis' clock (the option only stands in for a host
+	// whose clock is wrong).
+	b, err := New(cfg, st, WithClock(func() time.Time { return time.Now().Add(6 * time.Minute) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.params.ServerClock = true
+	if d := check(t, a, ip1, from, to); d.Action != Defer || d.Reason != ReasonFirstSeen {
+		t.Fatalf("first sight on a: %+v", d)
+	}
+	if d := check(t, b, ip1, from, to); d.Action != Defer || d.Reason != ReasonTooEarly {
+		t.Fatalf("retry at once on b, whose clock is ahead: %+v, want too_early", d)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if d := check(t, b, ip1, from, to); d.Action != Pass {
+		t.Fatalf("retry on b after the delay: %+v", d)
+	}
+	if d := check(t, a, ip1, from, to); d.Action != Pass || d.Reason != ReasonKnown {
+		t.Fatalf("then on a: %+v", d)
+	}
+}

@@ -51,6 +51,11 @@ type Params struct {
 	PassTTL           time.Duration
 	AutoAllowAfter    int
 	AutoAllowInterval time.Duration
+	// ServerClock makes a shared store (Redis) decide on its own clock,
+	// not on the time passed in: gateways sharing it then agree however
+	// their clocks drift. It is set unless the Greylister was given a
+	// clock (tests).
+	ServerClock bool
 }
 
 // Outcome is a Store's answer to Decide.
