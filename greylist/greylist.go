@@ -112,15 +112,15 @@ type Decision struct {
 
 // Greylister makes greylist decisions. It is safe for concurrent use.
 type Greylister struct {
-	cfg     Config
-	params  Params
-	store   Store
-	owned   bool
-	now     func() time.Time
+	cfg    Config
+	params Params
+	store  Store
+	owned  bool
+	now    func() time.Time
 	// clockGiven: WithClock set now, which the stores then use; else a
 	// shared store decides on its own clock (Params.ServerClock).
 	clockGiven bool
-	metrics *Metrics
+	metrics    *Metrics
 
 	allowNets    []netip.Prefix
 	allowDomains []string
