@@ -56,7 +56,8 @@
 //	gl:{<net>}:m                  string: operator allow until, Unix ms. TTL: the allow's length.
 //
 // For example gl:{192.0.2.0/24}:t:alice@example.org:bob@example.net and
-// gl:{2001:db8:1:2::/64}:a. Every key carries a TTL, so Redis cleans up by
+// gl:{2001:db8:1:2::/64}:a. A ':' or '%' inside the sender or recipient
+// is written %3a or %25, so no two triplets share a key. Every key carries a TTL, so Redis cleans up by
 // itself; the times inside the values decide, and decisions take them
 // from Redis' clock (TIME), so gateways sharing Redis agree however their
 // own clocks drift (a fake clock given with WithClock is used instead, for

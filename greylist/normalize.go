@@ -81,6 +81,12 @@ func NormalizeSender(s string) string {
 func NormalizeRecipient(s string) string {
 	s = strings.ToLower(strings.TrimSpace(s))
 	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">"))
+	if strings.HasPrefix(s, "@") {
+		// Source route: "@a,@b:user@domain" (RFC 5321 section 4.1.2).
+		if i := strings.IndexByte(s, ':'); i >= 0 {
+			s = s[i+1:]
+		}
+	}
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
 		s = s[:i+1] + normDomain(s[i+1:])
 	}

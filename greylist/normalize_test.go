@@ -54,6 +54,7 @@ func TestNormalizeRecipient(t *testing.T) {
 		{"<Bob@Example.NET>", "bob@example.net"},
 		{"bob+x@example.net.", "bob+x@example.net"},
 		{"Postmaster", "postmaster"},
+		{"<@relay.example:Bob@Example.NET>", "bob@example.net"}, // source route dropped
 	}
 	for _, tt := range tests {
 		if got := NormalizeRecipient(tt.in); got != tt.want {
@@ -202,4 +203,25 @@ func FuzzParseDuration(f *testing.F) {
 			t.Fatalf("ParseDuration(%q) = %v; reparse %v, %v", s, d, d2, err)
 		}
 	})
+}
+
+// TestTripletKeysDistinct: the ':' between sender and recipient cannot be
+// forged by either part; splitTriplet gives both parts back.
+func TestTripletKeysDistinct(t *testing.T) {
+	n := netip.MustParsePrefix("192.0.2.0/24")
+	a := Normalized{Network: n, Sender: "evil@spam.example", Recipient: "x:bob@example.net"}
+	b := Normalized{Network: n, Sender: "evil@spam.example:x", Recipient: "bob@example.net"}
+	if TripletKey(a) == TripletKey(b) {
+		t.Fatalf("two triplets share the key %s", TripletKey(a))
+	}
+	for _, tr := range []Normalized{a, b, {Network: n, Sender: "a%3a@x", Recipient: "b%@y"}} {
+		rest := strings.TrimPrefix(TripletKey(tr), netTag(n)+":t:")
+		if s, r := splitTriplet(rest); s != tr.Sender || r != tr.Recipient {
+			t.Errorf("splitTriplet(%q) = %q, %q; want %q, %q", rest, s, r, tr.Sender, tr.Recipient)
+		}
+	}
+	plain := Normalized{Network: n, Sender: "alice@example.org", Recipient: "bob@example.net"}
+	if got := TripletKey(plain); got != "gl:{192.0.2.0/24}:t:alice@example.org:bob@example.net" {
+		t.Errorf("plain key changed: %s", got)
+	}
 }

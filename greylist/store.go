@@ -126,7 +126,26 @@ func netTag(n netip.Prefix) string { return "gl:{" + n.String() + "}" }
 
 // TripletKey is the key of a triplet's record, without a KeyPrefix.
 func TripletKey(t Normalized) string {
-	return netTag(t.Network) + ":t:" + t.Sender + ":" + t.Recipient
+	return netTag(t.Network) + ":t:" + keyPart(t.Sender) + ":" + keyPart(t.Recipient)
+}
+
+// keyPart escapes ':' (the separator) and '%' in a key part, so that two
+// triplets never share a key ("a:@x" + "b" against "a" + "@x:b"); the
+// addresses of nearly all mail hold neither, and their keys are as they
+// were.
+func keyPart(s string) string {
+	if !strings.ContainsAny(s, ":%") {
+		return s
+	}
+	return strings.NewReplacer("%", "%25", ":", "%3a").Replace(s)
+}
+
+// unKeyPart undoes keyPart.
+func unKeyPart(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	return strings.NewReplacer("%3a", ":", "%25", "%").Replace(s)
 }
 
 // AutoKey is the key of a network's auto-allow record.
@@ -162,9 +181,9 @@ func keyKind(k string) (kind byte, network, rest string, ok bool) {
 func splitTriplet(rest string) (sender, rcpt string) {
 	i := strings.LastIndexByte(rest, ':')
 	if i < 0 {
-		return rest, ""
+		return unKeyPart(rest), ""
 	}
-	return rest[:i], rest[i+1:]
+	return unKeyPart(rest[:i]), unKeyPart(rest[i+1:])
 }
 
 // msOf and timeOf convert between times and the Unix milliseconds stored.
