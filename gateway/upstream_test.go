@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -398,6 +399,15 @@ func FuzzParseReply(f *testing.F) {
 			if c < 0x20 || c == 0x7f {
 				t.Fatalf("control character in %+v", r)
 			}
+		}
+		if len(r.Text) > maxRelayedText {
+			t.Fatalf("text of %d octets", len(r.Text))
+		}
+		if utf8.ValidString(msg) && !utf8.ValidString(r.Text) {
+			t.Fatalf("valid UTF-8 cut in the middle of a character: %q", r.Text)
+		}
+		if code >= 200 && code <= 599 && (!looksEnhanced(r.Enhanced) || r.Enhanced[0] != byte('0'+code/100)) {
+			t.Fatalf("enhanced code %q for %d", r.Enhanced, code)
 		}
 	})
 }
