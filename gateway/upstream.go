@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,6 +170,9 @@ func (u *SMTPUpstream) put(c *upConn) {
 		c.conn.Close()
 		return
 	}
+	// No deadline while it idles: the check before reuse reads it, and a
+	// deadline past would fail that check.
+	c.conn.SetDeadline(time.Time{})
 	c.lastUsed = time.Now()
 	c.pooled = false
 	u.mu.Lock()
@@ -486,6 +490,18 @@ func (c *upConn) idleClean() bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
+	if c.conn != c.raw {
+		// TLS reads the socket greedily: a record that came with the last
+		// reply waits inside tls.Conn, out of the socket's sight. A read
+		// with a deadline already past gives what it holds, else times
+		// out at once (a timeout in crypto/tls is not sticky).
+		c.conn.SetReadDeadline(time.Now())
+		_, err := c.br.Peek(1)
+		c.conn.SetReadDeadline(time.Time{})
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return false
+		}
+	}
 	sc, ok := c.raw.(syscall.Conn)
 	return !ok || idleClean(sc)
 }
@@ -741,10 +757,8 @@ func splitEnhanced(code int, line string) (string, string) {
 	if len(parts) != 3 || parts[0] != strconv.Itoa(code/100) {
 		return "", line
 	}
-	for _, p := range parts[1:] {
-		if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 999 || len(p) > 3 {
-			return "", line
-		}
+	if !looksEnhanced(first) {
+		return "", line
 	}
 	return first, rest
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -293,7 +294,7 @@ func scriptedMTAData(t *testing.T, reply func(line string) string, endOfData fun
 							if endOfData != nil {
 								out = endOfData(int(messages.Add(1)))
 							}
-							c.Write([]byte(out))
+							writeParts(c, out)
 						}
 						continue
 					}
@@ -302,7 +303,7 @@ func scriptedMTAData(t *testing.T, reply func(line string) string, endOfData fun
 						if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
 							return
 						}
-						c.Write([]byte(endOfData(int(messages.Add(1)))))
+						writeParts(c, endOfData(int(messages.Add(1))))
 						continue
 					}
 					out := reply(strings.TrimRight(line, "\r\n"))
@@ -372,6 +373,7 @@ func TestParseReply(t *testing.T) {
 		{554, "5.7.1", policy.Reply{Code: 554, Enhanced: "5.7.1", Text: "(no text)"}},
 		{552, "5.3.4 too\tbig\x01", policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "too big "}},
 		{550, "5.1000.1 bad code", policy.Reply{Code: 550, Enhanced: "5.0.0", Text: "5.1000.1 bad code"}},
+		{250, "2.+1.0 ok", policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "2.+1.0 ok"}},
 		// Our reply line stays within RFC 5321's 512 octets, cut at a
 		// UTF-8 boundary.
 		{550, "5.1.1 " + strings.Repeat("é", 300), policy.Reply{Code: 550, Enhanced: "5.1.1", Text: strings.Repeat("é", 200)}},
@@ -584,6 +586,17 @@ func TestUpstream421(t *testing.T) {
 	}
 }
 
+// writeParts writes s, pausing 20 ms at each NUL (which is not written):
+// a reply that arrives after the one before was read.
+func writeParts(c net.Conn, s string) {
+	for i, part := range strings.Split(s, "\x00") {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.Write([]byte(part))
+	}
+}
+
 // plainMTA answers like an MTA offering PIPELINING, and CHUNKING when
 // chunking (BDAT LAST only), with rcpt as the reply to RCPT ("" for 250).
 func plainMTA(rcpt string, chunking bool) func(line string) string {
@@ -609,11 +622,20 @@ func plainMTA(rcpt string, chunking bool) func(line string) string {
 // whose replies would be read one behind (the sender told 250 for a
 // message the MTA refused).
 func TestUpstreamExtraReplyNotReused(t *testing.T) {
-	for _, chunking := range []bool{true, false} {
-		t.Run(map[bool]string{true: "bdat", false: "data"}[chunking], func(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		chunking bool
+		extra    string // "\x00" first: it arrives after the reply was read
+	}{
+		{"bdat", true, "250 2.0.0 queued again\r\n"},
+		{"data", false, "250 2.0.0 queued again\r\n"},
+		{"bdat, arriving later", true, "\x00250 2.0.0 queued again\r\n"},
+	} {
+		chunking := c.chunking
+		t.Run(c.name, func(t *testing.T) {
 			addr, _ := scriptedMTAData(t, plainMTA("", chunking), func(n int) string {
 				if n == 1 {
-					return "250 2.0.0 queued\r\n250 2.0.0 queued again\r\n"
+					return "250 2.0.0 queued\r\n" + c.extra
 				}
 				return "554 5.6.0 refused\r\n"
 			})
@@ -747,5 +769,139 @@ func TestUpstreamStalePoolAfterRestart(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // the old connections' FINs have arrived
 	if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
 		t.Fatalf("after the MTA restarted with %d pooled connections: %v", len(conns), err)
+	}
+}
+
+// holdConn buffers writes while hold is set, so that several TLS records
+// leave in one TCP segment.
+type holdConn struct {
+	net.Conn
+	mu   sync.Mutex
+	hold bool
+	buf  bytes.Buffer
+}
+
+func (h *holdConn) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hold {
+		return h.buf.Write(p)
+	}
+	return h.Conn.Write(p)
+}
+
+func (h *holdConn) flush() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hold = false
+	h.Conn.Write(h.buf.Bytes())
+	h.buf.Reset()
+}
+
+// TestUpstreamTLSExtraReplyNotReused: TestUpstreamExtraReplyNotReused over
+// STARTTLS, the extra reply in its own TLS record of the same segment.
+func TestUpstreamTLSExtraReplyNotReused(t *testing.T) {
+	cert := selfSigned(t)
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var messages, conns atomic.Int32
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer nc.Close()
+				hc := &holdConn{Conn: nc}
+				r := bufio.NewReader(nc)
+				io.WriteString(nc, "220 mx.test\r\n")
+				r.ReadString('\n') // EHLO
+				io.WriteString(nc, "250-mx.test\r\n250 STARTTLS\r\n")
+				r.ReadString('\n') // STARTTLS
+				io.WriteString(nc, "220 go\r\n")
+				tc := tls.Server(hc, &tls.Config{Certificates: []tls.Certificate{cert}})
+				if tc.Handshake() != nil {
+					return
+				}
+				r = bufio.NewReader(tc)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					f := strings.Fields(line)
+					switch cmd := strings.ToUpper(f[0]); cmd {
+					case "EHLO":
+						io.WriteString(tc, "250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+					case "BDAT":
+						n, _ := strconv.Atoi(f[1])
+						io.CopyN(io.Discard, r, int64(n))
+						if messages.Add(1) == 1 {
+							hc.mu.Lock()
+							hc.hold = true
+							hc.mu.Unlock()
+							io.WriteString(tc, "250 2.0.0 queued\r\n")
+							io.WriteString(tc, "250 2.0.0 queued again\r\n")
+							hc.flush()
+						} else {
+							io.WriteString(tc, "554 5.6.0 refused\r\n")
+						}
+					case "QUIT":
+						io.WriteString(tc, "221 bye\r\n")
+						return
+					default:
+						io.WriteString(tc, "250 2.0.0 OK\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{l.Addr().String()}, Helo: "mx.test", MaxIdle: 4,
+		CommandTimeout: 5 * time.Second, StartTLS: "require",
+		TLSConfig: &tls.Config{RootCAs: roots, ServerName: "mx.test"}})
+	g := startGatewayUpstream(t, testConfig(), up, nil, nil)
+	if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if code := codeOf(sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)); code != 554 {
+		t.Fatalf("second message: sender got %d, want the MTA's 554 (MTA connections: %d)", code, conns.Load())
+	}
+}
+
+// TestUpstreamPoolAfterReset: a connection given back after an aborted
+// transaction (RSET within min(command timeout, 5 s)) is reused while
+// younger than IdleTimeout.
+func TestUpstreamPoolAfterReset(t *testing.T) {
+	m := startMTA(t)
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, Helo: "mx.test", MaxIdle: 4,
+		CommandTimeout: 200 * time.Millisecond, IdleTimeout: 30 * time.Second})
+	defer up.Close()
+	ctx := context.Background()
+	from := Address{Local: "a", Domain: "sender.test"}
+	tx, _, err := up.Begin(ctx, from, MailOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Rcpt(ctx, Address{Local: "bob", Domain: "example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	tx.End() // aborted: RSET, deadline now+200ms left on the conn
+	time.Sleep(400 * time.Millisecond)
+	c, err := up.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if !c.pooled {
+		t.Fatalf("a 400 ms idle connection (IdleTimeout 30s) was not reused: idleClean fails on its expired read deadline")
 	}
 }
