@@ -312,7 +312,7 @@ func (s *MemoryStore) Release(ctx context.Context, q Normalized, nowT time.Time,
 }
 
 // Allow sets or, with until not after now, removes an operator allow.
-func (s *MemoryStore) Allow(ctx context.Context, network netip.Prefix, untilT, nowT time.Time) error {
+func (s *MemoryStore) Allow(ctx context.Context, network netip.Prefix, untilT, nowT time.Time, _ Params) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -139,7 +139,7 @@ func (g *Greylister) Allow(ctx context.Context, q Query, d time.Duration) (Allow
 	defer cancel()
 	now := g.now()
 	until := now.Add(d)
-	if err := g.store.Allow(ctx, n.Network, until, now); err != nil {
+	if err := g.store.Allow(ctx, n.Network, until, now, g.params); err != nil {
 		g.metrics.storeError(g.store.Name(), "allow")
 		return Allowance{}, fmt.Errorf("greylist: %w", err)
 	}

@@ -36,7 +36,7 @@ type RedisStore struct {
 //	KEYS[3] network operator allow string  (allowed until)
 //	ARGV    now, delay, retry window, pass TTL, auto-allow after, count interval
 //
-// It returns {code, first seen, retry at, passes, became auto-allowed}.
+// It returns {code, first seen, retry at, passes, became auto-allowed, now}.
 var decideScript = redis.NewScript(serverNow + `
 local delay = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -45,7 +45,7 @@ local need = tonumber(ARGV[5])
 local interval = tonumber(ARGV[6])
 
 local op = tonumber(redis.call('GET', KEYS[3]) or 0) or 0
-if op > now then return {6, 0, 0, 0, 0} end
+if op > now then return {6, 0, 0, 0, 0, now} end
 
 local a = redis.call('HMGET', KEYS[2], 'c', 'h', 'u')
 local cnt = tonumber(a[1]) or 0
@@ -54,7 +54,7 @@ local au = tonumber(a[3]) or 0
 if au > now then
   redis.call('HSET', KEYS[2], 'u', now + passttl)
   redis.call('PEXPIRE', KEYS[2], passttl)
-  return {7, 0, 0, cnt, 0}
+  return {7, 0, 0, cnt, 0, now}
 end
 if last + passttl <= now then cnt = 0; last = 0 end
 if au > 0 then cnt = 0; last = 0; au = 0 end
@@ -73,9 +73,9 @@ else code = 4 end
 if code == 1 then
   redis.call('HSET', KEYS[1], 'f', now, 'p', 0)
   redis.call('PEXPIRE', KEYS[1], window)
-  return {code, now, now + delay, cnt, 0}
+  return {code, now, now + delay, cnt, 0, now}
 end
-if code == 2 then return {2, f, f + delay, cnt, 0} end
+if code == 2 then return {2, f, f + delay, cnt, 0, now} end
 
 redis.call('HSET', KEYS[1], 'p', now)
 redis.call('PEXPIRE', KEYS[1], passttl)
@@ -87,7 +87,7 @@ if need > 0 and (last == 0 or now - last >= interval) then
   redis.call('HSET', KEYS[2], 'c', cnt, 'h', last, 'u', au)
   redis.call('PEXPIRE', KEYS[2], passttl)
 end
-return {code, f, 0, cnt, became}
+return {code, f, 0, cnt, became, now}
 `)
 
 // serverNow starts a script: now is ARGV[1], or Redis' clock when that is
@@ -101,6 +101,15 @@ if now < 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end`
+
+// allowScript sets an operator allow for ARGV[2] ms from now.
+//
+//	KEYS[1] operator allow string; ARGV now, length
+var allowScript = redis.NewScript(serverNow + `
+local d = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], now + d, 'PX', d)
+return 1
+`)
 
 // releaseScript marks one triplet passed, keeping its first-seen time if
 // it is still live.
@@ -213,8 +222,18 @@ func (s *RedisStore) Decide(ctx context.Context, t Normalized, now time.Time, p 
 	if err != nil {
 		return Outcome{}, fmt.Errorf("decide: %w", err)
 	}
-	if len(res) != 5 {
+	if len(res) != 6 {
 		return Outcome{}, fmt.Errorf("decide: script returned %d values", len(res))
+	}
+	if p.ServerClock {
+		// Times come back on Redis' clock: moved onto ours, so that "try
+		// again in N seconds" counts from our now, whatever the skew.
+		shift := msOf(now) - res[5]
+		for _, i := range []int{1, 2} {
+			if res[i] > 0 {
+				res[i] += shift
+			}
+		}
 	}
 	return outcomeOf(res[0], res[1], res[2], res[3], res[4]), nil
 }
@@ -421,14 +440,17 @@ func (s *RedisStore) Release(ctx context.Context, q Normalized, nowT time.Time, 
 }
 
 // Allow sets or, with until not after now, removes an operator allow.
-func (s *RedisStore) Allow(ctx context.Context, network netip.Prefix, untilT, nowT time.Time) error {
+// The allow's end is counted from the decisions' clock (Redis' own with
+// p.ServerClock), so that a gateway whose clock is behind does not set an
+// allow that has already ended.
+func (s *RedisStore) Allow(ctx context.Context, network netip.Prefix, untilT, nowT time.Time, p Params) error {
 	key := s.prefix + OperatorKey(network)
 	d := untilT.Sub(nowT)
 	var err error
 	if d < time.Millisecond {
 		err = s.c.Del(ctx, key).Err()
 	} else {
-		err = s.c.Set(ctx, key, msOf(untilT), d).Err()
+		err = allowScript.Run(ctx, s.c, []string{key}, scriptNow(nowT, p), durMS(d)).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("allow: %w", err)

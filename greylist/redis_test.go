@@ -427,3 +427,49 @@ func TestRedisClockDecides(t *testing.T) {
 		t.Fatalf("then on a: %+v", d)
 	}
 }
+
+// TestRedisClockAllow: an operator allow set from a gateway whose clock is
+// two hours behind lasts its hour on Redis' clock.
+func TestRedisClockAllow(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	g, err := New(testConfig(), st, WithClock(func() time.Time { return time.Now().Add(-2 * time.Hour) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.params.ServerClock = true // a host whose clock is wrong (see TestRedisClockDecides)
+	if _, err := g.Allow(context.Background(), Query{Network: ip1}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d := check(t, g, ip1, from, to); d.Reason != ReasonOperatorAllow {
+		t.Fatalf("after an hour's allow: %+v, want operator_allow", d)
+	}
+}
+
+// TestRedisClockRetryAt: the retry time given to a gateway whose clock is
+// ahead is on its own clock: "try again in N seconds" counts the delay.
+func TestRedisClockRetryAt(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	ahead := func() time.Time { return time.Now().Add(6 * time.Minute) }
+	g, err := New(testConfig(), st, WithClock(ahead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.params.ServerClock = true // a host whose clock is wrong (see TestRedisClockDecides)
+	d := check(t, g, ip1, from, to)
+	if d.Action != Defer {
+		t.Fatalf("first sight: %+v", d)
+	}
+	if wait := d.RetryAt.Sub(ahead()); wait < g.params.Delay-time.Minute || wait > g.params.Delay {
+		t.Errorf("retry in %v on the gateway's clock, want about the delay %v", wait, g.params.Delay)
+	}
+}

@@ -12,8 +12,10 @@ import (
 // MemoryStore and RedisStore, implement the same rules; the Greylister adds
 // static allow lists, deadlines, failure handling and metrics on top.
 //
-// All times come from the caller (the Greylister's clock), never from the
-// store's own clock, so the rules can be tested with a fake clock.
+// Times come from the caller (the Greylister's clock), except that a
+// shared store decides on its own clock when Params.ServerClock is set
+// (decisions, releases and operator allows), so the rules can be tested
+// with a fake clock and gateways sharing a store agree.
 type Store interface {
 	// Decide applies the greylist rules to one triplet at now.
 	Decide(ctx context.Context, t Normalized, now time.Time, p Params) (Outcome, error)
@@ -26,8 +28,9 @@ type Store interface {
 	// returns how many triplets it released.
 	Release(ctx context.Context, q Normalized, now time.Time, p Params) (int, error)
 	// Allow allow-lists a network until the given time; an until not
-	// after now removes the operator allow.
-	Allow(ctx context.Context, network netip.Prefix, until, now time.Time) error
+	// after now removes the operator allow. With p.ServerClock, a shared
+	// store counts the allow's length (until - now) from its own clock.
+	Allow(ctx context.Context, network netip.Prefix, until, now time.Time, p Params) error
 	// Counts counts the live entries at now.
 	Counts(ctx context.Context, now time.Time, p Params) (Counts, error)
 	// Name is "memory" or "redis", for metrics and logs.
