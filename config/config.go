@@ -213,14 +213,20 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	var second yaml.Node
-	if err := dec.Decode(&second); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	} else if err == nil {
-		at := &second
-		if len(second.Content) > 0 {
-			at = second.Content[0]
+	for {
+		// Documents after the first must be empty (a trailing "---").
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
 		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(more.Content) == 0 || more.Content[0].Kind == yaml.ScalarNode && more.Content[0].Tag == "!!null" {
+			continue
+		}
+		at := more.Content[0]
 		return nil, &Error{File: name, Line: at.Line, Column: max(at.Column, 1),
 			Msg: "a second YAML document (after ---): the configuration is one document"}
 	}

@@ -12,19 +12,22 @@ import (
 // walks the tree itself so that every error names the file position and the
 // full key path ("limits.idle_timeout"), which yaml.v3's own errors do not.
 type decoder struct {
-	pos    map[string][2]int // key path -> line, column of its value
-	visits int               // nodes decoded, aliases expanded
+	pos     map[string][2]int // key path -> line, column of its value
+	inAlias int               // depth of alias expansions being decoded
+	visits  int               // nodes decoded through an alias
 }
 
-// maxDecodeNodes bounds the values a configuration expands to. A real one
-// has a few hundred; aliases of aliases could otherwise expand a small
-// file to billions (yaml.v3 guards its own Decode against that, not a
-// walk of the node tree like ours).
-const maxDecodeNodes = 100_000
+// maxAliasNodes bounds the values aliases expand to. Aliases of aliases
+// could otherwise expand a small file to billions (yaml.v3 guards its own
+// Decode against that, not a walk of the node tree like ours); values
+// written out are bounded by the file's size.
+const maxAliasNodes = 100_000
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
-	if d.visits++; d.visits > maxDecodeNodes {
-		return posErr(n, path, "the file expands to more than %d values (aliases of aliases?)", maxDecodeNodes)
+	if d.inAlias > 0 {
+		if d.visits++; d.visits > maxAliasNodes {
+			return posErr(n, path, "aliases expand to more than %d values (aliases of aliases?)", maxAliasNodes)
+		}
 	}
 	if d.pos != nil && path != "" {
 		if _, ok := d.pos[path]; !ok {
@@ -38,6 +41,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return d.decode(n.Content[0], v, path)
 	}
 	if n.Kind == yaml.AliasNode {
+		d.inAlias++
+		defer func() { d.inAlias-- }()
 		return d.decode(n.Alias, v, path)
 	}
 	if n.Tag == "!!null" && n.Kind == yaml.ScalarNode {
