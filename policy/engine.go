@@ -267,6 +267,14 @@ func (e *Engine) EvaluateLazy(f *Facts, pending NeedSet, load func(NeedSet)) Out
 	return e.evaluate(f, nil, lazy{pending, load})
 }
 
+// ExplainLazy is EvaluateLazy, also returning each rule looked at and
+// whether its condition held.
+func (e *Engine) ExplainLazy(f *Facts, pending NeedSet, load func(NeedSet)) (Outcome, []Step) {
+	var steps []Step
+	out := e.evaluate(f, &steps, lazy{pending, load})
+	return out, steps
+}
+
 // lazy is what EvaluateLazy asks for, and how.
 type lazy struct {
 	pending NeedSet

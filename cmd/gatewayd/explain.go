@@ -75,6 +75,30 @@ func (e *explainer) Evaluate(f *policy.Facts) policy.Outcome {
 	} else {
 		out = e.inner.Evaluate(f)
 	}
+	return e.record(f, out, steps)
+}
+
+// EvaluateLazy implements gateway.LazyEvaluator when the evaluator does,
+// so that explain asks for the checks the daemon would ask for, no more
+// (a client refused for its listing gets no reverse lookup).
+func (e *explainer) EvaluateLazy(f *policy.Facts, pending policy.NeedSet, load func(policy.NeedSet)) policy.Outcome {
+	var out policy.Outcome
+	var steps []policy.Step
+	switch x := e.inner.(type) {
+	case interface {
+		ExplainLazy(*policy.Facts, policy.NeedSet, func(policy.NeedSet)) (policy.Outcome, []policy.Step)
+	}:
+		out, steps = x.ExplainLazy(f, pending, load)
+	case gateway.LazyEvaluator:
+		out = x.EvaluateLazy(f, pending, load)
+	default:
+		load(pending)
+		return e.Evaluate(f)
+	}
+	return e.record(f, out, steps)
+}
+
+func (e *explainer) record(f *policy.Facts, out policy.Outcome, steps []policy.Step) policy.Outcome {
 	es := &explainStage{Stage: f.Stage, Checks: factsSummary(f), Rules: []explainRule{},
 		Score: out.Score, Total: out.Total, Action: out.Action, Rule: out.Rule, Reasons: out.Reasons}
 	if f.Stage == policy.StageRcpt {

@@ -153,6 +153,11 @@ func TestShippedRulesRefuseListedClient(t *testing.T) {
 	if got := lastReply(string(out)); got != strings.TrimSpace(greeting) || !strings.Contains(string(out), "+ zen_sbl_xbl") {
 		t.Errorf("explain:\n%s\ndaemon: %q", out, greeting)
 	}
+	// Like the daemon, explain asks no reverse DNS for a client refused
+	// before any rule reads it.
+	if strings.Contains(string(out), "iprev") {
+		t.Errorf("explain looked the refused client's reverse DNS up:\n%s", out)
+	}
 }
 
 // TestRulesCheckCommand: the shipped rules load; a broken file is reported
