@@ -157,15 +157,7 @@ func TestUpstreamPoolReuse(t *testing.T) {
 		t.Errorf("internal MTA saw %d connections for 3 messages, want 1 (pooled)", sessions)
 	}
 	// Restart the MTA on the same address: the pooled connection is dead.
-	m.srv.Close()
-	l, err := net.Listen("tcp", m.addr)
-	if err != nil {
-		t.Fatalf("cannot rebind %s: %v", m.addr, err)
-	}
-	srv2 := smtp.NewServer(mtaBackend{m})
-	srv2.ErrorLog = logDiscard{}
-	go srv2.Serve(l)
-	defer srv2.Close()
+	restartMTA(t, m)
 	if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
 		t.Fatalf("after the MTA restarted: %v", err)
 	}
@@ -757,15 +749,7 @@ func TestUpstreamStalePoolAfterRestart(t *testing.T) {
 	for _, c := range conns {
 		up.put(c)
 	}
-	m.srv.Close()
-	l, err := net.Listen("tcp", m.addr)
-	if err != nil {
-		t.Fatalf("cannot rebind %s: %v", m.addr, err)
-	}
-	srv2 := smtp.NewServer(mtaBackend{m})
-	srv2.ErrorLog = logDiscard{}
-	go srv2.Serve(l)
-	defer srv2.Close()
+	restartMTA(t, m)
 	time.Sleep(50 * time.Millisecond) // the old connections' FINs have arrived
 	if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
 		t.Fatalf("after the MTA restarted with %d pooled connections: %v", len(conns), err)
@@ -904,4 +888,19 @@ func TestUpstreamPoolAfterReset(t *testing.T) {
 	if !c.pooled {
 		t.Fatalf("a 400 ms idle connection (IdleTimeout 30s) was not reused: idleClean fails on its expired read deadline")
 	}
+}
+
+// restartMTA stops m's server, closing its connections, and serves m
+// again on the same address.
+func restartMTA(t *testing.T, m *mta) {
+	t.Helper()
+	m.srv.Close()
+	l, err := net.Listen("tcp", m.addr)
+	if err != nil {
+		t.Fatalf("cannot rebind %s: %v", m.addr, err)
+	}
+	srv2 := smtp.NewServer(mtaBackend{m})
+	srv2.ErrorLog = logDiscard{}
+	go srv2.Serve(l)
+	t.Cleanup(func() { srv2.Close() })
 }

@@ -392,12 +392,7 @@ func TestAllowRemovalForgetsCachedPasses(t *testing.T) {
 // defers a retry sent right after another gateway first saw the triplet,
 // and both pass it once the delay has passed on Redis' clock.
 func TestRedisClockDecides(t *testing.T) {
-	srv := redistest.Start(t)
-	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := privateRedisStore(t)
 	cfg := testConfig()
 	cfg.Delay = Duration(time.Second)
 	cfg.RetryWindow = Duration(time.Hour)
@@ -431,12 +426,7 @@ func TestRedisClockDecides(t *testing.T) {
 // TestRedisClockAllow: an operator allow set from a gateway whose clock is
 // two hours behind lasts its hour on Redis' clock.
 func TestRedisClockAllow(t *testing.T) {
-	srv := redistest.Start(t)
-	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := privateRedisStore(t)
 	g, err := New(testConfig(), st, WithClock(func() time.Time { return time.Now().Add(-2 * time.Hour) }))
 	if err != nil {
 		t.Fatal(err)
@@ -453,12 +443,7 @@ func TestRedisClockAllow(t *testing.T) {
 // TestRedisClockRetryAt: the retry time given to a gateway whose clock is
 // ahead is on its own clock: "try again in N seconds" counts the delay.
 func TestRedisClockRetryAt(t *testing.T) {
-	srv := redistest.Start(t)
-	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := privateRedisStore(t)
 	ahead := func() time.Time { return time.Now().Add(6 * time.Minute) }
 	g, err := New(testConfig(), st, WithClock(ahead))
 	if err != nil {
@@ -472,4 +457,16 @@ func TestRedisClockRetryAt(t *testing.T) {
 	if wait := d.RetryAt.Sub(ahead()); wait < g.params.Delay-time.Minute || wait > g.params.Delay {
 		t.Errorf("retry in %v on the gateway's clock, want about the delay %v", wait, g.params.Delay)
 	}
+}
+
+// privateRedisStore is a RedisStore on a redis-server of the test's own.
+func privateRedisStore(t *testing.T) *RedisStore {
+	t.Helper()
+	srv := redistest.Start(t)
+	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
