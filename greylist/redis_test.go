@@ -135,12 +135,7 @@ func faultSetup(t *testing.T, mode string) (*redistest.Server, *Greylister, *Met
 // the Greylister's clock returned.
 func faultSetupClock(t *testing.T, edit func(*Config)) (*redistest.Server, *Greylister, *Metrics, *fakeClock) {
 	t.Helper()
-	srv := redistest.Start(t)
-	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	srv, st := privateRedis(t)
 	cfg := testConfig()
 	cfg.Deadline = Duration(250 * time.Millisecond)
 	edit(&cfg)
@@ -462,11 +457,18 @@ func TestRedisClockRetryAt(t *testing.T) {
 // privateRedisStore is a RedisStore on a redis-server of the test's own.
 func privateRedisStore(t *testing.T) *RedisStore {
 	t.Helper()
+	_, st := privateRedis(t)
+	return st
+}
+
+// privateRedis is privateRedisStore with its server.
+func privateRedis(t *testing.T) (*redistest.Server, *RedisStore) {
+	t.Helper()
 	srv := redistest.Start(t)
 	st, err := NewRedisStore(RedisConfig{Addrs: []string{srv.Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	return st
+	return srv, st
 }
