@@ -128,6 +128,20 @@ redis.call('PEXPIRE', KEYS[1], passttl)
 return 1
 `)
 
+// clock returns the now that stored times compare with (Redis' own with
+// p.ServerClock, else the caller's), and what to add to them to put them
+// on the caller's clock.
+func (s *RedisStore) clock(ctx context.Context, nowT time.Time, p Params) (now, shift int64, err error) {
+	if !p.ServerClock {
+		return msOf(nowT), 0, nil
+	}
+	t, err := s.c.Time(ctx).Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	return msOf(t), msOf(nowT) - msOf(t), nil
+}
+
 // scriptNow is the scripts' ARGV[1]: -1 for Redis' own clock.
 func scriptNow(now time.Time, p Params) int64 {
 	if p.ServerClock {
@@ -272,7 +286,10 @@ func toInt(v any) int64 {
 // keyspace (SCAN MATCH on every master): fine for an operator, not for the
 // mail path.
 func (s *RedisStore) Show(ctx context.Context, q Normalized, nowT time.Time, p Params, limit int) (State, error) {
-	now := msOf(nowT)
+	now, shift, err := s.clock(ctx, nowT, p)
+	if err != nil {
+		return State{}, fmt.Errorf("show: %w", err)
+	}
 	st := State{Network: q.Network.String(), Triplets: []TripletState{}}
 	if err := s.netState(ctx, q.Network, now, p, &st); err != nil {
 		return State{}, fmt.Errorf("show: %w", err)
@@ -281,7 +298,6 @@ func (s *RedisStore) Show(ctx context.Context, q Normalized, nowT time.Time, p P
 	if q.Sender != "" || q.Recipient != "" {
 		keys = []string{s.prefix + TripletKey(q)}
 	} else {
-		var err error
 		keys, err = s.scan(ctx, globEscape(s.prefix+netTag(q.Network))+":t:*")
 		if err != nil {
 			return State{}, fmt.Errorf("show: %w", err)
@@ -304,6 +320,7 @@ func (s *RedisStore) Show(ctx context.Context, q Normalized, nowT time.Time, p P
 		snd, rcpt := splitTriplet(rest)
 		st.Triplets = append(st.Triplets, tripletState(key, snd, rcpt, r.first, r.passed, p))
 	}
+	st.shift(shift) // the times, read on Redis' clock, onto ours
 	return st, nil
 }
 
@@ -410,7 +427,10 @@ func globEscape(s string) string {
 
 // Release marks a triplet, or every pending triplet of a network, passed.
 func (s *RedisStore) Release(ctx context.Context, q Normalized, nowT time.Time, p Params) (int, error) {
-	now := msOf(nowT)
+	now, _, err := s.clock(ctx, nowT, p)
+	if err != nil {
+		return 0, fmt.Errorf("release: %w", err)
+	}
 	args := []any{scriptNow(nowT, p), durMS(p.PassTTL), durMS(p.RetryWindow)}
 	if q.Sender != "" || q.Recipient != "" {
 		if err := releaseScript.Run(ctx, s.c, []string{s.prefix + TripletKey(q)}, args...).Err(); err != nil {
@@ -462,7 +482,10 @@ func (s *RedisStore) Allow(ctx context.Context, network netip.Prefix, untilT, no
 // it. Its cost grows with the keyspace: an operator command, not a metric
 // to poll every few seconds.
 func (s *RedisStore) Counts(ctx context.Context, nowT time.Time, p Params) (Counts, error) {
-	now := msOf(nowT)
+	now, _, err := s.clock(ctx, nowT, p)
+	if err != nil {
+		return Counts{}, fmt.Errorf("counts: %w", err)
+	}
 	keys, err := s.scan(ctx, globEscape(s.prefix)+"gl:{*")
 	if err != nil {
 		return Counts{}, fmt.Errorf("counts: %w", err)

@@ -472,3 +472,38 @@ func privateRedis(t *testing.T) (*redistest.Server, *RedisStore) {
 	t.Cleanup(func() { _ = st.Close() })
 	return srv, st
 }
+
+// TestRedisClockShow: on a gateway whose clock is two hours ahead, Show
+// and Counts see the operator allow that decisions honour, with its end
+// on the gateway's clock.
+func TestRedisClockShow(t *testing.T) {
+	st := privateRedisStore(t)
+	ahead := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	g, err := New(testConfig(), st, WithClock(ahead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.params.ServerClock = true // a host whose clock is wrong (see TestRedisClockDecides)
+	ctx := context.Background()
+	a, err := g.Allow(ctx, Query{Network: ip1}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := check(t, g, ip1, from, to); d.Reason != ReasonOperatorAllow {
+		t.Fatalf("decision: %+v", d)
+	}
+	s, err := g.Show(ctx, Query{Network: ip1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := s.OperatorAllowedUntil.Sub(a.Until); diff < -time.Second || diff > time.Second {
+		t.Errorf("Show: allowed until %v, Allow said %v", s.OperatorAllowedUntil, a.Until)
+	}
+	c, err := g.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OperatorAllowedNetworks != 1 {
+		t.Errorf("Counts: %+v, want one operator-allowed network", c)
+	}
+}

@@ -90,6 +90,29 @@ type State struct {
 	Truncated bool `json:"truncated,omitempty"`
 }
 
+// shift moves every time of st by ms milliseconds.
+func (st *State) shift(ms int64) {
+	if ms == 0 {
+		return
+	}
+	d := time.Duration(ms) * time.Millisecond
+	move := func(t *time.Time) {
+		if !t.IsZero() {
+			*t = t.Add(d)
+		}
+	}
+	move(&st.OperatorAllowedUntil)
+	move(&st.AutoAllowedUntil)
+	move(&st.LastCounted)
+	for i := range st.Triplets {
+		tr := &st.Triplets[i]
+		move(&tr.FirstSeen)
+		move(&tr.RetryAt)
+		move(&tr.PassedAt)
+		move(&tr.ExpiresAt)
+	}
+}
+
 // TripletState is one triplet in Show's answer.
 type TripletState struct {
 	Key       string    `json:"key"`
