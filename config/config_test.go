@@ -91,6 +91,19 @@ func TestAliasBomb(t *testing.T) {
 	t.Logf("refused in %v", time.Since(start))
 }
 
+// TestBigScalarAliased: one large value used many times through aliases
+// is refused before it costs more than the file could hold.
+func TestBigScalarAliased(t *testing.T) {
+	in := "hostname: &x \"" + strings.Repeat("x", 1<<20) + "\"\ndomains:\n"
+	for range 100 {
+		in += "  - *x\n"
+	}
+	_, err := Parse("f.yaml", []byte(in))
+	if err == nil || !strings.Contains(err.Error(), "aliases expand to more than 4 MiB") {
+		t.Fatalf("got %.200v", err)
+	}
+}
+
 // TestLongListWithoutAliases: a long list written out is no alias bomb.
 func TestLongListWithoutAliases(t *testing.T) {
 	var b strings.Builder

@@ -15,18 +15,27 @@ type decoder struct {
 	pos     map[string][2]int // key path -> line, column of its value
 	inAlias int               // depth of alias expansions being decoded
 	visits  int               // nodes decoded through an alias
+	octets  int               // scalar octets decoded through an alias
 }
 
-// maxAliasNodes bounds the values aliases expand to. Aliases of aliases
-// could otherwise expand a small file to billions (yaml.v3 guards its own
-// Decode against that, not a walk of the node tree like ours); values
-// written out are bounded by the file's size.
-const maxAliasNodes = 100_000
+// maxAliasNodes and maxAliasOctets bound what aliases expand to. Aliases
+// of aliases could otherwise expand a small file to billions of values
+// (yaml.v3 guards its own Decode against that, not a walk of the node
+// tree like ours), and one large scalar used many times to gigabytes
+// (each bad copy quoted in an error); what is written out is bounded by
+// the file's size.
+const (
+	maxAliasNodes  = 100_000
+	maxAliasOctets = maxFileSize
+)
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	if d.inAlias > 0 {
 		if d.visits++; d.visits > maxAliasNodes {
 			return posErr(n, path, "aliases expand to more than %d values (aliases of aliases?)", maxAliasNodes)
+		}
+		if d.octets += len(n.Value); d.octets > maxAliasOctets {
+			return posErr(n, path, "aliases expand to more than %d MiB", maxAliasOctets>>20)
 		}
 	}
 	if d.pos != nil && path != "" {
