@@ -72,5 +72,24 @@ func (d *Dir) Deliver(r io.Reader) (string, error) {
 		os.Remove(tmp)
 		return "", fmt.Errorf("maildir: %w", err)
 	}
+	// The rename is in new/'s directory entries: synced before our 250,
+	// or a power loss could leave the message in tmp/ or nowhere.
+	if err := syncDir(filepath.Join(d.path, "new")); err != nil {
+		return "", fmt.Errorf("maildir: %w", err)
+	}
 	return name, nil
+}
+
+// syncDir flushes a directory's entries to disk (a variable so that a
+// test can see it called, and make it fail as a disk can).
+var syncDir = func(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -1,6 +1,8 @@
 package maildir
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,3 +65,31 @@ func TestDeliverFailureLeavesNothing(t *testing.T) {
 type failingReader struct{}
 
 func (failingReader) Read(p []byte) (int, error) { return 0, os.ErrDeadlineExceeded }
+
+// TestDeliverSyncsNewDir: the 250 follows Deliver, so the message's entry
+// in new/ is synced to disk before Deliver returns, and a failed sync is
+// a failed delivery (the sender then gets a 4xx).
+func TestDeliverSyncsNewDir(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "M"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	var synced []string
+	syncDir = func(dir string) error {
+		entries, _ := os.ReadDir(dir)
+		synced = append(synced, fmt.Sprintf("%s:%d", filepath.Base(dir), len(entries)))
+		return orig(dir)
+	}
+	if _, err := d.Deliver(strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0] != "new:1" {
+		t.Fatalf("directories synced: %v, want new/ once, after the rename", synced)
+	}
+	syncDir = func(string) error { return errors.New("EIO") }
+	if _, err := d.Deliver(strings.NewReader("Subject: y\r\n\r\nbody\r\n")); err == nil {
+		t.Fatal("a failed sync of new/ reported as delivered")
+	}
+}
