@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -194,7 +193,7 @@ func buildUpstream(cfg *config.Config) (gateway.Upstream, error) {
 	}), nil
 }
 
-func openDecisionLog(path string) (io.Writer, func(), error) {
+func openDecisionLog(path string, logger *slog.Logger) (io.Writer, func(), error) {
 	var w io.Writer
 	var closeFile func() error
 	switch path {
@@ -209,61 +208,27 @@ func openDecisionLog(path string) (io.Writer, func(), error) {
 		}
 		w, closeFile = f, f.Close
 	}
-	bw := newBufferedLog(w, 100*time.Millisecond)
+	var mu sync.Mutex
+	var last time.Time
+	var dropped int
+	bw := newBufferedLog(w, 100*time.Millisecond, func(err error, n int) {
+		// At most one report a minute: a full disk fails every flush.
+		mu.Lock()
+		defer mu.Unlock()
+		dropped += n
+		if time.Since(last) < time.Minute {
+			return
+		}
+		last = time.Now()
+		logger.Error("decision log: lines not written", "file", path, "err", err, "dropped_lines", dropped)
+		dropped = 0
+	})
 	return bw, func() {
 		bw.Close()
 		if closeFile != nil {
 			closeFile()
 		}
 	}, nil
-}
-
-// bufferedLog batches decision log lines: one write per line was a tenth
-// of the CPU of a relayed message (make bench profile). Lines are written
-// at least every interval and when the buffer fills; at most that interval
-// of lines is lost if the process is killed (SIGTERM flushes).
-type bufferedLog struct {
-	mu   sync.Mutex
-	w    *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
-}
-
-func newBufferedLog(w io.Writer, every time.Duration) *bufferedLog {
-	b := &bufferedLog{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(b.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				b.flush()
-			case <-b.stop:
-				b.flush()
-				return
-			}
-		}
-	}()
-	return b
-}
-
-func (b *bufferedLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.w.Write(p)
-}
-
-func (b *bufferedLog) flush() {
-	b.mu.Lock()
-	b.w.Flush()
-	b.mu.Unlock()
-}
-
-// Close flushes and stops the flusher.
-func (b *bufferedLog) Close() {
-	close(b.stop)
-	<-b.done
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -289,7 +254,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 		return err
 	}
 	certs.cert.Store(cert)
-	dw, closeLog, err := openDecisionLog(cfg.Log.Decisions)
+	dw, closeLog, err := openDecisionLog(cfg.Log.Decisions, logger)
 	if err != nil {
 		return err
 	}

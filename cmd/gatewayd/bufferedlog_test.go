@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// flakyWriter fails its first write halfway (a full disk), then works
+// again (space freed), as os.File does on ENOSPC.
+type flakyWriter struct {
+	mu     sync.Mutex
+	failed bool
+	b      bytes.Buffer
+}
+
+func (w *flakyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.failed {
+		w.failed = true
+		n := len(p) / 2
+		w.b.Write(p[:n])
+		return n, errors.New("write: no space left on device")
+	}
+	return w.b.Write(p)
+}
+
+// TestBufferedLogRecoversAfterWriteError: one failed write (the disk full
+// for a moment) loses no line: the cut line is completed and later lines
+// follow, and the error is reported.
+func TestBufferedLogRecoversAfterWriteError(t *testing.T) {
+	fw := &flakyWriter{}
+	var errs []error
+	var mu sync.Mutex
+	bl := newBufferedLog(fw, 10*time.Millisecond, func(err error, _ int) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	})
+	bl.Write([]byte(`{"n":1}` + "\n"))
+	time.Sleep(50 * time.Millisecond) // a flush fails halfway: disk full
+	for range 3 {
+		bl.Write([]byte(`{"n":2}` + "\n")) // space is back
+	}
+	bl.Close()
+	fw.mu.Lock()
+	out := fw.b.String()
+	fw.mu.Unlock()
+	if out != `{"n":1}`+"\n"+strings.Repeat(`{"n":2}`+"\n", 3) {
+		t.Fatalf("file holds %q", out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) == 0 || errs[0] == nil {
+		t.Errorf("the failed write was not reported: %v", errs)
+	}
+}
+
+// blockedWriter blocks every write until released (stdout into a full
+// pipe).
+type blockedWriter struct{ release chan struct{} }
+
+func (w *blockedWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+// TestBufferedLogNeverBlocksWriters: a writer that blocks does not block
+// the sessions logging; past maxPending, lines are dropped and counted.
+func TestBufferedLogNeverBlocksWriters(t *testing.T) {
+	bw := &blockedWriter{release: make(chan struct{})}
+	var dropped int
+	var mu sync.Mutex
+	bl := newBufferedLog(bw, time.Millisecond, func(_ error, n int) {
+		mu.Lock()
+		dropped += n
+		mu.Unlock()
+	})
+	line := []byte(strings.Repeat("x", 1023) + "\n")
+	done := make(chan struct{})
+	go func() {
+		for range 2 * maxPending / len(line) {
+			bl.Write(line)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Write blocked behind a blocked writer")
+	}
+	close(bw.release)
+	bl.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if dropped == 0 {
+		t.Error("no dropped lines reported")
+	}
+}
