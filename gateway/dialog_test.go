@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bufio"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // Dialog tests: short scripts of what the client sends and what the gateway
@@ -356,5 +358,94 @@ func TestIdleTimeoutInData(t *testing.T) {
 		<EOF`)
 	if !strings.Contains(g.log.String(), `"idle_timeout"`) {
 		t.Errorf("decision log:\n%s", g.log.String())
+	}
+}
+
+// TestRcptOvershootNotErrors: 452 to the recipients past the limit is
+// normal flow (RFC 5321 section 4.5.3.1.10: the client sends them in
+// another transaction), not errors towards max_errors: the message to the
+// accepted recipients goes through.
+func TestRcptOvershootNotErrors(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxRecipients = 2
+	cfg.MaxErrors = 3
+	g := startGateway(t, cfg, nil, nil)
+	var batch, want strings.Builder
+	batch.WriteString("MAIL FROM:<a@sender.test>\r\n")
+	want.WriteString("< 250 2.1.0\n")
+	for i := range 6 {
+		fmt.Fprintf(&batch, "RCPT TO:<user%d@example.com>\r\n", i)
+		if i < 2 {
+			want.WriteString("< 250 2.1.5\n")
+		} else {
+			want.WriteString("< 452 4.5.3\n")
+		}
+	}
+	batch.WriteString("DATA\r\n")
+	want.WriteString("< 354\n")
+	dialog(t, g.addr, "< 220\n> EHLO client.test\n< 250\n>> "+fmt.Sprintf("%q", batch.String())+"\n"+want.String()+
+		">> \"Subject: x\\r\\n\\r\\nhi\\r\\n.\\r\\n\"\n< 250 2.0.0\n> QUIT\n< 221")
+	if n := len(g.mta.messages()); n != 1 {
+		t.Fatalf("internal MTA got %d messages, want 1", n)
+	}
+	if !strings.Contains(g.log.String(), `"too_many_recipients"`) {
+		t.Errorf("no decision line for the 452:\n%s", g.log.String())
+	}
+}
+
+// TestHeloInvalidUTF8InReceived: whatever octets a client gives in EHLO,
+// our Received field is valid UTF-8 (RFC 6532).
+func TestHeloInvalidUTF8InReceived(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	dialog(t, g.addr, `
+		< 220
+		>> "EHLO \xff\xfe.example\r\n"
+		< 250
+		> MAIL FROM:<a@sender.test>
+		< 250
+		> RCPT TO:<bob@example.com>
+		< 250
+		> DATA
+		< 354
+		>> "Subject: x\r\n\r\nhi\r\n.\r\n"
+		< 250
+		> QUIT
+		< 221`)
+	msgs := g.mta.messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	hdr := string(msgs[0].Data)
+	hdr = hdr[:strings.Index(hdr, "\r\n\r\n")]
+	if !utf8.ValidString(hdr) {
+		t.Errorf("relayed header section is not valid UTF-8:\n%q", hdr)
+	}
+}
+
+// TestReplyLineLength: what a reply echoes of a client's text is cut, so
+// that no reply line passes RFC 5321's 512 octets.
+func TestReplyLineLength(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	r.ReadString('\n')
+	dom := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60)
+	for len(dom) < 900 {
+		dom += "." + strings.Repeat("c", 60)
+	}
+	fmt.Fprintf(c, "EHLO x\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<v@%s>\r\nRSET\r\nMAIL FROM:<a@b> %s=1\r\n", dom, strings.Repeat("K", 400))
+	for range 10 {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l) > 512 {
+			t.Errorf("reply line of %d octets (RFC 5321 4.5.3.1.5: 512): %.60q...", len(l), l)
+		}
 	}
 }

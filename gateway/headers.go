@@ -86,9 +86,8 @@ func safeToken(s, empty string) string {
 	if s == "" {
 		return empty
 	}
-	if len(s) > 255 {
-		s = s[:255]
-	}
+	// Valid UTF-8 only (RFC 6532), cut at a character boundary.
+	s = truncUTF8(strings.ToValidUTF8(s, "_"), 255)
 	ok := true
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c == 127 || c == '(' || c == ')' || c == '\\' || c == ';' {

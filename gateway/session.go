@@ -155,6 +155,12 @@ func (s *session) interruptIfIdle() {
 func (s *session) setIdle(idle bool) {
 	s.mu.Lock()
 	s.idle = idle
+	if idle && s.srv.draining.Load() {
+		// Shutdown may have looked at this session just before it went
+		// idle, and passed it by: interrupt it as Shutdown would have.
+		s.interrupted = true
+		s.raw.SetReadDeadline(time.Now())
+	}
 	s.mu.Unlock()
 }
 
@@ -642,7 +648,7 @@ func (s *session) cmdMail(arg string) {
 			}
 			opts.UTF8 = true
 		default:
-			s.fail(555, "5.5.4", "Unsupported MAIL parameter "+p.key)
+			s.fail(555, "5.5.4", "Unsupported MAIL parameter "+truncUTF8(p.key, 64))
 			return
 		}
 	}
@@ -704,12 +710,18 @@ func (s *session) cmdRcpt(arg string) {
 			s.fail(501, "5.5.4", "Bad RCPT parameter syntax")
 			return
 		}
-		s.fail(555, "5.5.4", "Unsupported RCPT parameter "+ps[0].key)
+		s.fail(555, "5.5.4", "Unsupported RCPT parameter "+truncUTF8(ps[0].key, 64))
 		return
 	}
 	s.rcptTried++
 	if len(s.st.Rcpts)+len(s.dropped) >= s.cfg.MaxRecipients {
-		s.fail(452, "4.5.3", "Too many recipients")
+		// Not a client error (RFC 5321 section 4.5.3.1.10: the client
+		// sends the rest in another transaction): not counted towards
+		// max_errors, which would cut off a message of many recipients.
+		r := policy.Reply{Code: 452, Enhanced: "4.5.3", Text: "Too many recipients"}
+		s.logDecision(&Decision{Stage: policy.StageRcpt, Rcpt: to.String(), Action: policy.ActionDefer, Reply: r,
+			Reasons: []policy.Reason{{Rule: "too_many_recipients", Detail: strconv.Itoa(s.cfg.MaxRecipients) + " per message"}}})
+		s.writeReply(r)
 		return
 	}
 	if !s.st.UTF8 && to.UTF8() {
@@ -732,7 +744,7 @@ func (s *session) cmdRcpt(arg string) {
 		return
 	}
 	if !s.rcptDomainOK(to.Domain) {
-		d.Action, d.Reply = policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Relay access denied: we do not accept mail for " + to.Domain}
+		d.Action, d.Reply = policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Relay access denied: we do not accept mail for " + truncUTF8(to.Domain, 200)}
 		d.Reasons = []policy.Reason{{Rule: "relay_denied", Detail: "domain not accepted"}}
 		s.failReply(d.Reply)
 		return
