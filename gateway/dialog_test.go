@@ -449,3 +449,26 @@ func TestReplyLineLength(t *testing.T) {
 		}
 	}
 }
+
+// TestBody8BitMIMERelayed: BODY=8BITMIME from the client goes on to the
+// internal MTA, which offers 8BITMIME (RFC 6152).
+func TestBody8BitMIMERelayed(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	dialog(t, g.addr, `
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@sender.test> BODY=8BITMIME
+		< 250
+		> RCPT TO:<bob@example.com>
+		< 250
+		> DATA
+		< 354
+		>> "Subject: caf\xc3\xa9\r\n\r\nd\xc3\xa9j\xc3\xa0 vu\r\n.\r\n"
+		< 250
+		> QUIT
+		< 221`)
+	if raw := g.mta.rawBytes(); !strings.Contains(string(raw), "MAIL FROM:<a@sender.test> BODY=8BITMIME") {
+		t.Errorf("BODY=8BITMIME not passed on:\n%q", raw)
+	}
+}

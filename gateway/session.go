@@ -636,7 +636,9 @@ func (s *session) cmdMail(arg string) {
 			opts.Size = n
 		case "BODY":
 			switch strings.ToUpper(p.value) {
-			case "7BIT", "8BITMIME":
+			case "7BIT":
+			case "8BITMIME":
+				opts.EightBit = true // passed on (RFC 6152)
 			default:
 				s.fail(555, "5.5.4", "Unsupported BODY value")
 				return

@@ -57,8 +57,9 @@ type Sized interface {
 
 // MailOpts are the MAIL parameters passed upstream.
 type MailOpts struct {
-	Size int64
-	UTF8 bool
+	Size     int64
+	UTF8     bool
+	EightBit bool // BODY=8BITMIME
 }
 
 // SMTPUpstreamConfig configures the relay to the internal MTA.
@@ -615,6 +616,9 @@ func (c *upConn) mailLine(from Address, opts MailOpts) string {
 	if opts.Size > 0 && c.has("SIZE") {
 		b.WriteString(" SIZE=")
 		b.WriteString(strconv.FormatInt(opts.Size, 10))
+	}
+	if opts.EightBit && c.has("8BITMIME") {
+		b.WriteString(" BODY=8BITMIME")
 	}
 	if opts.UTF8 && c.has("SMTPUTF8") {
 		b.WriteString(" SMTPUTF8")
