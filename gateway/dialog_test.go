@@ -472,3 +472,47 @@ func TestBody8BitMIMERelayed(t *testing.T) {
 		t.Errorf("BODY=8BITMIME not passed on:\n%q", raw)
 	}
 }
+
+// TestDecisionLinesForCutOffs: a connection refused at the per-IP limit,
+// and a transaction cut off by the idle timeout, each have their decision
+// line.
+func TestDecisionLinesForCutOffs(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxConnectionsPerIP = 1
+	cfg.IdleTimeout = 300 * time.Millisecond
+	g := startGateway(t, cfg, nil, nil)
+	c1, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c1.SetDeadline(time.Now().Add(10 * time.Second))
+	r1 := bufio.NewReader(c1)
+	r1.ReadString('\n') // greeted
+	c2, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.SetDeadline(time.Now().Add(10 * time.Second))
+	if l, _ := bufio.NewReader(c2).ReadString('\n'); !strings.HasPrefix(l, "421 4.7.0") {
+		t.Fatalf("second connection from the address: %q", l)
+	}
+	c2.Close()
+	// The first opens a transaction and falls silent.
+	fmt.Fprintf(c1, "EHLO client.test\r\nMAIL FROM:<a@sender.test>\r\n")
+	var last string
+	for {
+		l, err := r1.ReadString('\n')
+		if err != nil {
+			break
+		}
+		last = l
+	}
+	if !strings.HasPrefix(last, "421 4.4.2") {
+		t.Fatalf("last reply %q, want the idle timeout's 421", last)
+	}
+	waitFor(t, "both decision lines", func() bool {
+		log := g.log.String()
+		return strings.Contains(log, `"rule":"connection_limit"`) && strings.Contains(log, `"rule":"idle_timeout"`)
+	})
+}

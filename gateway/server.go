@@ -17,6 +17,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/mxgate/gatewayd/internal/gopool"
+	"github.com/mxgate/gatewayd/policy"
 	"github.com/mxgate/gatewayd/maildir"
 )
 
@@ -251,7 +252,9 @@ func (s *Server) Serve(l net.Listener) error {
 		if s.total >= s.cfg.Load().MaxConnections {
 			s.mu.Unlock()
 			s.metrics.Connections.WithLabelValues("limit").Inc()
-			go refuse(c, "421 4.7.0 Too many connections, try again later\r\n")
+			client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+			s.logRefusal(client, "connection_limit", "limits.max_connections", refusalTooMany)
+			go refuse(c, refusalTooMany.String()+"\r\n")
 			continue
 		}
 		s.total++
@@ -310,7 +313,8 @@ func (s *Server) open(c net.Conn) *session {
 	if s.perIP[ip] >= cfg.MaxConnectionsPerIP {
 		s.mu.Unlock()
 		s.metrics.Connections.WithLabelValues("limit").Inc()
-		refuse(c, "421 4.7.0 Too many connections from your address, try again later\r\n")
+		s.logRefusal(client, "connection_limit", "limits.max_connections_per_ip", refusalTooManyIP)
+		refuse(c, refusalTooManyIP.String()+"\r\n")
 		done()
 		return nil
 	}
@@ -321,7 +325,8 @@ func (s *Server) open(c net.Conn) *session {
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
-		refuse(c, "421 4.3.2 Service shutting down\r\n")
+		s.logRefusal(client, "shutdown", "", refusalShutdown)
+		refuse(c, refusalShutdown.String()+"\r\n")
 		s.release(ip)
 		done()
 		return nil
@@ -354,6 +359,21 @@ func (s *Server) release(ip netip.Addr) {
 		delete(s.perIP, ip)
 	}
 	s.mu.Unlock()
+}
+
+// Refusals before a session, each with its decision line.
+var (
+	refusalTooMany   = policy.Reply{Code: 421, Enhanced: "4.7.0", Text: "Too many connections, try again later"}
+	refusalTooManyIP = policy.Reply{Code: 421, Enhanced: "4.7.0", Text: "Too many connections from your address, try again later"}
+	refusalShutdown  = policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down"}
+)
+
+// logRefusal writes the decision line of a connection refused before its
+// session began (a limit, a shutdown).
+func (s *Server) logRefusal(client netip.AddrPort, rule, detail string, r policy.Reply) {
+	s.metrics.Decisions.WithLabelValues(string(policy.StageConnect), string(policy.ActionDefer)).Inc()
+	s.decisions.log(&State{SessionID: newID(), Client: client}, &Decision{Stage: policy.StageConnect,
+		Action: policy.ActionDefer, Reply: r, Reasons: []policy.Reason{{Rule: rule, Detail: detail}}})
 }
 
 // Shutdown stops accepting, answers 421 to idle sessions, and waits for

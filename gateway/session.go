@@ -394,11 +394,11 @@ func (s *session) run() (more bool) {
 				s.fail(500, "5.5.2", "Command line must end with CRLF, bare CR or LF not allowed (RFC 5321 section 2.3.8)")
 				continue
 			case errors.Is(err, errInterrupted):
-				s.reply(421, "4.3.2", "Service shutting down, try again later")
+				s.cutOff("shutdown", policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down, try again later"})
 			case errors.Is(err, errWaitPanic):
-				s.reply(421, "4.3.0", "Local error, closing connection")
+				s.cutOff("local_error", policy.Reply{Code: 421, Enhanced: "4.3.0", Text: "Local error, closing connection"})
 			case isTimeout(err):
-				s.reply(421, "4.4.2", "Idle timeout, closing connection")
+				s.cutOff("idle_timeout", policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Idle timeout, closing connection"})
 			default:
 				return false
 			}
@@ -410,6 +410,14 @@ func (s *session) run() (more bool) {
 			return false
 		}
 	}
+}
+
+// cutOff ends the session with r, and its decision line: the last line
+// of a transaction cut off must not be its last accepted recipient.
+func (s *session) cutOff(rule string, r policy.Reply) {
+	s.logDecision(&Decision{Stage: s.stageNow(), Action: policy.ActionDefer, Reply: r,
+		Reasons: []policy.Reason{{Rule: rule}}})
+	s.writeReply(r)
 }
 
 // errWaitPanic is what wait leaves for run when the wait panicked: run
