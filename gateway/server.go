@@ -17,8 +17,8 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/mxgate/gatewayd/internal/gopool"
-	"github.com/mxgate/gatewayd/policy"
 	"github.com/mxgate/gatewayd/maildir"
+	"github.com/mxgate/gatewayd/policy"
 )
 
 // Config is the gateway's runtime configuration. Reload swaps it whole;
