@@ -516,3 +516,23 @@ func TestDecisionLinesForCutOffs(t *testing.T) {
 		return strings.Contains(log, `"rule":"connection_limit"`) && strings.Contains(log, `"rule":"idle_timeout"`)
 	})
 }
+
+// TestMailSizeParameter: an oversized SIZE is 552 5.3.4 even past int64,
+// a signed one and a repeated parameter are syntax errors.
+func TestMailSizeParameter(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	dialog(t, g.addr, `
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@sender.test> SIZE=99999999999999999999999
+		< 552 5.3.4
+		> MAIL FROM:<a@sender.test> SIZE=+10
+		< 501 5.5.4
+		> MAIL FROM:<a@sender.test> SIZE=10 SIZE=20
+		< 501 5.5.4
+		> MAIL FROM:<a@sender.test> SIZE=10
+		< 250
+		> QUIT
+		< 221`)
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -298,9 +299,18 @@ func parseParams(s string) ([]param, error) {
 }
 
 // parseSize parses the SIZE parameter's value.
+// parseSize parses a SIZE value: digits only (RFC 1870 size-value); one
+// too large for int64 is the largest size, which any limit refuses with
+// 552 rather than a syntax error.
 func parseSize(v string) (int64, bool) {
+	if v == "" || strings.Trim(v, "0123456789") != "" {
+		return 0, false
+	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	return n, err == nil && n >= 0
+	if errors.Is(err, strconv.ErrRange) {
+		return math.MaxInt64, true
+	}
+	return n, err == nil
 }
 
 // hasRoutingChars reports a local part that could route mail elsewhere at

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 )
@@ -238,4 +239,24 @@ func FuzzSplitHeader(f *testing.F) {
 			t.Fatalf("%q: between header and body %q, want the empty line", msg, msg[len(hdr):off])
 		}
 	})
+}
+
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"4200", 4200, true},
+		{"99999999999999999999999", math.MaxInt64, true}, // refused later with 552, not as syntax
+		{"+10", 0, false},
+		{"-1", 0, false},
+		{"", 0, false},
+		{"1e3", 0, false},
+	} {
+		if n, ok := parseSize(c.in); n != c.want || ok != c.ok {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, %v", c.in, n, ok, c.want, c.ok)
+		}
+	}
 }

@@ -629,7 +629,13 @@ func (s *session) cmdMail(arg string) {
 		return
 	}
 	var opts MailOpts
-	for _, p := range ps {
+	for i, p := range ps {
+		for _, q := range ps[:i] {
+			if q.key == p.key {
+				s.fail(501, "5.5.4", "MAIL parameter "+truncUTF8(p.key, 64)+" given twice")
+				return
+			}
+		}
 		switch p.key {
 		case "SIZE":
 			n, ok := parseSize(p.value)
