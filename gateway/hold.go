@@ -17,6 +17,7 @@ type holdBuffer struct {
 	threshold int
 	mem       []byte // in memory: taken from holdPool at the first write
 	file      *os.File
+	unlinked  bool // file removed from its directory once created
 	size      int64
 }
 
@@ -32,6 +33,9 @@ func (h *holdBuffer) Write(p []byte) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("hold: %w", err)
 		}
+		// Unlinked at once: the open file is all we use, and a crash
+		// leaves nothing behind in the temp directory.
+		h.unlinked = os.Remove(f.Name()) == nil
 		h.file = f
 		if _, err := f.Write(h.mem); err != nil {
 			return 0, fmt.Errorf("hold: %w", err)
@@ -103,10 +107,12 @@ func (h *holdBuffer) Reset() error {
 	if h.file != nil {
 		name := h.file.Name()
 		err = h.file.Close()
-		if rerr := os.Remove(name); rerr != nil && err == nil {
-			err = rerr
+		if !h.unlinked {
+			if rerr := os.Remove(name); rerr != nil && err == nil {
+				err = rerr
+			}
 		}
-		h.file = nil
+		h.file, h.unlinked = nil, false
 	}
 	h.putMem()
 	h.size = 0

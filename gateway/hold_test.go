@@ -26,6 +26,11 @@ func TestHoldBuffer(t *testing.T) {
 			if h.Size() != int64(size) || h.OnDisk() != (size > 4096) {
 				t.Fatalf("size %d: Size %d, OnDisk %v", size, h.Size(), h.OnDisk())
 			}
+			// A spilled message's file is unlinked while in use: a crash
+			// leaves nothing in the temp directory.
+			if files, _ := readDirNames(dir); len(files) != 0 {
+				t.Fatalf("size %d: %v in the temp directory while the message is held", size, files)
+			}
 			got, _ := io.ReadAll(h.Reader())
 			if string(got) != msg {
 				t.Fatalf("size %d round %d: read back %d octets, not the message", size, round, len(got))

@@ -125,16 +125,18 @@ func TestHookPanicDefers(t *testing.T) {
 }
 
 // TestLargeMessageHeldOnDisk: a message over the memory threshold is held in
-// a temp file that is removed after the transaction.
+// a temp file, unlinked while in use (so a crash leaves nothing) and
+// closed after the transaction.
 func TestLargeMessageHeldOnDisk(t *testing.T) {
 	cfg := testConfig()
 	cfg.MemoryThreshold = 1024
 	cfg.TempDir = t.TempDir()
-	sawFile := false
+	sawFile, listed := false, true
 	hook := HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
 		if stage == policy.StageData {
 			ents, _ := os.ReadDir(cfg.TempDir)
-			sawFile = len(ents) == 1
+			listed = len(ents) > 0
+			sawFile = openDeletedFileIn(cfg.TempDir)
 		}
 		return policy.Continue
 	})
@@ -146,6 +148,9 @@ func TestLargeMessageHeldOnDisk(t *testing.T) {
 	}
 	if !sawFile {
 		t.Error("message was not held in a temp file")
+	}
+	if listed {
+		t.Error("the held message's temp file is listed in the temp directory")
 	}
 	if !strings.HasSuffix(string(g.mta.messages()[0].Data), msg) {
 		t.Error("relayed message differs")
@@ -366,4 +371,17 @@ func TestProxyTrustReload(t *testing.T) {
 	if seen.Load() != "198.51.100.9" {
 		t.Errorf("after the reload the client is %v, want the PROXY header's", seen.Load())
 	}
+}
+
+// openDeletedFileIn reports whether this process holds open a file of dir
+// that has been unlinked (Linux: /proc/self/fd links end in "(deleted)").
+func openDeletedFileIn(dir string) bool {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		target, err := os.Readlink("/proc/self/fd/" + fd.Name())
+		if err == nil && strings.HasPrefix(target, dir+"/gatewayd-msg-") && strings.HasSuffix(target, " (deleted)") {
+			return true
+		}
+	}
+	return false
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -24,6 +25,12 @@ type Dir struct {
 	path     string
 	hostname string
 	seq      atomic.Uint64
+}
+
+// escapeHost writes '/' and ':' of a host name as octal escapes, the
+// Maildir convention (':' starts a file's info part).
+func escapeHost(h string) string {
+	return strings.NewReplacer("/", `\057`, ":", `\072`).Replace(h)
 }
 
 // Open creates the Maildir's folders when missing.
@@ -37,7 +44,7 @@ func Open(path string) (*Dir, error) {
 	if host == "" {
 		host = "localhost"
 	}
-	return &Dir{path: path, hostname: host}, nil
+	return &Dir{path: path, hostname: escapeHost(host)}, nil
 }
 
 // Path is the Maildir's root.

@@ -93,3 +93,20 @@ func TestDeliverSyncsNewDir(t *testing.T) {
 		t.Fatal("a failed sync of new/ reported as delivered")
 	}
 }
+
+// TestHostnameEscaped: '/' and ':' of the host name are escaped in file
+// names (':' starts a Maildir file's info part).
+func TestHostnameEscaped(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "M"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.hostname = escapeHost("a/b:c")
+	name, err := d.Deliver(strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(name, "/:") {
+		t.Errorf("file name %q holds '/' or ':'", name)
+	}
+}
