@@ -3,7 +3,9 @@ package gateway
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -535,4 +537,81 @@ func TestMailSizeParameter(t *testing.T) {
 		< 250
 		> QUIT
 		< 221`)
+}
+
+// TestRcptOvershootBounded: recipients past the limit are not errors up to
+// rcptOvershoot past it; past that each counts, so a client cannot name
+// recipients for ever.
+func TestRcptOvershootBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxRecipients = 2
+	cfg.MaxErrors = 3
+	g := startGateway(t, cfg, nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		var b strings.Builder
+		b.WriteString("EHLO client.test\r\nMAIL FROM:<a@sender.test>\r\n")
+		for i := range cfg.MaxRecipients + rcptOvershoot + 10 {
+			fmt.Fprintf(&b, "RCPT TO:<user%d@example.com>\r\n", i)
+		}
+		io.WriteString(c, b.String())
+	}()
+	r := bufio.NewReader(c)
+	var n452 int
+	var last string
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(l, "452") {
+			n452++
+		}
+		last = l
+	}
+	if !strings.HasPrefix(last, "421 4.7.0") || n452 < rcptOvershoot || n452 > rcptOvershoot+cfg.MaxErrors+1 {
+		t.Fatalf("%d 452s, last reply %q; want the cut-off soon after %d past the limit", n452, last, rcptOvershoot)
+	}
+}
+
+// TestLimitRefusalDoesNotBlockAccept: at max_connections, a trusted PROXY
+// peer that has not sent its header yet does not stall the accept loop
+// (the refusal reads the client's address, which reads the header) for
+// the connections after it: the next one is refused long before the
+// header timeout (a minute here).
+func TestLimitRefusalDoesNotBlockAccept(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxConnections = 1
+	cfg.ProxyTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	cfg.ProxyHeaderTimeout = time.Minute
+	g := startGateway(t, cfg, nil, nil)
+	hold, err := net.Dial("tcp", g.addr) // takes the one slot
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	hold.Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 1000 25\r\n"))
+	bufio.NewReader(hold).ReadString('\n')
+	slow, err := net.Dial("tcp", g.addr) // refused, but sends no header
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	time.Sleep(100 * time.Millisecond)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("PROXY TCP4 192.0.2.3 192.0.2.2 1000 25\r\n"))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "421") {
+		t.Fatalf("next connection got %q: the accept loop waited on another client's PROXY header", line)
+	}
 }

@@ -252,9 +252,14 @@ func (s *Server) Serve(l net.Listener) error {
 		if s.total >= s.cfg.Load().MaxConnections {
 			s.mu.Unlock()
 			s.metrics.Connections.WithLabelValues("limit").Inc()
-			client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-			s.logRefusal(client, "connection_limit", "limits.max_connections", refusalTooMany)
-			go refuse(c, refusalTooMany.String()+"\r\n")
+			go func() {
+				// Here, not in the accept loop: RemoteAddr reads the PROXY
+				// header of a trusted peer, which may take its timeout.
+				client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+				client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+				s.logRefusal(client, "connection_limit", "limits.max_connections", refusalTooMany)
+				refuse(c, refusalTooMany.String()+"\r\n")
+			}()
 			continue
 		}
 		s.total++

@@ -412,6 +412,10 @@ func (s *session) run() (more bool) {
 	}
 }
 
+// rcptOvershoot is how many recipients past max_recipients a transaction
+// may name before each further one counts as an error.
+const rcptOvershoot = 1000
+
 // cutOff ends the session with r, and its decision line: the last line
 // of a transaction cut off must not be its last accepted recipient.
 func (s *session) cutOff(rule string, r policy.Reply) {
@@ -733,8 +737,13 @@ func (s *session) cmdRcpt(arg string) {
 	if len(s.st.Rcpts)+len(s.dropped) >= s.cfg.MaxRecipients {
 		// Not a client error (RFC 5321 section 4.5.3.1.10: the client
 		// sends the rest in another transaction): not counted towards
-		// max_errors, which would cut off a message of many recipients.
+		// max_errors, which would cut off a message of many recipients,
+		// up to rcptOvershoot past the limit (as Postfix's
+		// smtpd_recipient_overshoot_limit); past that, each counts.
 		r := policy.Reply{Code: 452, Enhanced: "4.5.3", Text: "Too many recipients"}
+		if s.rcptTried-s.cfg.MaxRecipients > rcptOvershoot {
+			s.errs++
+		}
 		s.logDecision(&Decision{Stage: policy.StageRcpt, Rcpt: to.String(), Action: policy.ActionDefer, Reply: r,
 			Reasons: []policy.Reason{{Rule: "too_many_recipients", Detail: strconv.Itoa(s.cfg.MaxRecipients) + " per message"}}})
 		s.writeReply(r)

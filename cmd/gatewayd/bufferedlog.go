@@ -28,6 +28,7 @@ type bufferedLog struct {
 	mu      sync.Mutex
 	buf     []byte // lines not written yet
 	dropped int    // lines dropped since the last report
+	closed  bool   // Close ran: lines are written at once
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -66,6 +67,17 @@ func newBufferedLog(w io.Writer, every time.Duration, onError func(err error, dr
 // never fails.
 func (b *bufferedLog) Write(p []byte) (int, error) {
 	b.mu.Lock()
+	if b.closed {
+		// A session still logging after Close (a Close that did not wait
+		// for sessions): written at once, not left in a buffer nobody
+		// flushes.
+		_, err := b.w.Write(p)
+		b.mu.Unlock()
+		if err != nil {
+			b.onError(err, max(1, bytes.Count(p, []byte("\n"))))
+		}
+		return len(p), nil
+	}
 	if len(b.buf)+len(p) > maxPending {
 		b.dropped += max(1, bytes.Count(p, []byte("\n")))
 		b.mu.Unlock()
@@ -120,8 +132,17 @@ func (b *bufferedLog) flush() {
 	}
 }
 
-// Close flushes and stops the flusher.
+// Close flushes and stops the flusher; later lines are written at once.
 func (b *bufferedLog) Close() {
 	close(b.stop)
 	<-b.done
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if len(b.buf) > 0 { // written between the last flush and now, in order
+		if _, err := b.w.Write(b.buf); err != nil {
+			b.onError(err, bytes.Count(b.buf, []byte("\n")))
+		}
+		b.buf = nil
+	}
 }

@@ -101,3 +101,17 @@ func TestBufferedLogNeverBlocksWriters(t *testing.T) {
 		t.Error("no dropped lines reported")
 	}
 }
+
+// TestBufferedLogWriteAfterClose: a line logged after Close (a session
+// outliving a Close that did not wait) is written, not kept in a buffer
+// nobody flushes.
+func TestBufferedLogWriteAfterClose(t *testing.T) {
+	var out bytes.Buffer
+	bl := newBufferedLog(&out, time.Hour, nil)
+	bl.Write([]byte("first\n"))
+	bl.Close()
+	bl.Write([]byte("late\n"))
+	if out.String() != "first\nlate\n" {
+		t.Fatalf("wrote %q", out.String())
+	}
+}
