@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"strings"
 	"time"
+
+	"github.com/mxgate/gatewayd/policy"
 )
 
 // maxHeaderSection bounds the header section of a message, which the gateway
@@ -87,7 +89,7 @@ func safeToken(s, empty string) string {
 		return empty
 	}
 	// Valid UTF-8 only (RFC 6532), cut at a character boundary.
-	s = truncUTF8(strings.ToValidUTF8(s, "_"), 255)
+	s = policy.Truncate(strings.ToValidUTF8(s, "_"), 255)
 	ok := true
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c == 127 || c == '(' || c == ')' || c == '\\' || c == ';' {

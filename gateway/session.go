@@ -636,7 +636,7 @@ func (s *session) cmdMail(arg string) {
 	for i, p := range ps {
 		for _, q := range ps[:i] {
 			if q.key == p.key {
-				s.fail(501, "5.5.4", "MAIL parameter "+truncUTF8(p.key, 64)+" given twice")
+				s.fail(501, "5.5.4", "MAIL parameter "+policy.Truncate(p.key, 64)+" given twice")
 				return
 			}
 		}
@@ -668,7 +668,7 @@ func (s *session) cmdMail(arg string) {
 			}
 			opts.UTF8 = true
 		default:
-			s.fail(555, "5.5.4", "Unsupported MAIL parameter "+truncUTF8(p.key, 64))
+			s.fail(555, "5.5.4", "Unsupported MAIL parameter "+policy.Truncate(p.key, 64))
 			return
 		}
 	}
@@ -730,7 +730,7 @@ func (s *session) cmdRcpt(arg string) {
 			s.fail(501, "5.5.4", "Bad RCPT parameter syntax")
 			return
 		}
-		s.fail(555, "5.5.4", "Unsupported RCPT parameter "+truncUTF8(ps[0].key, 64))
+		s.fail(555, "5.5.4", "Unsupported RCPT parameter "+policy.Truncate(ps[0].key, 64))
 		return
 	}
 	s.rcptTried++
@@ -769,7 +769,7 @@ func (s *session) cmdRcpt(arg string) {
 		return
 	}
 	if !s.rcptDomainOK(to.Domain) {
-		d.Action, d.Reply = policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Relay access denied: we do not accept mail for " + truncUTF8(to.Domain, 200)}
+		d.Action, d.Reply = policy.ActionReject, policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Relay access denied: we do not accept mail for " + policy.Truncate(to.Domain, 200)}
 		d.Reasons = []policy.Reason{{Rule: "relay_denied", Detail: "domain not accepted"}}
 		s.failReply(d.Reply)
 		return

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mxgate/gatewayd/policy"
 )
@@ -692,16 +691,15 @@ func parseReply(code int, msg string) policy.Reply {
 	r := policy.Reply{Code: code}
 	var text strings.Builder
 	for i, line := range strings.Split(msg, "\n") {
-		enh, rest := splitEnhanced(code, line)
-		if enh == "" {
-			// A code of another class ("550 4.1.1 ...") would contradict
-			// ours: dropped, not passed on as text.
-			if first, after, _ := strings.Cut(line, " "); looksEnhanced(first) {
-				rest = after
+		rest := line
+		if first, after, _ := strings.Cut(line, " "); looksEnhanced(first) {
+			// The first line's code is ours when of our class; one of
+			// another class ("550 4.1.1 ...") would contradict it, and
+			// the codes repeated on further lines are noise: all go.
+			if i == 0 && first[0] == byte('0'+code/100) {
+				r.Enhanced = first
 			}
-		}
-		if i == 0 {
-			r.Enhanced = enh
+			rest = after
 		}
 		if text.Len() > 0 {
 			text.WriteByte(' ')
@@ -716,7 +714,7 @@ func parseReply(code int, msg string) policy.Reply {
 		// class's own when the MTA gave none (RFC 3463 X.0.0).
 		r.Enhanced = strconv.Itoa(code/100) + ".0.0"
 	}
-	r.Text = truncUTF8(oneLine(strings.TrimSpace(text.String())), maxRelayedText)
+	r.Text = policy.Truncate(oneLine(strings.TrimSpace(text.String())), maxRelayedText)
 	if r.Text == "" {
 		r.Text = "(no text)"
 	}
@@ -742,30 +740,6 @@ func looksEnhanced(s string) bool {
 	return true
 }
 
-// truncUTF8 cuts s to at most n octets, at a UTF-8 boundary.
-func truncUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// splitEnhanced splits "X.Y.Z text" into the enhanced code and the text when
-// the code's class matches the reply's.
-func splitEnhanced(code int, line string) (string, string) {
-	first, rest, _ := strings.Cut(line, " ")
-	parts := strings.Split(first, ".")
-	if len(parts) != 3 || parts[0] != strconv.Itoa(code/100) {
-		return "", line
-	}
-	if !looksEnhanced(first) {
-		return "", line
-	}
-	return first, rest
-}
 
 // lineLimitReader fails a read once maxReplyLine octets arrived without a
 // line end: a broken internal MTA cannot make us buffer without bound.

@@ -370,7 +370,7 @@ func TestParseReply(t *testing.T) {
 		// UTF-8 boundary.
 		{550, "5.1.1 " + strings.Repeat("é", 300), policy.Reply{Code: 550, Enhanced: "5.1.1", Text: strings.Repeat("é", 200)}},
 		{550, "5.1.1 a\n" + strings.Repeat("5.1.1 line\n", 100) + "5.1.1 end", policy.Reply{Code: 550, Enhanced: "5.1.1",
-			Text: truncUTF8("a"+strings.Repeat(" line", 100), maxRelayedText)}},
+			Text: policy.Truncate("a"+strings.Repeat(" line", 100), maxRelayedText)}},
 	}
 	for _, c := range cases {
 		if got := parseReply(c.code, c.msg); got != c.want {

@@ -182,7 +182,7 @@ const maxHeaderValue = 900
 func render(t *tmpl, d TemplateData, max int) (string, error) {
 	if t.fast && d.Facts != nil {
 		if t.parts == nil {
-			return truncate(t.konst, max), nil
+			return Truncate(t.konst, max), nil
 		}
 		var scratch [256]byte
 		if b, ok := t.appendTo(scratch[:0], &d); ok {
@@ -263,9 +263,10 @@ func oneLine(b []byte, max int) string {
 	return string(b[:w])
 }
 
-// truncate cuts a one-line text to at most max octets on a character
-// boundary, as oneLine does.
-func truncate(s string, max int) string {
+// Truncate cuts a text to at most max octets on a character boundary, as
+// reply and header texts are cut (the gateway cuts what it echoes or
+// relays the same way).
+func Truncate(s string, max int) string {
 	if len(s) > max {
 		cut := max
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
