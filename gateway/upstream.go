@@ -740,7 +740,6 @@ func looksEnhanced(s string) bool {
 	return true
 }
 
-
 // lineLimitReader fails a read once maxReplyLine octets arrived without a
 // line end: a broken internal MTA cannot make us buffer without bound.
 type lineLimitReader struct {
