@@ -412,10 +412,6 @@ func (s *session) run() (more bool) {
 	}
 }
 
-// rcptOvershoot is how many recipients past max_recipients a transaction
-// may name before each further one counts as an error.
-const rcptOvershoot = 1000
-
 // cutOff ends the session with r, and its decision line: the last line
 // of a transaction cut off must not be its last accepted recipient.
 func (s *session) cutOff(rule string, r policy.Reply) {
@@ -700,6 +696,10 @@ func (s *session) cmdMail(arg string) {
 
 // rcptDomainOK reports whether we accept mail for the domain.
 func (s *session) rcptDomainOK(d string) bool { return s.doms[d] }
+
+// rcptOvershoot is how many recipients past max_recipients a transaction
+// may name before each further one counts as an error.
+const rcptOvershoot = 1000
 
 func (s *session) cmdRcpt(arg string) {
 	if !s.st.HasFrom {

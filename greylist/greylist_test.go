@@ -459,3 +459,18 @@ func TestMemoryCapKeepsAllows(t *testing.T) {
 		t.Errorf("auto-allowed network after the flood: %+v", d)
 	}
 }
+
+// TestIsAllowByKind: eviction tells allows by the key's kind, not its
+// end: a triplet whose recipient is "m" or "a" is no allow.
+func TestIsAllowByKind(t *testing.T) {
+	n := netip.MustParsePrefix("192.0.2.0/24")
+	for _, rcpt := range []string{"m", "a"} {
+		e := &memEntry{key: TripletKey(Normalized{Network: n, Sender: "s@x.example", Recipient: rcpt}), until: 1 << 62}
+		if e.isAllow(0) {
+			t.Errorf("triplet %s taken for an allow", e.key)
+		}
+	}
+	if !(&memEntry{key: OperatorKey(n)}).isAllow(0) || !(&memEntry{key: AutoKey(n), until: 10}).isAllow(0) {
+		t.Error("allows not recognised")
+	}
+}

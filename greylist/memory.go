@@ -132,7 +132,10 @@ func (s *MemoryStore) evict(now int64) {
 // isAllow reports whether e is an operator allow, or the auto-allow record
 // of a network allowed now.
 func (e *memEntry) isAllow(now int64) bool {
-	return strings.HasSuffix(e.key, ":m") || strings.HasSuffix(e.key, ":a") && e.until > now
+	// By the key's kind, not its end: a triplet's recipient may end in
+	// ":m" or ":a" too.
+	kind, _, _, _ := keyKind(e.key)
+	return kind == 'm' || kind == 'a' && e.until > now
 }
 
 func (s *MemoryStore) entry(key string, now int64) *memEntry {
