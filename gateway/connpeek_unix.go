@@ -24,3 +24,21 @@ func idleClean(sc syscall.Conn) bool {
 	})
 	return err == nil && clean
 }
+
+// waitReadable waits until sc has something to read, an end or an error,
+// or its read deadline passes (the error), and reads nothing. It is the wait of a
+// goroutine a session's wait was handed off to (see session.park), in as
+// few frames as a wait can be: rc.Read calls f, and calls it again each
+// time the poller says the socket is readable; a peek tells whether it
+// is (a readiness seen before rc.Read began is not reported again).
+func waitReadable(sc syscall.Conn) error {
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil // the read that follows waits
+	}
+	var buf [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return rerr != syscall.EAGAIN && rerr != syscall.EWOULDBLOCK
+	})
+}

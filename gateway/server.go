@@ -136,7 +136,18 @@ type Server struct {
 	// workers run sessions on goroutines kept between connections, whose
 	// stacks have grown already (see internal/gopool).
 	workers *gopool.Pool[net.Conn]
+	// sweeps counts sweep's looks at waiting sessions; handoffs the waits
+	// moved onto a new goroutine (see session.park).
+	sweeps    atomic.Uint32
+	handoffs  atomic.Uint64
+	sweepOnce sync.Once
+	sweepBuf  []*session // sweep's, reused
 }
+
+// sweepEvery is how often sweep looks at waiting sessions: a session
+// waiting for its client for between one and two periods moves its wait
+// onto a goroutine with a small stack.
+const sweepEvery = 250 * time.Millisecond
 
 type upstreamBox struct{ u Upstream }
 type hookBox struct{ h Hook }
@@ -230,6 +241,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
 	s.ready.Store(true)
+	s.sweepOnce.Do(func() { go s.sweepLoop() })
 
 	var delay time.Duration
 	for {
@@ -276,20 +288,80 @@ func refuse(c net.Conn, line string) {
 	c.Close()
 }
 
-// handle serves one connection. It is kept small on purpose: an idle
-// session waits for its next command in this frame (sess.wait), not deep
-// in the session's own, so that its goroutine's stack stays small enough
-// for the runtime to shrink it to 4 KiB (an idle connection's largest
-// cost; see README "Performance").
+// handle serves one connection. An idle session waits for its next
+// command near the top of its goroutine (serve's sess.wait), not deep in
+// the session's own frames, so that the wait fits the 2 KiB stack of the
+// goroutine serve hands it off to (an idle connection's largest cost; see
+// README "Performance").
 func (s *Server) handle(c net.Conn) {
 	sess := s.open(c)
 	if sess == nil {
 		return
 	}
-	defer s.finish(sess) // also when the goroutine ends without returning
-	for sess.run() {
-		sess.wait()
+	s.serve(sess, false)
+}
+
+// serve runs sess until it ends, or until a wait for the client is handed
+// off (see session.park): then a new goroutine, whose stack is small,
+// waits and serves on, and this one goes back to the pool. waitFirst is
+// the new goroutine's: it begins with the wait.
+func (s *Server) serve(sess *session, waitFirst bool) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.finish(sess) // also when the goroutine ends without returning
+		}
+	}()
+	if waitFirst {
+		sess.waitHandedOff()
 	}
+	for sess.run() {
+		if sess.wait(true) {
+			s.handoffs.Add(1)
+			handedOff = true
+			if testHandoffHook != nil {
+				testHandoffHook()
+			}
+			go s.serve(sess, true)
+			return
+		}
+	}
+}
+
+// testHandoffHook, when set (by tests, before any session), runs between
+// a wait cut short and the new goroutine's wait.
+var testHandoffHook func()
+
+// sweepLoop calls sweep every sweepEvery until the server drains.
+func (s *Server) sweepLoop() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for range t.C {
+		if s.draining.Load() {
+			return
+		}
+		s.sweep()
+	}
+}
+
+// sweep cuts short the waits of sessions that have been waiting for their
+// client since before the previous sweep (see session.park).
+func (s *Server) sweep() {
+	n := s.sweeps.Add(1)
+	s.mu.Lock()
+	buf := s.sweepBuf[:0]
+	for sess := range s.sessions {
+		buf = append(buf, sess)
+	}
+	s.sweepBuf = nil // sweeps from a test and the loop do not share it
+	s.mu.Unlock()
+	for _, sess := range buf {
+		sess.cutPark(n)
+	}
+	clear(buf)
+	s.mu.Lock()
+	s.sweepBuf = buf
+	s.mu.Unlock()
 }
 
 // open applies the connection limits and registers a session for c; nil

@@ -31,8 +31,9 @@ type session struct {
 	hook Hook
 	doms map[string]bool
 
-	raw  net.Conn // as accepted (maybe a PROXY protocol wrapper)
-	conn net.Conn // raw, or TLS over raw, reading through deadlines
+	raw  net.Conn      // as accepted (maybe a PROXY protocol wrapper)
+	conn net.Conn      // raw, or TLS over raw, reading through deadlines
+	dc   *deadlineConn // the deadline wrapper conn reads through
 
 	// run's place between calls: greeted once the connect stage passed,
 	// waited when run returned to wait for the client, waitErr what the
@@ -55,10 +56,16 @@ type session struct {
 	scratch []byte
 
 	// Deadline state, shared with the reader wrapper and Shutdown.
-	mu           sync.Mutex
-	idle         bool // waiting for a command outside a transaction
-	interrupted  bool
-	dataDeadline time.Time
+	mu          sync.Mutex
+	idle        bool // waiting for a command outside a transaction
+	interrupted bool
+	// parked: waiting for the client in a read that Server.sweep may cut
+	// short, to move the wait onto a goroutine with a small stack (see
+	// park); parkTick the sweep count when it began; handoff that a sweep
+	// cut it short.
+	parked, handoff bool
+	parkTick        uint32
+	dataDeadline    time.Time
 
 	// Transaction state.
 	tx         UpstreamTx
@@ -135,7 +142,8 @@ func newSession(srv *Server, cfg *Config, c net.Conn, client netip.AddrPort) *se
 		doms: *srv.domains.Load(),
 		raw:  c,
 	}
-	s.conn = &deadlineConn{Conn: c, s: s}
+	s.dc = &deadlineConn{Conn: c, s: s}
+	s.conn = s.dc
 	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
 	s.st = State{SessionID: newID(), Client: client, Local: local}
 	return s
@@ -205,23 +213,84 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 // waits in a read into the session's own small prefix, and a pooled
 // reader is taken when data arrives. Thousands of idle connections so cost
 // their goroutine and little else.
-func (s *session) park() error {
+//
+// The goroutine is the larger part: its stack grew to 8 KiB judging the
+// client, and the runtime shrinks a waiting goroutine's stack only to 4
+// KiB (a stack is halved only while less than a quarter of it, counting
+// 800 octets of reserve, is in use). So a wait that may be handed off
+// (may) is marked parked: a session still waiting at Server.sweep's
+// second look has its read cut short, and park reports handedOff for
+// Server.serve to go on waiting on a new goroutine, whose 2 KiB stack
+// holds the wait. A session in steady use never waits that long and pays
+// two uncontended locks per wait.
+func (s *session) park(may bool) (handedOff bool, err error) {
 	if err := s.flush(); err != nil {
-		return err
+		return false, err
 	}
 	s.releaseBuffers()
 	s.pre.r = s.conn
+	if may {
+		s.mu.Lock()
+		s.parked, s.parkTick = true, s.srv.sweeps.Load()
+		s.mu.Unlock()
+	}
 	n, err := s.conn.Read(s.pre.b[:])
+	if may {
+		s.mu.Lock()
+		cut := s.handoff
+		s.parked, s.handoff = false, false
+		if cut && !s.interrupted {
+			// The sweep moved the read deadline to now: put back the
+			// one the idle timeout set (a Read keeps one that is close
+			// enough, see closeEnough).
+			s.dc.Conn.SetReadDeadline(s.dc.rd)
+		}
+		s.mu.Unlock()
+		if cut && n == 0 && isTimeout(err) {
+			return true, nil
+		}
+	}
 	s.pre.off, s.pre.n = 0, n
 	if n > 0 {
 		err = nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	s.r = readerPool.Get().(*bufio.Reader)
 	s.r.Reset(&s.pre)
-	return nil
+	return false, nil
+}
+
+// waitHandedOff is the wait of the goroutine a wait was handed off to. On
+// plain TCP it waits in the fewest frames a wait can take, so that they
+// fit the new goroutine's first stack; the read that follows may grow it.
+// A wait that ends in an error (the idle timeout, an interrupt) ends as a
+// read would have: a read now would set the idle deadline anew.
+func (s *session) waitHandedOff() {
+	if sc, ok := s.raw.(*net.TCPConn); ok && s.conn == s.dc {
+		if err := waitReadable(sc); err != nil {
+			s.mu.Lock()
+			if s.interrupted {
+				err = errInterrupted
+			}
+			s.mu.Unlock()
+			s.waitErr = err
+			return
+		}
+	}
+	s.wait(false)
+}
+
+// cutPark is Server.sweep's look at the session: a wait that began before
+// the sweep before last (so at least one sweep period ago) is cut short.
+func (s *session) cutPark(sweep uint32) {
+	s.mu.Lock()
+	if s.parked && !s.handoff && !s.interrupted && sweep-s.parkTick >= 2 {
+		s.handoff = true
+		s.raw.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
 }
 
 func (s *session) releaseBuffers() {
@@ -425,15 +494,17 @@ func (s *session) cutOff(rule string, r policy.Reply) {
 var errWaitPanic = errors.New("session panic while waiting")
 
 // wait parks the session until the client sends (see park); run reads
-// what came, or the error.
-func (s *session) wait() {
+// what came, or the error. handedOff says the wait was cut short to go on
+// on another goroutine (may allows that).
+func (s *session) wait(may bool) (handedOff bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.srv.logger.Error("session panic", "panic", fmt.Sprint(p), "session", s.st.SessionID)
-			s.waitErr = errWaitPanic
+			s.waitErr, handedOff = errWaitPanic, false
 		}
 	}()
-	s.waitErr = s.park()
+	handedOff, s.waitErr = s.park(may)
+	return handedOff
 }
 
 // greet judges the connection and greets the client; false when it was
@@ -584,7 +655,8 @@ func (s *session) cmdStartTLS(arg string) bool {
 	// Anything the client pipelined after STARTTLS was sent in clear text
 	// and must not be read as commands inside TLS (CVE-2011-0411): the new
 	// reader starts empty.
-	tc := tls.Server(&deadlineConn{Conn: s.raw, s: s}, s.cfg.TLS)
+	s.dc = &deadlineConn{Conn: s.raw, s: s}
+	tc := tls.Server(s.dc, s.cfg.TLS)
 	hctx, cancel := context.WithTimeout(s.ctx(), s.cfg.IdleTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
