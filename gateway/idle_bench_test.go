@@ -7,8 +7,8 @@ import (
 	"net"
 	"runtime"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 )
 
 // BenchmarkIdleConn measures what an idle connection (greeted, EHLO
