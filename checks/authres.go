@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // AuthResultsInput holds the results to report; nil ones are left out.
@@ -38,27 +39,69 @@ type AuthResultsInput struct {
 func AuthenticationResults(authservID string, in AuthResultsInput) string {
 	var b strings.Builder
 	b.Grow(320)
+	writeAuthResults(&b, authservID, in, false)
+	return b.String()
+}
+
+// AuthenticationResultsField returns the whole Authentication-Results
+// field, CRLF included, folded (RFC 5322 section 2.2.3): each result on a
+// line of its own, and a property on the next line where the line would
+// pass 78 octets. Its value unfolds to AuthenticationResults'. Without
+// folding, a message with a few failed DKIM signatures (the sender
+// chooses how many) made the field longer than the 998 octets a line may
+// have (RFC 5322 section 2.1.1); a value is at most maxARValue octets, so
+// no line is.
+func AuthenticationResultsField(authservID string, in AuthResultsInput) string {
+	var b strings.Builder
+	b.Grow(384)
+	b.WriteString("Authentication-Results: ")
+	writeAuthResults(&b, authservID, in, true)
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// foldAt is the line length past which a folded field breaks its line
+// (RFC 5322 section 2.1.1's "SHOULD be no more than 78").
+const foldAt = 78
+
+func writeAuthResults(b *strings.Builder, authservID string, in AuthResultsInput, fold bool) {
 	b.WriteString(cleanValue(authservID))
 	n := 0
+	lineStart := 0 // where the current line begins in b, when folding
+	sep := func(s string, next int) {
+		if fold && b.Len()-lineStart+len(s)+next > foldAt {
+			b.WriteString("\r\n\t")
+			lineStart = b.Len() - 1
+			s = strings.TrimPrefix(s, " ")
+		}
+		b.WriteString(s)
+	}
 	result := func(method, value string, props ...string) {
 		n++
-		b.WriteString("; ")
+		if fold {
+			b.WriteString(";\r\n\t")
+			lineStart = b.Len() - 1
+		} else {
+			b.WriteString("; ")
+		}
 		b.WriteString(method)
 		b.WriteByte('=')
 		b.WriteString(value)
+		var scratch [160]byte
 		for i := 0; i+1 < len(props); i += 2 {
 			v := cleanValue(props[i+1])
 			if v == "" {
 				continue
 			}
-			b.WriteByte(' ')
-			b.WriteString(props[i])
-			b.WriteByte('=')
+			pv := append(scratch[:0], props[i]...)
+			pv = append(pv, '=')
 			if props[i] == "reason" {
-				writeARValue(&b, v)
+				pv = appendARValue(pv, v)
 			} else {
-				writeARPvalue(&b, v)
+				pv = appendARPvalue(pv, v)
 			}
+			sep(" ", len(pv))
+			b.Write(pv)
 		}
 	}
 	if r := in.IPRev; r != nil {
@@ -87,13 +130,12 @@ func AuthenticationResults(authservID string, in AuthResultsInput) string {
 	if n == 0 {
 		b.WriteString("; none")
 	}
-	return b.String()
 }
 
-// writeARValue writes a value (RFC 2045 token or quoted-string) as
+// appendARValue appends a value (RFC 2045 token or quoted-string) as
 // authres.Format does: quoted, with its quotes escaped, when it holds a
 // space, a control character or a tspecial.
-func writeARValue(b *strings.Builder, s string) {
+func appendARValue(b []byte, s string) []byte {
 	quote := false
 	for _, r := range s {
 		if r <= ' ' || strings.ContainsRune(`()<>@,;:\"/[]?=`, r) {
@@ -102,37 +144,54 @@ func writeARValue(b *strings.Builder, s string) {
 		}
 	}
 	if !quote {
-		b.WriteString(s)
-		return
+		return append(b, s...)
 	}
-	b.WriteByte('"')
-	b.WriteString(strings.ReplaceAll(s, `"`, `\"`))
-	b.WriteByte('"')
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
 }
 
-// writeARPvalue writes a property value as authres.Format does: as it is
+// appendARPvalue appends a property value as authres.Format does: as it is
 // when it looks like an address or a domain (letters, digits and the
 // punctuation of addresses), else as a value.
-func writeARPvalue(b *strings.Builder, s string) {
+func appendARPvalue(b []byte, s string) []byte {
 	for _, r := range s {
 		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("#$%&'*+,./-@[]\\^_`{|}~", r) {
-			writeARValue(b, s)
-			return
+			return appendARValue(b, s)
 		}
 	}
-	b.WriteString(s)
+	return append(b, s...)
 }
 
 // cleanValue drops control characters and backslashes (authres.Format
-// quotes but does not escape them).
+// quotes but does not escape them) and cuts the value to maxARValue
+// octets, on a character boundary.
 func cleanValue(s string) string {
-	return strings.Map(func(r rune) rune {
+	s = strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f || r == '\\' {
 			return -1
 		}
 		return r
 	}, s)
+	if len(s) > maxARValue {
+		cut := maxARValue
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
 }
+
+// maxARValue bounds a value in our Authentication-Results field: an
+// address is at most 256 octets (RFC 5321 section 4.5.3.1.3), and a
+// reason longer than that says nothing more.
+const maxARValue = 320
 
 // StripAuthResults returns the header block with every
 // Authentication-Results field whose authserv-id is ours removed (RFC 8601

@@ -146,5 +146,14 @@ func FuzzAuthenticationResultsReference(f *testing.F) {
 		if got, want := AuthenticationResults(id, in), refAuthenticationResults(id, in); got != want {
 			t.Errorf("got\n%q\nwant\n%q", got, want)
 		}
+		f := AuthenticationResultsField(id, in)
+		if got, want := unfoldAR(f), "Authentication-Results: "+AuthenticationResults(id, in); got != want {
+			t.Errorf("field unfolds to\n%q\nwant\n%q", got, want)
+		}
+		for l := range strings.SplitSeq(strings.TrimSuffix(f, "\r\n"), "\r\n") {
+			if len(l) > 998 && len(result) < 600 { // result values are ours, short, and not cut
+				t.Errorf("a line of %d octets", len(l))
+			}
+		}
 	})
 }

@@ -3,6 +3,7 @@ package checks
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -149,5 +150,65 @@ func TestIPRev(t *testing.T) {
 		if got.Result != c.result || got.Name != c.name {
 			t.Errorf("IPRev(%s) = %+v, want %s %q", c.ip, got, c.result, c.name)
 		}
+	}
+}
+
+// unfoldAR undoes AuthenticationResultsField's folding.
+func unfoldAR(field string) string {
+	return strings.ReplaceAll(strings.TrimSuffix(field, "\r\n"), "\r\n\t", " ")
+}
+
+// TestAuthenticationResultsField: the field is folded, one result a line
+// and no line past 78 octets where no single value is longer, and unfolds
+// to the value; a sender's many signatures or long values never make a
+// line longer than RFC 5322's 998 octets.
+func TestAuthenticationResultsField(t *testing.T) {
+	var six []DKIMSignature
+	for i := range 6 {
+		six = append(six, DKIMSignature{Result: DKIMFail, Reason: "dkim: body hash did not verify",
+			Algorithm: "rsa-sha256", BPrefix: fmt.Sprintf("AbCdEf%02d", i), Domain: "lists.example.org",
+			Identifier: "@lists.example.org", Selector: "20230601"})
+	}
+	long := strings.Repeat("é", 1500)
+	cases := []struct {
+		name   string
+		in     AuthResultsInput
+		max    int // longest line allowed
+		breaks int // at least this many line breaks
+	}{
+		{"none", AuthResultsInput{}, 78, 0},
+		{"six failed signatures", AuthResultsInput{
+			SPF:   &SPFResult{Result: SPFPass, Identity: IdentityMailFrom, Sender: "bounces+123@em.example.org"},
+			DKIM:  &DKIMResult{Signatures: six},
+			DMARC: &DMARCResult{Result: DMARCPass, Domain: "example.org", Policy: "reject"}}, 78, 8},
+		{"long values", AuthResultsInput{
+			SPF:  &SPFResult{Result: SPFPass, Identity: IdentityMailFrom, Sender: strings.Repeat("a", 3000) + "@x.example"},
+			DKIM: &DKIMResult{Signatures: []DKIMSignature{{Result: DKIMFail, Reason: long, Domain: long}}}}, 998, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := AuthenticationResultsField("mx.example.net", c.in)
+			if !strings.HasPrefix(f, "Authentication-Results: ") || !strings.HasSuffix(f, "\r\n") {
+				t.Fatalf("field %q", f)
+			}
+			if got, want := unfoldAR(f), "Authentication-Results: "+AuthenticationResults("mx.example.net", c.in); got != want {
+				t.Errorf("unfolds to\n%q\nwant\n%q", got, want)
+			}
+			lines := strings.Split(strings.TrimSuffix(f, "\r\n"), "\r\n")
+			if len(lines)-1 < c.breaks {
+				t.Errorf("%d line breaks, want at least %d:\n%s", len(lines)-1, c.breaks, f)
+			}
+			for i, l := range lines {
+				if len(l) > c.max {
+					t.Errorf("line %d is %d octets, want at most %d: %q", i, len(l), c.max, l)
+				}
+				if i > 0 && !strings.HasPrefix(l, "\t") {
+					t.Errorf("line %d does not begin with white space: %q", i, l)
+				}
+			}
+			if _, results, err := authres.Parse(strings.TrimPrefix(unfoldAR(f), "Authentication-Results: ")); err != nil || len(results) == 0 && c.in != (AuthResultsInput{}) {
+				t.Errorf("authres.Parse: %d results, %v", len(results), err)
+			}
+		})
 	}
 }

@@ -115,7 +115,7 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 		for i := range sigs {
 			sigs[i].Result, sigs[i].Reason = DKIMTempError, "dkim: "+err.Error()
 		}
-		return DKIMResult{Signatures: sigs, Err: "dkim: " + err.Error()}
+		return DKIMResult{Signatures: boundSigs(sigs, d.max), Err: "dkim: " + err.Error()}
 	}
 	for i := range sigs {
 		if i >= len(outs) {
@@ -141,7 +141,19 @@ func (d *DKIM) Verify(ctx context.Context, msg io.Reader) DKIMResult {
 			sigs[i].Result, sigs[i].Reason = DKIMFail, e.Error()
 		}
 	}
-	return DKIMResult{Signatures: sigs}
+	return DKIMResult{Signatures: boundSigs(sigs, d.max)}
+}
+
+// boundSigs reports the signatures past the bound as one: the first of
+// them, its reason saying how many were not verified. A sender chooses how
+// many DKIM-Signature fields it sends, and each listed would be a result
+// in our Authentication-Results field and in the decision line.
+func boundSigs(sigs []DKIMSignature, max int) []DKIMSignature {
+	if max < 0 || len(sigs) <= max+1 {
+		return sigs
+	}
+	sigs[max].Reason += fmt.Sprintf(" (%d signatures past the bound, not verified)", len(sigs)-max)
+	return sigs[:max+1]
 }
 
 func btoi(b bool) int {

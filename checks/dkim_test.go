@@ -300,3 +300,19 @@ func BenchmarkDKIMVerify(b *testing.B) {
 		})
 	}
 }
+
+// TestDKIMBoundSignatures: the signatures past max_signatures are one
+// result, which says how many there were (a sender chooses how many it
+// sends; each would be a result in our header field and decision line).
+func TestDKIMBoundSignatures(t *testing.T) {
+	srv := startDNS(t, "dkim/keys.zone")
+	d := NewDKIM(DKIMConfig{MaxSignatures: 1}, newResolver(t, srv, 300*time.Millisecond))
+	f, err := os.Open(filepath.Join(dkimDir, "three-signatures.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res := d.Verify(context.Background(), f)
+	checkSigs(t, res, []wantSig{{"rsa", "rsa-sha256", DKIMPass, ""},
+		{"ed", "ed25519-sha256", DKIMNeutral, "(2 signatures past the bound, not verified)"}})
+}

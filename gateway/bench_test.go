@@ -399,7 +399,7 @@ func BenchmarkDecisionLog(b *testing.B) {
 	}
 }
 
-// BenchmarkAuthenticationResults builds the Authentication-Results value of
+// BenchmarkAuthenticationResults builds the Authentication-Results field of
 // a message with every check's result, as outgoing does.
 func BenchmarkAuthenticationResults(b *testing.B) {
 	in := checks.AuthResultsInput{
@@ -412,6 +412,6 @@ func BenchmarkAuthenticationResults(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = checks.AuthenticationResults("mx.example.com", in)
+		_ = checks.AuthenticationResultsField("mx.example.com", in)
 	}
 }

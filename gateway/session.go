@@ -1152,9 +1152,7 @@ func (s *session) outgoing(extra []policy.Header, hdr []byte, held *holdBuffer) 
 		ri.Rcpt = s.st.Rcpts[0].String()
 	}
 	pre.WriteString(receivedField(ri))
-	pre.WriteString("Authentication-Results: ")
-	pre.WriteString(checks.AuthenticationResults(s.cfg.AuthservID, s.st.Auth))
-	pre.WriteString("\r\n")
+	pre.WriteString(checks.AuthenticationResultsField(s.cfg.AuthservID, s.st.Auth))
 	for _, h := range extra {
 		pre.WriteString(h.Name + ": " + h.Value + "\r\n")
 	}
