@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/mxgate/gatewayd/internal/dnstest"
 )
 
 type wantSig struct {
@@ -194,60 +193,6 @@ func FuzzHeaderFields(f *testing.F) {
 	})
 }
 
-// TestDKIMSharedVectors runs the RFC 8463 and RFC 6376 examples of the
-// shared test vectors when they are present.
-func TestDKIMSharedVectors(t *testing.T) {
-	dir := filepath.Join("..", "..", "shared", "vectors", "dkim")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("shared vectors not found at %s: skipped (our own testdata covers the same behaviour)", dir)
-	}
-	cases := []struct {
-		msg, records string
-		want         []DKIMStatus
-	}{
-		{"rfc8463/signed.eml", "rfc8463/dns-records.txt", []DKIMStatus{DKIMPass, DKIMPass}},
-		{"rfc6376/a2-corrected.eml", "rfc6376/dns-records.txt", []DKIMStatus{DKIMPass}},
-		{"rfc6376/a2-literal.eml", "rfc6376/dns-records.txt", []DKIMStatus{DKIMFail}},
-		{"dkimpy/rfc6376.signed.msg", "rfc8463/dns-records.txt", []DKIMStatus{DKIMPass, DKIMPass}},
-	}
-	for _, c := range cases {
-		t.Run(c.msg, func(t *testing.T) {
-			srv := dnstest.Start(t)
-			loadRecordLines(t, srv, filepath.Join(dir, c.records))
-			d := NewDKIM(DKIMConfig{}, newResolver(t, srv, 0))
-			raw, err := os.ReadFile(filepath.Join(dir, c.msg))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := d.Verify(context.Background(), bytes.NewReader(toCRLF(raw)))
-			if len(res.Signatures) != len(c.want) {
-				t.Fatalf("%d signatures, want %d", len(res.Signatures), len(c.want))
-			}
-			for i, w := range c.want {
-				if res.Signatures[i].Result != w {
-					t.Errorf("signature %d (s=%s): %s %q, want %s", i, res.Signatures[i].Selector,
-						res.Signatures[i].Result, res.Signatures[i].Reason, w)
-				}
-			}
-		})
-	}
-}
-
-// loadRecordLines serves "<name> <TXT value>" lines as TXT records.
-func loadRecordLines(t *testing.T, srv *dnstest.Server, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok {
-			continue
-		}
-		srv.AddRecords(txtRR(name, value))
-	}
-}
 
 // txtRR builds a TXT record, split into character-strings of 255 bytes.
 func txtRR(name string, value ...string) *dns.TXT {
