@@ -193,7 +193,6 @@ func FuzzHeaderFields(f *testing.F) {
 	})
 }
 
-
 // txtRR builds a TXT record, split into character-strings of 255 bytes.
 func txtRR(name string, value ...string) *dns.TXT {
 	rr := &dns.TXT{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300}}
