@@ -307,8 +307,10 @@ func TestIdleTimeout(t *testing.T) {
 // texts, so the test tells which one fired without measuring time.
 func TestDataDeadline(t *testing.T) {
 	cfg := testConfig()
-	cfg.IdleTimeout = time.Second
-	cfg.DataTimeout = 3 * time.Second
+	// An idle timeout of 2 s against a line every 100 ms: wide enough for
+	// a loaded machine (1 s was not, once, under -race with other tests).
+	cfg.IdleTimeout = 2 * time.Second
+	cfg.DataTimeout = 4 * time.Second
 	g := startGateway(t, cfg, nil, nil)
 	c, err := net.Dial("tcp", g.addr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,9 +95,46 @@ type judgeState struct {
 	spfFor  [2]string
 	spfLast *spfMemo
 
-	sessionScore float64 // connect and helo
-	txScore      float64 // mail, rcpt and data of this transaction
-	txID         string
+	// The points so far: connect's, the last HELO's (a HELO again, as
+	// after STARTTLS, replaces them), and this transaction's (mail and
+	// data; rcpt points count for that recipient only). scored keeps the
+	// reasons that gave them, in the same three runs (nConn, nHelo, the
+	// rest), for a threshold's decision line to name.
+	connScore, heloScore, txScore float64
+	scored                        []policy.Reason
+	nConn, nHelo                  int32
+	txID                          string
+}
+
+// total is the session's points, f.Score at stage.
+func (js *judgeState) total(stage policy.Stage) float64 {
+	if stage == policy.StageHelo {
+		return js.connScore // this HELO's replace the last one's
+	}
+	return js.connScore + js.heloScore + js.txScore
+}
+
+// keepScored records the reasons of stage that gave points.
+func (js *judgeState) keepScored(stage policy.Stage, rs []policy.Reason) {
+	switch stage {
+	case policy.StageHelo:
+		js.scored = js.scored[:js.nConn] // a HELO ends any transaction too
+		js.nHelo = 0
+	case policy.StageRcpt:
+		return
+	}
+	for _, r := range rs {
+		if r.Score == 0 {
+			continue
+		}
+		js.scored = append(js.scored, r)
+		switch stage {
+		case policy.StageConnect:
+			js.nConn++
+		case policy.StageHelo:
+			js.nHelo++
+		}
+	}
 }
 
 // spfMemo is an SPF answer, the question it answers and when.
@@ -126,14 +164,20 @@ func (j *Judge) wait() time.Duration {
 
 // Decide implements Hook.
 func (j *Judge) Decide(ctx context.Context, stage policy.Stage, st *State) policy.Verdict {
-	v := j.decide(ctx, stage, st)
+	v, carried := j.decide(ctx, stage, st)
 	if j.Rules != nil && len(v.Reasons) > 0 {
 		j.Rules.matched(stage, v.Reasons)
+	}
+	if len(carried) > 0 {
+		v.Reasons = append(carried, v.Reasons...)
 	}
 	return v
 }
 
-func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) policy.Verdict {
+// decide judges stage. carried are the earlier stages' reasons that gave
+// points, when a threshold decided: the decision line names them (they
+// are not counted again as rules matched).
+func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) (v policy.Verdict, carried []policy.Reason) {
 	js := j.state(st)
 	// One evaluator per transaction: a reload takes effect at the next
 	// MAIL (or session), never half-way through a transaction.
@@ -148,7 +192,13 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 	}
 	if st.QueueID != js.txID {
 		js.txID, js.txScore, js.txTrust = st.QueueID, 0, false
+		js.scored = js.scored[:js.nConn+js.nHelo]
 		js.facts.SPF, js.facts.DKIM, js.facts.DMARC, js.facts.Greylist = nil, nil, nil, ""
+		for _, m := range js.facts.DomainBL {
+			// The sender's domains were the last transaction's.
+			delete(m, "mail_from")
+			delete(m, "from")
+		}
 		// The header was a slice of the transaction's hold buffer, which
 		// went back to a pool with the transaction.
 		js.facts.Header, js.facts.Size = nil, 0
@@ -240,13 +290,18 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 			j.awaitIPRev(ctx, js, st)
 		}
 	}
+	if (stage == policy.StageMail || stage == policy.StageRcpt) && need.DomainBL {
+		// Started at MAIL: a rule at mail or rcpt may read it.
+		j.domainBL(ctx, js.mailBL, f, "mail_from", st)
+		js.mailBL = nil
+	}
 	if (stage == policy.StageMail || stage == policy.StageRcpt) && (need.SPF || need.DMARC) {
 		j.awaitSPF(js, st)
 	}
 	if js.trusted || (js.txTrust && stage != policy.StageConnect && stage != policy.StageHelo) {
-		return policy.Continue
+		return policy.Continue, nil
 	}
-	f.Score = js.sessionScore + js.txScore
+	f.Score = js.total(stage)
 	var out policy.Outcome
 	if lazyEv != nil {
 		out = lazyEv.EvaluateLazy(f, policy.NeedSet{IPRev: true}, func(n policy.NeedSet) {
@@ -257,20 +312,28 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 	} else {
 		out = ev.Evaluate(f)
 	}
-	v := out.Verdict
+	v = out.Verdict
 	if len(out.Errors) > 0 {
 		j.Logger.Warn("rule failed at run time", "stage", stage, "errors", out.Errors, "session", st.SessionID)
 		if j.Rules != nil {
 			j.Rules.Errors.WithLabelValues(string(stage)).Add(float64(len(out.Errors)))
 		}
 	}
+	prior := js.scored
 	switch stage {
-	case policy.StageConnect, policy.StageHelo:
-		js.sessionScore += v.Score
+	case policy.StageConnect:
+		js.connScore += v.Score
+	case policy.StageHelo:
+		js.heloScore = v.Score
+		prior = js.scored[:js.nConn]
 	case policy.StageMail, policy.StageData:
 		js.txScore += v.Score
 		// rcpt points count for that recipient only.
 	}
+	if thresholdDecided(v.Reasons) {
+		carried = slices.Clone(prior)
+	}
+	js.keepScored(stage, v.Reasons)
 	if v.Action == policy.ActionAccept {
 		switch out.Scope {
 		case policy.ScopeSession:
@@ -291,7 +354,24 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) polic
 	if stage == policy.StageData && f.SPF != nil {
 		v.Headers = append(v.Headers, policy.Header{Name: "Received-SPF", Value: f.SPF.ReceivedSPF(j.Hostname)})
 	}
-	return v
+	// The decision line's score is the total, not the stage's share.
+	total := js.connScore + js.heloScore + js.txScore
+	if stage == policy.StageRcpt {
+		total += v.Score
+	}
+	v.Score = total
+	return v, carried
+}
+
+// thresholdDecided reports whether a score threshold (a reason named
+// "threshold:NAME") is among rs.
+func thresholdDecided(rs []policy.Reason) bool {
+	for _, r := range rs {
+		if strings.HasPrefix(r.Rule, "threshold:") {
+			return true
+		}
+	}
+	return false
 }
 
 func addrStrings(as []Address) []string {
@@ -537,11 +617,13 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, ev Eval
 	v := out.Verdict
 	g := j.Checks.Greylist
 	if j.DryRun && g != nil {
+		// The store is not asked. A first attempt would be deferred; what
+		// explain shows is the retry's fate, judged by the rules after
+		// the greylist rule, as the daemon judges it.
 		st.SetResult("greylist", greylistLog{Action: "not consulted (dry run)"})
-		v.Reasons = append(v.Reasons, policy.Reason{Rule: "greylist", Detail: "dry run: the store was not asked; a first attempt would be deferred"})
-		v.Action = policy.ActionContinue
-		v.Reply = policy.Reply{}
-		return v
+		js.facts.Greylist = "pass"
+		return j.regrey(ev, js, v.Reasons, policy.Reason{Rule: "greylist",
+			Detail: "dry run: the store was not asked; a first attempt would be deferred, its retry is judged here as a pass"})
 	}
 	if g == nil {
 		// Greylisting is not configured: a greylist rule cannot defer.
@@ -577,8 +659,22 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, ev Eval
 			js.facts.Greylist = "failopen"
 		}
 	}
+	return j.regrey(ev, js, v.Reasons, policy.Reason{Rule: "greylist", Detail: js.facts.Greylist})
+}
+
+// regrey judges the recipient again once the greylist state is known.
+// Its reasons are the second evaluation's, with first's (the rules up to
+// the greylist rule) and gr in their place: the rules before the greylist
+// rule match again and must not be listed twice.
+func (j *Judge) regrey(ev Evaluator, js *judgeState, first []policy.Reason, gr policy.Reason) policy.Verdict {
 	again := ev.Evaluate(&js.facts)
-	again.Reasons = append(append(v.Reasons, policy.Reason{Rule: "greylist", Detail: js.facts.Greylist}), again.Reasons...)
+	k := 0 // the leading reasons both evaluations gave
+	for k < len(first) && k < len(again.Reasons) && first[k] == again.Reasons[k] {
+		k++
+	}
+	rs := make([]policy.Reason, 0, len(first)+1+len(again.Reasons)-k)
+	rs = append(append(append(rs, first...), gr), again.Reasons[k:]...)
+	again.Reasons = rs
 	if again.Action == policy.ActionGreylist {
 		again.Action = policy.ActionContinue // an evaluator that ignores the known state
 		again.Reply = policy.Reply{}

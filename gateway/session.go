@@ -39,7 +39,10 @@ type session struct {
 	// waited when run returned to wait for the client, waitErr what the
 	// wait ended with.
 	greeted, waited bool
-	waitErr         error
+	// closing: a 421 was written; the session ends once it is sent (RFC
+	// 5321 section 3.8: 421 closes the transmission channel).
+	closing bool
+	waitErr error
 	// countedIP is the address the server counted this connection under
 	// (released as it was counted, whatever a hook does to State).
 	countedIP netip.Addr
@@ -319,6 +322,9 @@ func (s *session) writer() *bufio.Writer {
 // reply queues one reply line; replies go out when the client's pipelined
 // input is used up (RFC 2920) or at a stage that must be answered now.
 func (s *session) reply(code int, enh, text string) {
+	if code == 421 {
+		s.closing = true
+	}
 	w := s.writer()
 	w.WriteString(strconv.Itoa(code))
 	w.WriteByte(' ')
@@ -474,7 +480,7 @@ func (s *session) run() (more bool) {
 			s.flush()
 			return false
 		}
-		if !s.command(string(line)) {
+		if !s.command(string(line)) || s.closing {
 			s.flush()
 			return false
 		}
