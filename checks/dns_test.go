@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -355,4 +356,39 @@ func TestQueryPanicEndsFlight(t *testing.T) {
 	if _, err := r.Query(ctx, "host.cache.example", dns.TypeA); err != nil {
 		t.Fatalf("query after a recovered panic: %v", err)
 	}
+}
+
+// BenchmarkResolverCache measures the two paths of a lookup with the
+// cache on: a hit, the path of every repeated lookup, and a miss that
+// asks the server and fills the cache (a new name each time, so past the
+// first thousand the cache also evicts an entry per lookup).
+func BenchmarkResolverCache(b *testing.B) {
+	srv := startDNS(b, "dns.zone")
+	srv.AddRR(b, `*.wild.cache.example. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all"`)
+	r, err := NewResolver(DNSConfig{Servers: []string{srv.Addr()}, Timeout: testTimeout, CacheSize: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("hit", func(b *testing.B) {
+		if _, err := r.LookupTXT(ctx, "long.cache.example"); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := r.LookupTXT(ctx, "long.cache.example"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	n := 0
+	b.Run("miss", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n++
+			if _, err := r.LookupTXT(ctx, "n"+strconv.Itoa(n)+".wild.cache.example"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
