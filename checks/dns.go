@@ -1,7 +1,6 @@
 package checks
 
 import (
-	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -175,14 +174,14 @@ func (r *Resolver) Cached(name string, qtype uint16) bool {
 	if r.cache == nil {
 		return false
 	}
-	_, ok := r.cache.get(cacheKey{strings.ToLower(dns.Fqdn(name)), qtype}, r.now())
+	_, ok := r.cache.get(cacheKey{lowerDNSName(dns.Fqdn(name)), qtype}, r.now())
 	return ok
 }
 
 // Query asks for name and qtype (dns.TypeA, ...). NXDOMAIN and NODATA are
 // answers, not errors; timeouts and server failures are *net.DNSError.
 func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*Response, error) {
-	name = strings.ToLower(dns.Fqdn(name))
+	name = lowerDNSName(dns.Fqdn(name))
 	if _, ok := dns.IsDomainName(name); !ok || strings.Contains(name, "..") || name == "." {
 		return nil, notFound(name)
 	}
@@ -323,16 +322,70 @@ func answers(in, m *dns.Msg) bool {
 
 // sameName compares two names in wire form, ignoring ASCII case: the name
 // of an answer comes back in presentation form, with escapes (\032 for a
-// space) where the name we sent has the raw byte.
+// space) where the name we sent has the raw byte. It folds ASCII only, as
+// the DNS does (RFC 4343 section 3): strings.EqualFold would take an answer
+// for "k.example" as one for "\u212a.example" (KELVIN SIGN), another name.
 func sameName(a, b string) bool {
-	if strings.EqualFold(a, b) {
+	if equalFoldASCII(a, b) {
 		return true
 	}
 	wa, wb := make([]byte, 256), make([]byte, 256)
 	na, errA := dns.PackDomainName(a, wa, 0, nil, false)
 	nb, errB := dns.PackDomainName(b, wb, 0, nil, false)
-	return errA == nil && errB == nil && bytes.EqualFold(wa[:na], wb[:nb])
+	return errA == nil && errB == nil && equalFoldASCII(wa[:na], wb[:nb])
 }
+
+// lowerDNSName lower-cases the ASCII letters of a DNS name and leaves every
+// other byte as it is. Names compare case-insensitively on ASCII only (RFC
+// 4343 section 3) and may hold any octet; strings.ToLower also folds
+// non-ASCII letters ("\u00c9" to "\u00e9") and turns bytes that are not
+// UTF-8 into U+FFFD, so the name sent would not be the name asked, and two
+// names the DNS tells apart would share a cache entry. Folding byte by byte
+// cannot break a UTF-8 sequence: none of its bytes is below 0x80. A name
+// without upper-case letters, the usual case, is returned without a copy.
+func lowerDNSName(s string) string {
+	i := 0
+	for i < len(s) && !isUpperASCII(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
+		c := s[i]
+		if isUpperASCII(c) {
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// equalFoldASCII reports whether a and b are equal once their ASCII
+// letters are lower-cased (see lowerDNSName for why ASCII only).
+func equalFoldASCII[T string | []byte](a, b T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		ca, cb := a[i], b[i]
+		if isUpperASCII(ca) {
+			ca += 'a' - 'A'
+		}
+		if isUpperASCII(cb) {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}
+
+func isUpperASCII(c byte) bool { return 'A' <= c && c <= 'Z' }
 
 func newResponse(in *dns.Msg, qtype uint16) *Response {
 	resp := &Response{Rcode: in.Rcode, Answer: in.Answer}

@@ -62,6 +62,68 @@ func TestResolverLookups(t *testing.T) {
 	}
 }
 
+// TestResolverNameCase: names fold case on ASCII letters only (RFC 4343
+// section 3). Any other byte is asked as it is and keys its own cache
+// entry: "\u00c9" and "\u00e9" are two names, and a byte that is not UTF-8
+// is not U+FFFD.
+func TestResolverNameCase(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	srv.AddRR(t, `\255.cache.example. 300 IN TXT "byte ff"`)
+	srv.AddRR(t, `\195\137.cache.example. 300 IN TXT "upper e acute"`)
+	srv.AddRR(t, `\195\169.cache.example. 300 IN TXT "lower e acute"`)
+	r := newResolver(t, srv, 0)
+	ctx := context.Background()
+
+	for _, c := range []struct{ name, want string }{
+		{"\xff.Cache.Example", "byte ff"},
+		{"\u00c9.CACHE.example", "upper e acute"},
+		{"\u00e9.cache.example", "lower e acute"},
+		{"LONG.Cache.example", "five minutes"},
+	} {
+		txt, err := r.LookupTXT(ctx, c.name)
+		if err != nil || !slices.Equal(txt, []string{c.want}) {
+			t.Errorf("LookupTXT(%q) = %q, %v; want %q", c.name, txt, err, c.want)
+		}
+		if !r.Cached(c.name, dns.TypeTXT) {
+			t.Errorf("Cached(%q) = false after its lookup", c.name)
+		}
+	}
+	if r.Cached("\u00e9.cache.example", dns.TypeA) || r.Cached("\xfe.cache.example", dns.TypeTXT) {
+		t.Error("Cached true for names never asked")
+	}
+	// ASCII letters still fold: the same name in lower case is a hit.
+	if _, err := r.LookupTXT(ctx, "long.cache.example"); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.QueryCount("long.cache.example", dns.TypeTXT); n != 1 {
+		t.Errorf("long.cache.example asked %d times, want 1 (LONG.Cache.example cached it)", n)
+	}
+	if n := srv.QueryCount("\xef\xbf\xbd.cache.example", dns.TypeTXT); n != 0 {
+		t.Errorf("U+FFFD asked %d times in place of byte 0xff", n)
+	}
+}
+
+// TestSameName: the question of an answer matches ours when the names are
+// equal but for ASCII case, in wire form; other case foldings are other
+// names.
+func TestSameName(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"Host.Example.", "host.example.", true},
+		{"a\\032b.example.", "a b.example.", true},
+		{"\\255.example.", "\xff.example.", true},
+		{"k.example.", "\u212a.example.", false},
+		{"\u00e9.example.", "\u00c9.example.", false},
+		{"host.example.", "hosts.example.", false},
+	} {
+		if got := sameName(c.a, c.b); got != c.want {
+			t.Errorf("sameName(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
+
 // TestResolverErrors checks the error semantics the SPF and go-msgauth
 // libraries depend on: unwrapped *net.DNSError, IsNotFound for NXDOMAIN
 // and NODATA, IsTimeout/Temporary for timeouts, Temporary for SERVFAIL.

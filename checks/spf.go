@@ -85,7 +85,7 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) S
 		local = "postmaster"
 	}
 	r.Sender = local + "@" + domain
-	r.Domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	r.Domain = lowerDNSName(strings.TrimSuffix(domain, "."))
 
 	// RFC 7208 section 4.3: a malformed or single-label domain (or an
 	// address literal) gives "none" without any lookup.

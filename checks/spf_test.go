@@ -30,6 +30,7 @@ func TestSPF(t *testing.T) {
 		{"mx pass", "192.0.2.30", "mx.client.example", "user@mx.spf.example", SPFPass, IdentityMailFrom, "mx.spf.example", ""},
 		{"include pass", "192.0.2.10", "mx.client.example", "user@inc.spf.example", SPFPass, IdentityMailFrom, "inc.spf.example", ""},
 		{"case", "192.0.2.10", "mx.client.example", "User@PASS.SPF.Example", SPFPass, IdentityMailFrom, "pass.spf.example", ""},
+		{"case ASCII only", "192.0.2.10", "mx.client.example", "user@\u00c9.SPF.example", SPFNone, IdentityMailFrom, "\u00c9.spf.example", ""},
 		{"temperror timeout", "192.0.2.10", "mx.client.example", "user@slow.spf.example", SPFTempError, IdentityMailFrom, "slow.spf.example", "timeout"},
 		{"temperror include timeout", "192.0.2.10", "mx.client.example", "user@incslow.spf.example", SPFTempError, IdentityMailFrom, "incslow.spf.example", ""},
 		{"permerror two records", "192.0.2.10", "mx.client.example", "user@twice.spf.example", SPFPermError, IdentityMailFrom, "twice.spf.example", "multiple"},
