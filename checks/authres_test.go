@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/authres"
+	"github.com/miekg/dns"
 )
 
 func TestAuthenticationResults(t *testing.T) {
@@ -136,6 +137,9 @@ func FuzzStripAuthResults(f *testing.F) {
 func TestIPRev(t *testing.T) {
 	srv := startDNS(t, "dns.zone")
 	srv.Timeout("9.2.0.192.in-addr.arpa")
+	srv.Timeout("dual4.cache.example", dns.TypeAAAA)
+	srv.Timeout("dual6.cache.example", dns.TypeAAAA)
+	srv.Timeout("slow4.cache.example", dns.TypeA)
 	r := newResolver(t, srv, 300*time.Millisecond)
 	cases := []struct {
 		ip, result, name string
@@ -144,12 +148,20 @@ func TestIPRev(t *testing.T) {
 		{"192.0.2.5", "fail", "liar.cache.example"},
 		{"192.0.2.7", "fail", ""},
 		{"192.0.2.9", "temperror", ""},
+		{"2001:db8::1", "pass", "host.cache.example"},
+		{"192.0.2.6", "pass", "dual4.cache.example"},
+		{"2001:db8::6", "temperror", ""},
+		{"192.0.2.8", "temperror", ""},
 	}
 	for _, c := range cases {
 		got := IPRev(context.Background(), r, netip.MustParseAddr(c.ip))
 		if got.Result != c.result || got.Name != c.name {
 			t.Errorf("IPRev(%s) = %+v, want %s %q", c.ip, got, c.result, c.name)
 		}
+	}
+	// An IPv4 client's names are asked for A alone (RFC 8601 section 3).
+	if n := srv.QueryCount("dual4.cache.example", dns.TypeAAAA); n != 0 {
+		t.Errorf("IPRev of an IPv4 client asked AAAA %d times", n)
 	}
 }
 

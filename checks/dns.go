@@ -43,8 +43,9 @@ import (
 // IsTemporary for SERVFAIL and other server failures. This is what
 // blitiri.com.ar/go/spf needs (it type-asserts *net.DNSError and does not
 // unwrap), and what go-msgauth needs (a net.Error whose Temporary() is
-// true). So a *Resolver is an spf.DNSResolver as it is, and TXTLookup adapts
-// it to go-msgauth.
+// true). So a *Resolver is an spf.DNSResolver as it is (SPF wraps it to ask
+// the client's address family alone, see spfResolver), and TXTLookup
+// adapts it to go-msgauth.
 //
 // A Resolver is safe for concurrent use.
 type Resolver struct {
@@ -524,8 +525,17 @@ func (r *Resolver) LookupAAAA(ctx context.Context, host string) ([]netip.Addr, e
 }
 
 // LookupIP returns the IPv4 and IPv6 addresses of host, asked in parallel.
-// An IP literal is returned as it is. It fails only when neither type gave
-// an address: with a temporary error if either lookup had one.
+// An IP literal is returned as it is.
+//
+// A temporary failure of either lookup is returned even when the other
+// gave addresses: the list would be incomplete, and a caller looking for
+// an address in it would take its absence for an answer, a fail where the
+// truth is "we do not know" (an IPv6 client whose AAAA lookup timed out
+// while the A lookup answered). Checks that match the client's address ask
+// its family alone (LookupA, LookupAAAA), as RFC 7208 sections 5.3-5.5 and
+// RFC 8601 section 3 say, so that the other family's failures do not
+// concern them. LookupIP fails with not-found when neither type has an
+// address.
 func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a}, nil
@@ -543,13 +553,13 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 	})
 	v4, err4 = r.LookupA(ctx, host)
 	wg.Wait()
-	if ips := append(v4, v6...); len(ips) > 0 {
-		return ips, nil
-	}
 	for _, err := range []error{err4, err6} {
 		if de, ok := err.(*net.DNSError); ok && de.Temporary() {
 			return nil, err
 		}
+	}
+	if ips := append(v4, v6...); len(ips) > 0 {
+		return ips, nil
 	}
 	if err4 != nil {
 		return nil, err4
@@ -559,7 +569,12 @@ func (r *Resolver) LookupIP(ctx context.Context, host string) ([]netip.Addr, err
 
 // LookupIPAddr is LookupIP with the types of net.Resolver.LookupIPAddr.
 func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
-	ips, err := r.LookupIP(ctx, host)
+	return ipAddrs(r.LookupIP(ctx, host))
+}
+
+// ipAddrs converts the result of a lookup to the types of
+// net.Resolver.LookupIPAddr, the error as it is.
+func ipAddrs(ips []netip.Addr, err error) ([]net.IPAddr, error) {
 	if err != nil {
 		return nil, err
 	}

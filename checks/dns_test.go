@@ -181,6 +181,36 @@ func TestResolverErrors(t *testing.T) {
 	}
 }
 
+// TestResolverLookupIPPartial: when one address type fails for now,
+// LookupIP fails for now too, though the other type answered; the type
+// that answered is still there alone.
+func TestResolverLookupIPPartial(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	srv.Timeout("host.cache.example", dns.TypeAAAA)
+	srv.ServFail("only4.cache.example")
+	r := newResolver(t, srv, 300*time.Millisecond)
+	ctx := context.Background()
+
+	ips, err := r.LookupIP(ctx, "host.cache.example")
+	if de, ok := err.(*net.DNSError); !ok || !de.IsTimeout || !de.Temporary() {
+		t.Errorf("LookupIP(host), AAAA timing out = %v, %T %v; want a timeout", ips, err, err)
+	}
+	ipas, err := r.LookupIPAddr(ctx, "only4.cache.example")
+	if de, ok := err.(*net.DNSError); !ok || !de.Temporary() {
+		t.Errorf("LookupIPAddr(only4), SERVFAIL = %v, %T %v; want a temporary error", ipas, err, err)
+	}
+	if ips, err := r.LookupA(ctx, "host.cache.example"); err != nil || len(ips) != 2 {
+		t.Errorf("LookupA(host) = %v, %v", ips, err)
+	}
+	// Not found in one type only is no error.
+	srv.Clear("host.cache.example")
+	srv.Remove("only4.cache.example")
+	srv.AddRR(t, "only4.cache.example. 300 IN A 192.0.2.3")
+	if ips, err := r.LookupIP(ctx, "only4.cache.example"); err != nil || len(ips) != 1 {
+		t.Errorf("LookupIP(only4) = %v, %v; want its A", ips, err)
+	}
+}
+
 func TestResolverCacheTTL(t *testing.T) {
 	srv := startDNS(t, "dns.zone")
 	clock := newFakeClock()

@@ -46,9 +46,18 @@ func IPRev(ctx context.Context, res *Resolver, ip netip.Addr) IPRevResult {
 		names = names[:maxPTRNames]
 	}
 	r.Names = names
+	// Ask the client's address family alone (RFC 8601 section 3: "A or
+	// AAAA as appropriate"): the other family cannot confirm the address,
+	// and its failure must not hide ours (an IPv6 client whose AAAA lookup
+	// timed out is temperror, though the A lookup answered). It also halves
+	// the queries.
+	lookup := res.LookupA
+	if ip.Is6() {
+		lookup = res.LookupAAAA
+	}
 	var tempErr error
 	for _, n := range names {
-		addrs, err := res.LookupIP(ctx, n)
+		addrs, err := lookup(ctx, n)
 		if err != nil {
 			if de, ok := err.(*net.DNSError); ok && de.Temporary() {
 				tempErr = err

@@ -104,8 +104,9 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) S
 	if r.Identity == IdentityHelo {
 		heloArg = r.Domain
 	}
-	res, err := spf.CheckHostWithSender(net.IP(ip.Unmap().AsSlice()), heloArg, r.Sender,
-		spf.WithContext(ctx), spf.WithResolver(s.res))
+	ip = ip.Unmap()
+	res, err := spf.CheckHostWithSender(net.IP(ip.AsSlice()), heloArg, r.Sender,
+		spf.WithContext(ctx), spf.WithResolver(&spfResolver{Resolver: s.res, ipv6: ip.Is6()}))
 	r.Result = SPFStatus(res)
 	if err != nil {
 		switch {
@@ -119,6 +120,63 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) S
 		}
 	}
 	return r
+}
+
+// spfResolver is the resolver SPF gives the library for one check: our
+// Resolver, but LookupIPAddr asks the client's address family alone.
+//
+// The library asks LookupIPAddr for the "a", "mx" and "ptr" mechanisms,
+// which RFC 7208 sections 5.3-5.5 evaluate with an A or an AAAA lookup as
+// the client is IPv4 or IPv6. Asking both and merging them hid a timeout of
+// the client's type when the other type answered: the mechanism did not
+// match, and "-all" gave fail where the result is temperror. Asking one
+// type also halves the queries.
+//
+// The library asks LookupIPAddr for "exists" too, which RFC 7208 section
+// 5.7 evaluates with an A lookup whatever the client, and nothing in the
+// call tells the mechanisms apart. For an IPv4 client A serves both. For an
+// IPv6 client, once a record read in this check has an exists term (the
+// library reads every record, included or redirected to, before it
+// evaluates the record's terms), LookupIPAddr asks both types and fails if
+// either fails for now (Resolver.LookupIP): at worst a temperror where the
+// other type's failure did not matter, never a match or a miss decided on
+// an incomplete answer.
+//
+// One more consequence, the RFC's: for an IPv6 client an "a" host without
+// AAAA records is a void lookup (RFC 7208 section 4.6.4), as it was not
+// when its A records answered the merged lookup.
+//
+// The library calls it from the goroutine of SPF.Check only.
+type spfResolver struct {
+	*Resolver
+	ipv6   bool // the client is IPv6
+	exists bool // a record read so far has an exists term
+}
+
+// LookupTXT is Resolver.LookupTXT, noting exists terms.
+func (r *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	txts, err := r.Resolver.LookupTXT(ctx, name)
+	for _, t := range txts {
+		if strings.Contains(lowerDNSName(t), "exists:") {
+			r.exists = true
+		}
+	}
+	return txts, err
+}
+
+// LookupIPAddr asks the address family of the client (see spfResolver).
+// An IP literal is returned as it is, as by Resolver.LookupIPAddr.
+func (r *spfResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	switch a, err := netip.ParseAddr(host); {
+	case err == nil:
+		return ipAddrs([]netip.Addr{a}, nil)
+	case !r.ipv6:
+		return ipAddrs(r.Resolver.LookupA(ctx, host))
+	case !r.exists:
+		return ipAddrs(r.Resolver.LookupAAAA(ctx, host))
+	default:
+		return ipAddrs(r.Resolver.LookupIP(ctx, host))
+	}
 }
 
 func isSPFMatch(err error) bool {

@@ -6,11 +6,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 func TestSPF(t *testing.T) {
 	srv := startDNS(t, "spf.zone")
 	srv.Timeout("slow.spf.example")
+	srv.Timeout("a6.spf.example", dns.TypeAAAA)
+	srv.Timeout("mail6.spf.example", dns.TypeAAAA)
+	srv.Timeout("a4.spf.example", dns.TypeA)
 	s := NewSPF(SPFConfig{}, newResolver(t, srv, 300*time.Millisecond))
 
 	cases := []struct {
@@ -42,6 +47,17 @@ func TestSPF(t *testing.T) {
 		{"null sender helo fail", "198.51.100.1", "helo.spf.example", "", SPFFail, IdentityHelo, "helo.spf.example", ""},
 		{"null sender helo literal", "192.0.2.20", "[192.0.2.20]", "", SPFNone, IdentityHelo, "[192.0.2.20]", "literal"},
 		{"no local part", "192.0.2.10", "mx.client.example", "@pass.spf.example", SPFPass, IdentityMailFrom, "pass.spf.example", ""},
+		// "a" and "mx" ask the client's address type alone (RFC 7208
+		// sections 5.3, 5.4): a timeout of that type is temperror, though
+		// the other type answers; a timeout of the other type is no matter.
+		{"a AAAA timeout ipv6", "2001:db8::40", "mx.client.example", "user@a6.spf.example", SPFTempError, IdentityMailFrom, "a6.spf.example", "timeout"},
+		{"a AAAA timeout ipv4", "192.0.2.40", "mx.client.example", "user@a6.spf.example", SPFPass, IdentityMailFrom, "a6.spf.example", ""},
+		{"mx AAAA timeout ipv6", "2001:db8::41", "mx.client.example", "user@mx6.spf.example", SPFTempError, IdentityMailFrom, "mx6.spf.example", "timeout"},
+		{"mx AAAA timeout ipv4", "192.0.2.41", "mx.client.example", "user@mx6.spf.example", SPFPass, IdentityMailFrom, "mx6.spf.example", ""},
+		{"a A timeout ipv4", "192.0.2.42", "mx.client.example", "user@a4.spf.example", SPFTempError, IdentityMailFrom, "a4.spf.example", "timeout"},
+		{"a A timeout ipv6", "2001:db8::42", "mx.client.example", "user@a4.spf.example", SPFPass, IdentityMailFrom, "a4.spf.example", ""},
+		{"exists ipv6 asks A", "2001:db8::99", "mx.client.example", "user@exists.spf.example", SPFPass, IdentityMailFrom, "exists.spf.example", ""},
+		{"exists then a AAAA timeout ipv6", "2001:db8::40", "mx.client.example", "user@existsa6.spf.example", SPFTempError, IdentityMailFrom, "existsa6.spf.example", "timeout"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
