@@ -67,18 +67,16 @@ func NewSPF(cfg SPFConfig, res *Resolver) *SPF {
 // FROM:<mailFrom> (mailFrom "" for the null reverse-path).
 func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) SPFResult {
 	r := SPFResult{Helo: helo, IP: ip, Identity: IdentityMailFrom}
-	sender := mailFrom
-	if sender == "" {
-		// RFC 7208 section 2.4: a null reverse-path is checked with the
-		// HELO identity and "postmaster" as local part.
+	local, domain := "postmaster", helo
+	if at := strings.LastIndexByte(mailFrom, '@'); at >= 0 {
+		// The domain follows the last "@": a quoted local part may hold
+		// one too ("a@b"@example.com, RFC 5321 section 4.1.2).
+		local, domain = mailFrom[:at], mailFrom[at+1:]
+	} else {
+		// RFC 7208 section 2.4: a null reverse-path, or one without a
+		// domain, is checked with the HELO identity and "postmaster" as
+		// local part.
 		r.Identity = IdentityHelo
-		sender = "postmaster@" + helo
-	}
-	local, domain, ok := strings.Cut(sender, "@")
-	if !ok {
-		// No domain in MAIL FROM: RFC 7208 section 2.4 says to use HELO.
-		r.Identity = IdentityHelo
-		local, domain = "postmaster", helo
 	}
 	if local == "" {
 		// RFC 7208 section 4.3.
@@ -105,7 +103,7 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) S
 		heloArg = r.Domain
 	}
 	ip = ip.Unmap()
-	res, err := spf.CheckHostWithSender(net.IP(ip.AsSlice()), heloArg, r.Sender,
+	res, err := spf.CheckHostWithSender(net.IP(ip.AsSlice()), heloArg, librarySender(local, domain),
 		spf.WithContext(ctx), spf.WithResolver(&spfResolver{Resolver: s.res, ipv6: ip.Is6()}))
 	r.Result = SPFStatus(res)
 	if err != nil {
@@ -120,6 +118,22 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) S
 		}
 	}
 	return r
+}
+
+// librarySender returns the <sender> to give the library for local@domain.
+// The library takes the domain to evaluate after the first "@" of
+// <sender>, and the %{l} macro before it, so a local part holding "@" (only
+// a quoted one can) would have it evaluate another domain. No sender gives
+// the library both the right domain and the exact local part, so the "@"s
+// of the local part are written "%40", their percent-encoding (RFC 3986
+// section 2.1): the domain and %{o} are right, and %{l} and %{s} expand to
+// a name as particular to this sender as the exact one would be, which
+// no policy is likely to list either. A fixed stand-in such as
+// "postmaster" would instead give every such sender the authorisation of a
+// real mailbox. Received-SPF and Authentication-Results show the sender as
+// given.
+func librarySender(local, domain string) string {
+	return strings.ReplaceAll(local, "@", "%40") + "@" + domain
 }
 
 // spfResolver is the resolver SPF gives the library for one check: our

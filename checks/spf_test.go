@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -95,5 +96,37 @@ func TestReceivedSPF(t *testing.T) {
 		if got := c.r.ReceivedSPF("gw.example.net"); got != c.want {
 			t.Errorf("ReceivedSPF =\n%s\nwant\n%s", got, c.want)
 		}
+	}
+}
+
+// TestSPFLocalPartWithAt: the domain of MAIL FROM:<"a@b"@example> follows
+// the last "@", and %{l} stays the sender's own (its "@" written "%40",
+// see librarySender), while the results show the sender as given.
+func TestSPFLocalPartWithAt(t *testing.T) {
+	srv := startDNS(t, "spf.zone")
+	srv.AddRecords(&dns.A{Hdr: dns.RR_Header{Name: `"a%40b".l.spf.example.`, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+		A: net.IPv4(127, 0, 0, 2)})
+	s := NewSPF(SPFConfig{}, newResolver(t, srv, 0))
+	ctx := context.Background()
+	ip := netip.MustParseAddr("192.0.2.10")
+
+	for _, c := range []struct {
+		from   string
+		result SPFStatus
+		domain string
+	}{
+		{`"a@b"@pass.spf.example`, SPFPass, "pass.spf.example"},
+		{`"a@b"@macro.spf.example`, SPFPass, "macro.spf.example"},
+		{`"c@d"@macro.spf.example`, SPFFail, "macro.spf.example"},
+		{`"@"@pass.spf.example`, SPFPass, "pass.spf.example"},
+	} {
+		r := s.Check(ctx, ip, "mx.client.example", c.from)
+		if r.Result != c.result || r.Domain != c.domain || r.Sender != c.from || r.Identity != IdentityMailFrom {
+			t.Errorf("%s: got %s domain %q sender %q identity %s (err %q), want %s %q",
+				c.from, r.Result, r.Domain, r.Sender, r.Identity, r.Err, c.result, c.domain)
+		}
+	}
+	if n := srv.QueryCount(`"c%40d".l.spf.example`, dns.TypeA); n != 1 {
+		t.Errorf(`%%{l} of "c@d": "c%%40d".l.spf.example asked %d times, want 1`, n)
 	}
 }
