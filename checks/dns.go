@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -26,12 +27,13 @@ import (
 //     section 5);
 //   - a deadline on every lookup (the context's, capped by the configured
 //     timeout), shared among the servers, tried in order;
-//   - a bounded LRU cache that keeps positive answers for the smallest TTL
-//     of the answer and negative answers (NXDOMAIN and NODATA) for the
-//     smaller of the SOA TTL and SOA MINIMUM of the authority section
-//     (RFC 2308 section 5); a negative answer without SOA is not cached
-//     (RFC 2308 section 5), nor are SERVFAIL and timeouts (we choose not to
-//     use the optional SERVFAIL caching of RFC 2308 section 7);
+//   - an LRU cache, bounded in entries and in bytes, that keeps positive
+//     answers for the smallest TTL of the answer and negative answers
+//     (NXDOMAIN and NODATA) for the smaller of the SOA TTL and SOA MINIMUM
+//     of the authority section (RFC 2308 section 5); a negative answer
+//     without SOA is not cached (RFC 2308 section 5), nor are SERVFAIL,
+//     timeouts (we choose not to use the optional SERVFAIL caching of RFC
+//     2308 section 7) and answers larger than maxCacheEntryBytes;
 //   - one query in flight per name and type: concurrent askers wait for the
 //     same answer, each within its own context;
 //   - UDP sockets reused for a bounded number of queries (see udpPool);
@@ -81,6 +83,23 @@ var resolvConfPath = "/etc/resolv.conf"
 
 // maxCacheTTL caps how long any answer is kept, whatever its TTL says.
 const maxCacheTTL = 24 * time.Hour
+
+// The cache's bounds in bytes, besides DNSConfig.CacheSize in entries.
+// Answers differ a thousandfold in size: one A record keeps about 500
+// bytes of heap in the cache, but one TXT answer of 64 KB over TCP (65,000
+// empty character-strings) kept 1.1 MB, and a client choosing names under
+// a wildcard (MAIL FROM with random subdomains, whose SPF records we look
+// up) could fill every entry with one: 11 GB at the default 10,000
+// entries. So an answer whose entry is estimated (cacheEntrySize) above
+// maxCacheEntryBytes is not cached: it is answered, and asked again when
+// needed. No answer we need comes near: 40 TXT records of 60 characters
+// are about 9 KB. And the cache evicts past cacheBytesPerEntry per entry
+// of DNSConfig.CacheSize (20 MiB at the default size), a bound that only
+// answers larger than usual reach.
+const (
+	maxCacheEntryBytes = 16 << 10
+	cacheBytesPerEntry = 2 << 10
+)
 
 // ednsSize is the UDP payload size we advertise (the DNS flag day 2020
 // value, which avoids IP fragmentation).
@@ -658,6 +677,7 @@ type DNSStats struct {
 	Errors       uint64 // lookups that ended in a server failure
 	TCPRetries   uint64 // truncated UDP answers asked again over TCP
 	CacheEntries int    // entries in the cache now
+	CacheBytes   int    // their estimated size in bytes (see cacheEntrySize)
 }
 
 // Stats returns the counters.
@@ -672,7 +692,7 @@ func (r *Resolver) Stats() DNSStats {
 		TCPRetries:  r.tcpRetries.Load(),
 	}
 	if r.cache != nil {
-		s.CacheEntries = r.cache.len()
+		s.CacheEntries, s.CacheBytes = r.cache.usage()
 	}
 	return s
 }
@@ -716,22 +736,65 @@ func (g *flightGroup) finish(key cacheKey, f *flight, resp *Response, err error)
 	close(f.done)
 }
 
-// dnsCache is a bounded LRU map of answers with expiry times.
+// dnsCache is an LRU map of answers with expiry times, bounded in entries
+// and in estimated bytes (see maxCacheEntryBytes).
 type dnsCache struct {
-	mu    sync.Mutex
-	max   int
-	ll    *list.List // front = most recently used
-	items map[cacheKey]*list.Element
+	mu       sync.Mutex
+	max      int        // entries
+	maxBytes int        // estimated bytes of all entries
+	maxEntry int        // bytes of one entry
+	bytes    int        // estimated bytes of the entries
+	ll       *list.List // front = most recently used
+	items    map[cacheKey]*list.Element
 }
 
 type cacheEntry struct {
 	key     cacheKey
 	resp    *Response
 	expires time.Time
+	size    int // cacheEntrySize
 }
 
 func newDNSCache(max int) *dnsCache {
-	return &dnsCache{max: max, ll: list.New(), items: map[cacheKey]*list.Element{}}
+	maxBytes := math.MaxInt
+	if max < math.MaxInt/cacheBytesPerEntry {
+		maxBytes = max * cacheBytesPerEntry
+	}
+	return &dnsCache{max: max, maxBytes: maxBytes, maxEntry: min(maxCacheEntryBytes, maxBytes),
+		ll: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+// The parts of cacheEntrySize's estimate, measured with runtime.MemStats
+// on caches full of one kind of answer: one A record, one TXT record,
+// thirty TXT records, a TXT record of 3,000 empty strings, 200 A records of
+// a 184-character name, and a TXT record of 65,000 empty strings (heap per
+// entry 501, 570, 7,040, 57,878, 61,639 and 1,196,581 bytes; estimates
+// 537, 613, 7,437, 63,538, 63,889 and 1,365,533).
+const (
+	cacheEntryOverhead  = 384 // the map slot, list element, cacheEntry and Response
+	cacheRROverhead     = 96  // an RR's struct, interface value and allocation slack
+	cacheStringOverhead = 20  // a TXT character-string's header and slice growth
+)
+
+// cacheEntrySize estimates the heap an entry for key and resp keeps, in
+// bytes, from the records' uncompressed wire length (dns.Len, which counts
+// TXT strings as they are kept) and fixed overheads. It stops counting
+// past limit. It is computed once, when the answer is cached: an answer
+// was just unpacked, which costs far more. Names in RDATA (MX, CNAME) are
+// counted at their wire length, up to four times less than an escaped
+// name keeps (\DDD); the bound on an entry keeps that small.
+func cacheEntrySize(key cacheKey, resp *Response, limit int) int {
+	n := cacheEntryOverhead + len(key.name)
+	for _, rr := range resp.Answer {
+		n += cacheRROverhead + dns.Len(rr)
+		if t, ok := rr.(*dns.TXT); ok {
+			n += cacheStringOverhead * len(t.Txt)
+		}
+		if n > limit {
+			break
+		}
+	}
+	return n
 }
 
 func (c *dnsCache) get(key cacheKey, now time.Time) (*Response, bool) {
@@ -743,32 +806,47 @@ func (c *dnsCache) get(key cacheKey, now time.Time) (*Response, bool) {
 	}
 	e := el.Value.(*cacheEntry)
 	if !now.Before(e.expires) {
-		c.ll.Remove(el)
-		delete(c.items, key)
+		c.remove(el)
 		return nil, false
 	}
 	c.ll.MoveToFront(el)
 	return e.resp, true
 }
 
+// put caches resp until expires, unless its entry would be larger than
+// maxEntry, and evicts the least recently used entries past the bounds.
 func (c *dnsCache) put(key cacheKey, resp *Response, expires time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		el.Value = &cacheEntry{key, resp, expires}
-		c.ll.MoveToFront(el)
+	size := cacheEntrySize(key, resp, c.maxEntry)
+	if size > c.maxEntry {
 		return
 	}
-	c.items[key] = c.ll.PushFront(&cacheEntry{key, resp, expires})
-	for c.ll.Len() > c.max {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.items, old.Value.(*cacheEntry).key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &cacheEntry{key, resp, expires, size}
+	if el, ok := c.items[key]; ok {
+		c.bytes -= el.Value.(*cacheEntry).size
+		el.Value = e
+		c.ll.MoveToFront(el)
+	} else {
+		c.items[key] = c.ll.PushFront(e)
+	}
+	c.bytes += size
+	for c.ll.Len() > c.max || c.bytes > c.maxBytes {
+		c.remove(c.ll.Back())
 	}
 }
 
-func (c *dnsCache) len() int {
+// remove deletes the entry of el; c.mu is held.
+func (c *dnsCache) remove(el *list.Element) {
+	e := el.Value.(*cacheEntry)
+	c.ll.Remove(el)
+	delete(c.items, e.key)
+	c.bytes -= e.size
+}
+
+// usage returns the number of entries and their estimated bytes.
+func (c *dnsCache) usage() (entries, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ll.Len()
+	return c.ll.Len(), c.bytes
 }

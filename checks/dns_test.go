@@ -314,6 +314,73 @@ func TestResolverCacheBound(t *testing.T) {
 	}
 }
 
+// TestResolverCacheLargeAnswer: an answer whose cache entry would keep more
+// than maxCacheEntryBytes of heap is answered but not cached. This one, 64
+// KB over TCP of 65,000 empty strings, kept 1.1 MB: a client naming random
+// subdomains of a wildcard could fill the cache with them.
+func TestResolverCacheLargeAnswer(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	srv.AddRecords(&dns.TXT{Hdr: dns.RR_Header{Name: "*.huge.cache.example.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 86400},
+		Txt: make([]string, 65000)})
+	// 40 TXT records of 62 characters (TestResolverTCPRetry's) are cached.
+	for i := range 40 {
+		srv.AddRR(t, `many.cache.example. 300 IN TXT "`+strings.Repeat(string(rune('a'+i%26)), 60)+"-"+string(rune('A'+i%26))+`"`)
+	}
+	r := newResolver(t, srv, 0)
+	ctx := context.Background()
+
+	for range 2 {
+		resp, err := r.Query(ctx, "x.huge.cache.example", dns.TypeTXT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Answer) != 1 || len(resp.Answer[0].(*dns.TXT).Txt) != 65000 || resp.Cached {
+			t.Fatalf("Query(huge) = %d records, cached %v; want the answer, not from the cache", len(resp.Answer), resp.Cached)
+		}
+	}
+	if st := r.Stats(); st.CacheEntries != 0 || st.CacheBytes != 0 || st.TCPRetries != 2 {
+		t.Errorf("Stats = %+v; want nothing cached and the answer asked twice", st)
+	}
+	for range 2 {
+		if txt, err := r.LookupTXT(ctx, "many.cache.example"); err != nil || len(txt) != 40 {
+			t.Fatalf("LookupTXT(many) = %d records, %v", len(txt), err)
+		}
+	}
+	if st := r.Stats(); st.CacheEntries != 1 || st.CacheBytes > maxCacheEntryBytes || st.TCPRetries != 3 {
+		t.Errorf("Stats = %+v; want the 40 records cached", st)
+	}
+}
+
+// TestResolverCacheBytes: the cache evicts past cacheBytesPerEntry per
+// entry of CacheSize, whatever the number of entries.
+func TestResolverCacheBytes(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	for i := range 30 { // about 10 KB in the cache
+		srv.AddRR(t, `*.big.cache.example. 300 IN TXT "`+strconv.Itoa(i)+strings.Repeat("x", 200)+`"`)
+	}
+	r, err := NewResolver(DNSConfig{Servers: []string{srv.Addr()}, Timeout: testTimeout, CacheSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		if txt, err := r.LookupTXT(ctx, n+".big.cache.example"); err != nil || len(txt) != 30 {
+			t.Fatalf("LookupTXT(%s.big) = %d records, %v", n, len(txt), err)
+		}
+		if st := r.Stats(); st.CacheEntries != 1 || st.CacheBytes > 8*cacheBytesPerEntry {
+			t.Errorf("after %s.big: Stats = %+v; want one entry within %d bytes", n, st, 8*cacheBytesPerEntry)
+		}
+	}
+	r.LookupTXT(ctx, "a.big.cache.example") // evicted: asked again
+	if n := srv.QueryCount("a.big.cache.example", dns.TypeTXT); n != 4 {
+		t.Errorf("evicted entry: %d queries (UDP and TCP), want 4", n)
+	}
+	r.LookupTXT(ctx, "a.big.cache.example")
+	if n := srv.QueryCount("a.big.cache.example", dns.TypeTXT); n != 4 {
+		t.Errorf("cached entry: %d queries, want still 4", n)
+	}
+}
+
 // TestResolverSharesQuery holds the one query at the server until every
 // asker has joined it, then checks the server saw exactly one.
 func TestResolverSharesQuery(t *testing.T) {
@@ -483,4 +550,27 @@ func BenchmarkResolverCache(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDNSCachePut measures filling the cache apart from the network
+// (which dominates BenchmarkResolverCache/miss): an SPF-sized TXT answer
+// put under a new name each time, so the full cache also evicts.
+func BenchmarkDNSCachePut(b *testing.B) {
+	rr, err := dns.NewRR(`x.cache.example. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 include:_spf.example.com -all"`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp := &Response{Answer: []dns.RR{rr}, TTL: 300 * time.Second}
+	keys := make([]cacheKey, 4096)
+	for i := range keys {
+		keys[i] = cacheKey{"n" + strconv.Itoa(i) + ".cache.example.", dns.TypeTXT}
+	}
+	c := newDNSCache(1000)
+	expires := time.Now().Add(time.Hour)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.put(keys[i%len(keys)], resp, expires)
+		i++
+	}
 }
