@@ -372,9 +372,9 @@ type HeaderField struct {
 // 2.2, folding per section 2.2.3). Lines before the first field and lines
 // without a colon are skipped; the empty line ends the block. The
 // stripping of forged Authentication-Results (through fieldEnd) and the
-// rules' header() read fields through it; DKIM (dkimSignatures) finds its
-// fields the same way; DMARC reads From as net/textproto does
-// (FromDomains).
+// rules' header() read fields through it; DKIM (dkimSignatures) and DMARC
+// (FromDomains) find their fields the same way, so that no reader of the
+// message sees a field they skip.
 func HeaderFields(hdr []byte) []HeaderField {
 	var out []HeaderField
 	for raw := range rawFields(hdr) {

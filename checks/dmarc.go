@@ -1,20 +1,21 @@
 package checks
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"mime"
 	"net"
 	"net/mail"
-	"net/textproto"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
@@ -464,206 +465,78 @@ func hasValidURI(list string) bool {
 // a From field holds no address or cannot be parsed: those messages have
 // no usable author domain (RFC 7489 section 6.6.1).
 //
-// The From fields are those net/textproto's ReadMIMEHeader gives under
-// "From", read up to the first line it cannot parse. fromFieldValues
-// finds them in the raw bytes for a header it would read to its end (the
-// common case, without its reader and map); any other header goes through
-// ReadMIMEHeader itself (fromValuesMIME), for the same partial fields and
-// errors.
+// The From fields are found as HeaderFields finds fields, as the DKIM
+// verifier and the rules' header() do: a line that is not a field (no
+// colon, a control character, a bad name) is skipped, not the end of the
+// header, and the name is matched without the white space before its
+// colon ("From :", RFC 5322 section 4.5.3). net/textproto, used before,
+// stopped at the first line it refused and did not see "From :": a From
+// field hidden behind such a line went unchecked while a reader of the
+// message may show it, and a p=reject domain could be spoofed that way.
+//
+// Every From field counts, and every address in each: RFC 5322 allows one
+// From field, but a second one, visible or not, gets its author domains
+// checked like the first (DMARC.Check keeps the strictest result).
 func FromDomains(header []byte) ([]string, int, error) {
-	var buf [2]string
-	froms, ok := fromFieldValues(header, buf[:0])
-	if !ok {
-		var err error
-		if froms, err = fromValuesMIME(header); err != nil {
-			return nil, 0, err
-		}
-	}
-	return domainsOfFroms(froms)
-}
-
-// domainsOfFroms returns the distinct domains of the addresses in the From
-// values, and how many addresses there are.
-func domainsOfFroms(froms []string) ([]string, int, error) {
-	if len(froms) == 0 {
-		return nil, 0, errors.New("dmarc: no From header field")
-	}
 	var domains []string
-	n := 0
-	for _, f := range froms {
-		addrs, err := mail.ParseAddressList(f)
+	n, fields := 0, 0
+	for raw := range rawFields(header) {
+		colon := bytes.IndexByte(raw, ':')
+		if colon <= 0 || raw[0] == ' ' || raw[0] == '\t' ||
+			!bytes.EqualFold(bytes.TrimRight(raw[:colon], " \t"), []byte("From")) {
+			continue
+		}
+		fields++
+		v := strings.TrimSpace(unfold(raw[colon+1:]))
+		// Raw 8-bit text in a display name that is not UTF-8 (Latin-1
+		// from old software) would fail the parse the same way: such
+		// bytes become U+FFFD, harmless in a name or a local part and
+		// never valid in a domain.
+		addrs, err := fromParser.ParseList(strings.ToValidUTF8(v, "\uFFFD"))
 		if err != nil {
-			return nil, n, fmt.Errorf("dmarc: From header field %q: %w", f, err)
+			return nil, n, fmt.Errorf("dmarc: From header field %s: %w", shortQuote(v), err)
 		}
 		if len(addrs) == 0 {
-			return nil, n, errors.New("dmarc: no address in From")
+			return nil, n, fmt.Errorf("dmarc: no address in From header field %s", shortQuote(v))
 		}
 		for _, a := range addrs {
 			n++
 			at := strings.LastIndexByte(a.Address, '@')
 			dom := strings.ToLower(strings.TrimSuffix(a.Address[at+1:], "."))
 			if at < 0 || dom == "" {
-				return nil, n, fmt.Errorf("dmarc: From address %q has no domain", a.Address)
+				return nil, n, fmt.Errorf("dmarc: From address %s has no domain", shortQuote(a.Address))
 			}
 			if !slices.Contains(domains, dom) {
 				domains = append(domains, dom)
 			}
 		}
 	}
+	if fields == 0 {
+		return nil, 0, errors.New("dmarc: no From header field")
+	}
 	return domains, n, nil
 }
 
-// fromValuesMIME returns the From values of a header block read with
-// net/textproto's ReadMIMEHeader, the block first ended with an empty line
-// if it lacks one. A block it stops reading at a malformed line gives the
-// fields before that line; an error only when there are none.
-func fromValuesMIME(header []byte) ([]string, error) {
-	h := header
-	if !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.HasSuffix(h, []byte("\n\n")) {
-		t := bytes.TrimRight(h, "\r\n")
-		// A full slice expression: append must not write into header.
-		h = append(t[:len(t):len(t)], "\r\n\r\n"...)
-	}
-	mh, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(h))).ReadMIMEHeader()
-	if err != nil && len(mh) == 0 {
-		return nil, fmt.Errorf("dmarc: unparsable header: %w", err)
-	}
-	return mh.Values("From"), nil
-}
+// fromParser reads From fields. Only the addresses matter to DMARC, not
+// the display names, so an encoded word in a charset the standard library
+// does not know (=?windows-1252?...?=, common in legitimate mail) is
+// passed through undecoded instead of failing the whole field, which made
+// DMARC permerror: such a message escaped its domain's p=reject.
+var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
 
-// fromFieldValues appends to dst the values of the From fields of a header
-// block exactly as fromValuesMIME would return them, and reports true,
-// when ReadMIMEHeader would read the block to its end without an error;
-// otherwise it reports false and the caller must use fromValuesMIME.
-//
-// What it reproduces of ReadMIMEHeader: the block ends at its first empty
-// line (or at its end, trailing CRs and LFs dropped); lines end at LF, a
-// CR before the LF dropped; a line starting with SP or HTAB continues the
-// field, joined with one space, each line trimmed of SP and HTAB at both
-// ends and the value of them at its start; the name is what precedes the
-// first colon of the field's first line and is "From" when it is "from"
-// in any ASCII case. ReadMIMEHeader stops with an error at a first line
-// starting with SP or HTAB, a field line without a colon, an empty name
-// or one with a byte outside token characters and SP, and a value with a
-// control character (other than HTAB) or DEL: at those this returns false.
-func fromFieldValues(header []byte, dst []string) ([]string, bool) {
-	h := header
-	if !bytes.HasSuffix(h, []byte("\r\n\r\n")) && !bytes.HasSuffix(h, []byte("\n\n")) {
-		// Read as if followed by CRLF CRLF.
-		h = bytes.TrimRight(h, "\r\n")
+// shortQuote quotes s for an error message, cut to its first 64 bytes: a
+// From field can be as long as the header, and the error becomes the
+// result's reason, logged and written into Authentication-Results.
+func shortQuote(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
 	}
-	if len(h) > 0 && (h[0] == ' ' || h[0] == '\t') {
-		return nil, false
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
 	}
-	// nextLine returns the next line without its line ending; ok is false
-	// at the end of h, which stands for the empty line that ends it.
-	nextLine := func() (line []byte, ok bool) {
-		if len(h) == 0 {
-			return nil, false
-		}
-		if i := bytes.IndexByte(h, '\n'); i >= 0 {
-			line, h = h[:i], h[i+1:]
-			return bytes.TrimSuffix(line, []byte("\r")), true
-		}
-		line, h = h, nil
-		return line, true
-	}
-	line, ok := nextLine()
-	for ok && len(line) > 0 {
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return nil, false
-		}
-		name := line[:colon]
-		for _, c := range name {
-			if !validFieldNameByte(c) && c != ' ' {
-				return nil, false
-			}
-		}
-		isFrom := len(name) == 4 && name[0]|0x20 == 'f' && name[1]|0x20 == 'r' &&
-			name[2]|0x20 == 'o' && name[3]|0x20 == 'm'
-		first := trimRightSPHT(line[colon+1:]) // the line starts with no SP or HTAB
-		if !validFieldValue(first) {
-			return nil, false
-		}
-		var folded []byte // the value with its continuation lines, if any
-		for line, ok = nextLine(); ok && len(line) > 0 && (line[0] == ' ' || line[0] == '\t'); line, ok = nextLine() {
-			if !validFieldValue(line) {
-				return nil, false
-			}
-			if isFrom {
-				if folded == nil {
-					folded = append(folded, first...)
-				}
-				folded = append(append(folded, ' '), trimSPHT(line)...)
-			}
-		}
-		if isFrom {
-			if folded != nil {
-				dst = append(dst, string(trimLeftSPHT(folded)))
-			} else {
-				dst = append(dst, string(trimLeftSPHT(first)))
-			}
-		}
-	}
-	return dst, true
-}
-
-// trimSPHT trims SP and HTAB from both ends of b.
-func trimSPHT(b []byte) []byte {
-	return trimLeftSPHT(trimRightSPHT(b))
-}
-
-// trimRightSPHT trims SP and HTAB from the end of b.
-func trimRightSPHT(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// trimLeftSPHT trims SP and HTAB from the start of b.
-func trimLeftSPHT(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
-}
-
-// validFieldValue reports whether every byte of b may be in a field value
-// for net/textproto: HTAB, SP, visible ASCII and any byte from 0x80.
-//
-// It looks at eight bytes at a time, and at each byte only of a word
-// that holds a byte below SP or a DEL (the tests are exact: a borrow
-// only starts at such a byte).
-func validFieldValue(b []byte) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
-		del := x ^ 0x7f*ones
-		if ((x-' '*ones)&^x|(del-ones)&^del)&highs != 0 && !validValueBytes(b[:8]) {
-			return false
-		}
-		b = b[8:]
-	}
-	return validValueBytes(b)
-}
-
-func validValueBytes(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// validFieldNameByte reports whether c is a token character (RFC 9110
-// section 5.6.2), as net/textproto accepts in a field name.
-func validFieldNameByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return strconv.Quote(s[:cut]) + "..."
 }

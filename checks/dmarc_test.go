@@ -123,6 +123,50 @@ func TestDMARCDetail(t *testing.T) {
 	}
 }
 
+// TestDMARCFromFields: every From field a reader of the message may see
+// is checked, whatever surrounds it, and a display name DMARC cannot
+// decode does not hide the address. Each case spoofs reject.example (no
+// aligned pass) and must meet its p=reject; a From that let DMARC skip
+// the domain (permerror, or a pass on another From's domain) would let
+// the spoof through.
+func TestDMARCFromFields(t *testing.T) {
+	srv := startDNS(t, "dmarc.zone")
+	d := NewDMARC(DMARCConfig{}, newResolver(t, srv, 0))
+	spoof := SPFResult{Result: SPFPass, Domain: "none.example"} // the spoofer's own domain
+	cases := []struct {
+		name   string
+		header string
+		dkim   DKIMResult
+		result DMARCStatus
+		from   int // FromAddresses
+	}{
+		{"windows-1252 display name", "From: =?windows-1252?Q?Bank_S=E9curit=E9?= <ceo@reject.example>\r\n", DKIMResult{}, DMARCFail, 1},
+		{"unknown charset", "From: =?x-no-such-charset?B?QmFuaw==?= <ceo@reject.example>\r\n", DKIMResult{}, DMARCFail, 1},
+		{"raw Latin-1 display name", "From: \"S\xe9curit\xe9\" <ceo@reject.example>\r\n", DKIMResult{}, DMARCFail, 1},
+		{"control character before From", "Subject: hi\x01\r\nFrom: ceo@reject.example\r\n", DKIMResult{}, DMARCFail, 1},
+		{"line without colon before From", "X-Junk\r\nFrom: ceo@reject.example\r\n", DKIMResult{}, DMARCFail, 1},
+		{"second From after a line without colon", "From: a@none.example\r\nX-Junk\r\nFrom: ceo@reject.example\r\n", DKIMResult{}, DMARCFail, 2},
+		{"second From after a control character", "From: a@none.example\r\nX-A: \x00\r\nFrom: ceo@reject.example\r\n", DKIMResult{}, DMARCFail, 2},
+		{"second From written From :", "From: a@none.example\r\nFrom : ceo@reject.example\r\n", DKIMResult{}, DMARCFail, 2},
+		{"second From written from\\t:", "From: a@none.example\r\nfrom\t: ceo@reject.example\r\n", DKIMResult{}, DMARCFail, 2},
+		// Legitimate mail with such a display name gets DMARC too.
+		{"windows-1252 display name, aligned DKIM", "From: =?windows-1252?Q?Bank_S=E9curit=E9?= <ceo@reject.example>\r\n",
+			dkimPass("reject.example"), DMARCPass, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := c.header + "To: x@y.example\r\nSubject: test\r\n\r\n"
+			got := d.Check(context.Background(), DMARCInput{Header: []byte(hdr), SPF: spoof, DKIM: c.dkim})
+			if got.Result != c.result || got.FromAddresses != c.from {
+				t.Errorf("%s on %q, %d From addresses (reason %q); want %s, %d", got.Result, got.Domain, got.FromAddresses, got.Reason, c.result, c.from)
+			}
+			if c.result == DMARCFail && (got.Domain != "reject.example" || got.Applied != "reject") {
+				t.Errorf("fail on %q applied %q, want reject.example's reject", got.Domain, got.Applied)
+			}
+		})
+	}
+}
+
 func TestCleanDMARCRecord(t *testing.T) {
 	cases := []struct {
 		in, out, err string
@@ -168,6 +212,14 @@ func TestFromDomains(t *testing.T) {
 		{"From: \"Test User\"\r\n\r\n", "", 0, "From header field"},
 		{"From: \r\n\r\n", "", 0, "From"},
 		{"From: a@x.example", "x.example", 1, ""}, // no final CRLF
+		{"From: =?windows-1252?Q?Fran=E7ois?= <f@x.example>\r\n\r\n", "x.example", 1, ""},
+		{"From: \"Fran\xe7ois\" <f@x.example>\r\n\r\n", "x.example", 1, ""},
+		{"X-Junk\r\nFrom: a@x.example\r\n\r\n", "x.example", 1, ""},
+		{"Subject: \x01\r\nFrom: a@x.example\r\n\r\n", "x.example", 1, ""},
+		{"From: a@x.example\r\nFrom : b@y.example\r\n\r\n", "x.example y.example", 2, ""},
+		{"From: a@x.example\r\nX-Junk\r\nFROM:b@y.example\r\n\r\n", "x.example y.example", 2, ""},
+		{"From: a@x.example\r\nFrom : \r\n\r\n", "", 0, "From"},                // a second, empty From
+		{"From: a@x.example\r\n\r\nFrom: b@y.example\r\n", "x.example", 1, ""}, // the body is not the header
 	}
 	for _, c := range cases {
 		ds, n, err := FromDomains([]byte(c.hdr))
