@@ -31,7 +31,13 @@ const (
 	DMARCPass      DMARCStatus = "pass"      // an aligned SPF or DKIM pass
 	DMARCFail      DMARCStatus = "fail"      // a policy, and no aligned pass
 	DMARCTempError DMARCStatus = "temperror" // the policy could not be fetched now
-	DMARCPermError DMARCStatus = "permerror" // no usable author domain (From)
+	// DMARCPermError: the message has no usable author domain (From), so
+	// DMARC cannot protect the domain its reader is shown. RFC 7489
+	// section 6.6.1 says such messages are typically rejected, and the
+	// shipped rules and DefaultPolicy refuse them. It never comes from a
+	// DNS answer (a failed lookup is temperror; a bad record is none), so
+	// refusing it can never turn a DNS problem into a 5xx.
+	DMARCPermError DMARCStatus = "permerror"
 )
 
 // DMARCResult is the outcome of the DMARC check of one message.

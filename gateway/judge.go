@@ -687,8 +687,10 @@ func (j *Judge) regrey(ev Evaluator, js *judgeState, first []policy.Reason, gr p
 // the zone's reason; every recipient is greylisted unless the client is on
 // an allow list (DNSWL zone, or the greylist allow lists); DMARC fail with an
 // applied reject is refused, an applied quarantine is marked with a header
-// and relayed, and a DMARC temperror is deferred (never a 5xx for a DNS
-// failure). SPF alone only informs.
+// and relayed, a DMARC permerror (no usable author domain in From, which
+// would otherwise let a spoofer past every p=reject) is refused, and a
+// DMARC temperror is deferred (never a 5xx for a DNS failure). SPF alone
+// only informs.
 var DefaultPolicy Evaluator = defaultEvaluator{}
 
 type defaultEvaluator struct{}
@@ -745,6 +747,10 @@ func defaultPolicy(stage policy.Stage, f *policy.Facts) policy.Verdict {
 			return policy.Verdict{Action: policy.ActionReject,
 				Reply:   policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Message rejected by the DMARC policy of " + d.Domain},
 				Reasons: []policy.Reason{{Rule: "dmarc_reject"}}}
+		case d.Result == checks.DMARCPermError:
+			return policy.Verdict{Action: policy.ActionReject,
+				Reply:   policy.Reply{Code: 550, Enhanced: "5.7.1", Text: "Message rejected: its From header field has no author domain that DMARC can check"},
+				Reasons: []policy.Reason{{Rule: "dmarc_permerror"}}}
 		case d.Result == checks.DMARCFail && d.Applied == "quarantine":
 			return policy.Verdict{Action: policy.ActionContinue,
 				Headers: []policy.Header{{Name: "X-Gatewayd-Quarantine", Value: "DMARC policy of " + d.Domain + " asks for quarantine"}},

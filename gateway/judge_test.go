@@ -270,6 +270,30 @@ func TestDMARCSeesEveryFromField(t *testing.T) {
 	}
 }
 
+// TestDMARCUnusableFromRefused: a message whose From gives DMARC no author
+// domain (permerror) is refused by the default policy, as RFC 7489 section
+// 6.6.1 says is usual: otherwise such a From would carry any spoofed name
+// past p=reject.
+func TestDMARCUnusableFromRefused(t *testing.T) {
+	e := startJudged(t, "", false)
+	for _, c := range []struct{ name, hdr string }{
+		{"no From field", "To: bob@example.com\r\n"},
+		{"From without an address", "From: undisclosed-recipients:;\r\n"},
+		{"From that does not parse", "From: Strict, Bank <ceo@strict.test>\r\n"},
+		{"second From that does not parse", "From: a@sender.test\r\nFrom: <ceo@strict.test\r\n"},
+	} {
+		msg := c.hdr + "Subject: t\r\n\r\nbody\r\n"
+		err := sendFrom("127.0.0.1", e.g.addr, "x@sender.test", []string{"bob@example.com"}, msg)
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) || !strings.Contains(se.Message, "From header field") {
+			t.Errorf("%s: got %v, want 550 5.7.1 naming the From header field", c.name, err)
+		}
+	}
+	if n := strings.Count(e.g.log.String(), `"rule":"dmarc_permerror"`); n != 4 {
+		t.Errorf("decision log names dmarc_permerror %d times, want 4:\n%s", n, e.g.log.String())
+	}
+}
+
 // TestGreylistThroughGateway: first try 451 4.7.1, retry before the delay
 // 451, retry after the delay 250, with memory and Redis stores; a DNSWL
 // client skips greylisting.

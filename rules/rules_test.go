@@ -282,6 +282,8 @@ func TestShippedRules(t *testing.T) {
 			stage: policy.StageData, action: policy.ActionQuarantine, fired: []string{"dmarc_quarantine"}},
 		{name: "DMARC fail with p=none is only scored by other rules", c: with(func(c *client) { c.dmarc = checks.DMARCFail; c.applied = "none" }),
 			stage: policy.StageData, action: policy.ActionContinue, fired: []string{"spam_score_header"}, headers: []string{"X-Spam-Score: 0.0"}},
+		{name: "DMARC permerror (no usable From) is refused", c: with(func(c *client) { c.dmarc = checks.DMARCPermError }),
+			stage: policy.StageData, action: policy.ActionReject, reply: "From header field has no author domain", fired: []string{"dmarc_permerror"}},
 		{name: "DMARC temperror defers", c: with(func(c *client) { c.dmarc = checks.DMARCTempError }),
 			stage: policy.StageData, action: policy.ActionDefer, reply: "DMARC policy of the From domain unavailable", fired: []string{"dmarc_temperror"}},
 	}
