@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-msgauth/dmarc"
+	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -110,7 +111,8 @@ type DMARCInput struct {
 // the combined result is the worst (fail > temperror > permerror > none >
 // pass), and FromAddresses tells the policy there were several, so it can
 // also reject such a message outright. A message without a From field, or
-// whose From holds no parsable address, is permerror.
+// whose From holds no parsable address or a domain that is not a valid
+// domain name, is permerror.
 type DMARC struct {
 	res     *Resolver
 	timeout time.Duration
@@ -318,9 +320,17 @@ func alignmentName(m dmarc.AlignmentMode) string {
 
 // aligned compares an authenticated domain with the author domain (RFC 7489
 // section 3.1): equal in strict mode, same organizational domain in
-// relaxed mode. fromOrg is orgDomain(from).
+// relaxed mode. from is an A-label name (FromDomains) and fromOrg is
+// orgDomain(from); an authenticated domain written with U-labels (a DKIM
+// d= of an internationalised signer) is compared as its A-labels.
 func aligned(authDomain, from, fromOrg string, mode dmarc.AlignmentMode) bool {
 	a := strings.ToLower(strings.TrimSuffix(authDomain, "."))
+	if !isASCII(a) {
+		var err error
+		if a, err = idna.Lookup.ToASCII(a); err != nil {
+			return false
+		}
+	}
 	if a == "" {
 		return false
 	}
@@ -328,6 +338,15 @@ func aligned(authDomain, from, fromOrg string, mode dmarc.AlignmentMode) bool {
 		return a == from
 	}
 	return orgDomain(a) == fromOrg
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // orgDomain returns the organizational domain of d (RFC 7489 section
@@ -466,10 +485,17 @@ func hasValidURI(list string) bool {
 }
 
 // FromDomains returns the distinct author domains of a header block (the
-// domains of the addresses of its From fields, lower case) and how many
-// addresses there were in all. It fails when there is no From field, or
-// a From field holds no address or cannot be parsed: those messages have
-// no usable author domain (RFC 7489 section 6.6.1).
+// domains of the addresses of its From fields, as lower-case A-labels)
+// and how many addresses there were in all. It fails when there is no
+// From field, or a From field holds no address or cannot be parsed, or a
+// domain is not a valid (internationalised) domain name: those messages
+// have no usable author domain (RFC 7489 section 6.6.1).
+//
+// A-labels because the policy is published and looked up under them, and
+// the SPF and DKIM domains it is aligned with are A-labels too (RFC 8616
+// section 4): "ceo@bücher.example" must find _dmarc.xn--bcher-kva.example
+// and align with d=xn--bcher-kva.example. Compared as written, an
+// internationalised From escaped its domain's policy.
 //
 // The From fields are found as HeaderFields finds fields, as the DKIM
 // verifier and the rules' header() do: a line that is not a field (no
@@ -508,9 +534,12 @@ func FromDomains(header []byte) ([]string, int, error) {
 		for _, a := range addrs {
 			n++
 			at := strings.LastIndexByte(a.Address, '@')
-			dom := strings.ToLower(strings.TrimSuffix(a.Address[at+1:], "."))
-			if at < 0 || dom == "" {
+			if at < 0 || at == len(a.Address)-1 {
 				return nil, n, fmt.Errorf("dmarc: From address %s has no domain", shortQuote(a.Address))
+			}
+			dom, err := asciiDomain(a.Address[at+1:])
+			if err != nil {
+				return nil, n, fmt.Errorf("dmarc: From address %s: %w", shortQuote(a.Address), err)
 			}
 			if !slices.Contains(domains, dom) {
 				domains = append(domains, dom)
@@ -521,6 +550,27 @@ func FromDomains(header []byte) ([]string, int, error) {
 		return nil, 0, errors.New("dmarc: no From header field")
 	}
 	return domains, n, nil
+}
+
+// asciiDomain returns d as a lower-case A-label domain name (UTS #46
+// lookup processing, which also maps case and width), or an error when it
+// is not a domain name: an IDNA error, an empty label, a label over 63
+// octets or a name over 253 (an address literal fails here too: it names
+// no domain to hold a policy).
+func asciiDomain(d string) (string, error) {
+	a, err := idna.Lookup.ToASCII(d)
+	if err != nil {
+		return "", fmt.Errorf("domain %s: %w", shortQuote(d), err)
+	}
+	if len(a) > 253 {
+		return "", fmt.Errorf("domain %s: longer than 253 octets", shortQuote(d))
+	}
+	for l := range strings.SplitSeq(a, ".") {
+		if l == "" || len(l) > 63 {
+			return "", fmt.Errorf("domain %s: empty label or label longer than 63 octets", shortQuote(d))
+		}
+	}
+	return a, nil
 }
 
 // fromParser reads From fields. Only the addresses matter to DMARC, not

@@ -31,7 +31,10 @@ func fromDomainsRef(header []byte) ([]string, int, error) {
 			if at < 0 || at == len(a.Address)-1 {
 				return nil, 0, fmt.Errorf("From address %q: no domain", a.Address)
 			}
-			dom := strings.ToLower(a.Address[at+1:])
+			dom, err := asciiDomain(a.Address[at+1:])
+			if err != nil {
+				return nil, 0, err
+			}
 			if !slices.Contains(domains, dom) {
 				domains = append(domains, dom)
 			}

@@ -57,6 +57,15 @@ func TestDMARC(t *testing.T) {
 		{"strict tag value upper case", "a@upper.example", SPFResult{}, dkimPass("sub.upper.example"), false, DMARCFail, "reject", "reject", ""},
 		{"psl boundary", "a@example.co.uk", spfPass("other.co.uk"), dkimPass("co.uk"), false, DMARCFail, "reject", "reject", ""},
 		{"domain case", "a@REJECT.Example", SPFResult{}, dkimPass("Reject.EXAMPLE"), false, DMARCPass, "reject", "", ""},
+		// Internationalised domains: looked up and aligned as A-labels.
+		{"IDN From, policy under its A-label", "ceo@bücher.example", spfPass("attacker.example"), DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"IDN From, aligned A-label SPF", "ceo@Bücher.example", spfPass("xn--bcher-kva.example"), DKIMResult{}, false, DMARCPass, "reject", "", ""},
+		{"IDN From, aligned U-label DKIM", "ceo@bücher.example", SPFResult{}, dkimPass("mail.BÜCHER.example"), false, DMARCPass, "reject", "", ""},
+		{"A-label From, aligned U-label DKIM", "ceo@xn--bcher-kva.example", SPFResult{}, dkimPass("bücher.example"), false, DMARCPass, "reject", "", ""},
+		{"IDN From, unaligned lookalike DKIM", "ceo@bücher.example", SPFResult{}, dkimPass("bucher.example"), false, DMARCFail, "reject", "reject", ""},
+		{"From domain not a valid A-label", "ceo@xn--zz.example", spfPass("xn--zz.example"), DKIMResult{}, false, DMARCPermError, "", "", "idna"},
+		{"From domain with a disallowed character", "ceo@bank_x.example", spfPass("bank_x.example"), DKIMResult{}, false, DMARCPermError, "", "", "idna"},
+		{"From address literal", "ceo@[192.0.2.1]", spfPass("example.com"), DKIMResult{}, false, DMARCPermError, "", "", "idna"},
 		// Organizational domain: sp applies to subdomains.
 		{"subdomain sp", "a@sub.org.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
 		{"org domain itself p", "a@org.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "none", "none", ""},
@@ -220,6 +229,10 @@ func TestFromDomains(t *testing.T) {
 		{"From: a@x.example\r\nX-Junk\r\nFROM:b@y.example\r\n\r\n", "x.example y.example", 2, ""},
 		{"From: a@x.example\r\nFrom : \r\n\r\n", "", 0, "From"},                // a second, empty From
 		{"From: a@x.example\r\n\r\nFrom: b@y.example\r\n", "x.example", 1, ""}, // the body is not the header
+		{"From: ceo@Bücher.example, a@xn--bcher-kva.example\r\n\r\n", "xn--bcher-kva.example", 2, ""},
+		{"From: a@ｅｘａｍｐｌｅ.com\r\n\r\n", "example.com", 1, ""}, // UTS #46 maps width
+		{"From: a@" + strings.Repeat("x", 64) + ".example\r\n\r\n", "", 0, "63"},
+		{"From: a@xn--zz.example\r\n\r\n", "", 0, "idna"},
 	}
 	for _, c := range cases {
 		ds, n, err := FromDomains([]byte(c.hdr))
@@ -231,6 +244,33 @@ func TestFromDomains(t *testing.T) {
 		}
 		if err != nil || strings.Join(ds, " ") != c.domains || n != c.n {
 			t.Errorf("FromDomains(%q) = %v, %d, %v; want %s, %d", c.hdr, ds, n, err, c.domains, c.n)
+		}
+	}
+}
+
+func TestASCIIDomain(t *testing.T) {
+	cases := []struct{ in, out, err string }{
+		{"Example.COM", "example.com", ""},
+		{"bücher.example", "xn--bcher-kva.example", ""},
+		{"xn--bcher-kva.example", "xn--bcher-kva.example", ""},
+		{"x..example", "", "empty label"},
+		{"x.example.", "", "empty label"},
+		{"", "", "empty label"},
+		{strings.Repeat("x", 64) + ".example", "", "63"},
+		{strings.Repeat("x.", 127) + "xx", "", "253"},
+		{"xn--zz.example", "", "idna"},
+		{"[192.0.2.1]", "", "idna"},
+	}
+	for _, c := range cases {
+		out, err := asciiDomain(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("asciiDomain(%q) = %q, %v; want an error with %q", c.in, out, err, c.err)
+			}
+			continue
+		}
+		if err != nil || out != c.out {
+			t.Errorf("asciiDomain(%q) = %q, %v; want %q", c.in, out, err, c.out)
 		}
 	}
 }

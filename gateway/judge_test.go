@@ -251,21 +251,23 @@ func TestDMARCEnforcement(t *testing.T) {
 	}
 }
 
-// TestDMARCSeesEveryFromField: a spoofed From of strict.test (p=reject,
-// SPF fails for loopback) is refused however it is written or hidden; the
-// envelope is the spoofer's own sender.test, whose SPF passes.
+// TestDMARCSeesEveryFromField: a spoofed From of a p=reject domain
+// (strict.test, bücher.test: SPF fails for loopback) is refused however
+// it is written or hidden; the envelope is the spoofer's own sender.test,
+// whose SPF passes.
 func TestDMARCSeesEveryFromField(t *testing.T) {
 	e := startJudged(t, "", false)
-	for _, c := range []struct{ name, hdr string }{
-		{"windows-1252 display name", "From: =?windows-1252?Q?Strict_Bank?= <ceo@strict.test>\r\n"},
-		{"second From after a line without colon", "From: a@sender.test\r\nX-Junk\r\nFrom: ceo@strict.test\r\n"},
-		{"second From with WSP before the colon", "From: a@sender.test\r\nFrom : ceo@strict.test\r\n"},
-		{"control character before From", "Subject: hi\x01\r\nFrom: ceo@strict.test\r\n"},
+	for _, c := range []struct{ name, hdr, domain string }{
+		{"windows-1252 display name", "From: =?windows-1252?Q?Strict_Bank?= <ceo@strict.test>\r\n", "strict.test"},
+		{"second From after a line without colon", "From: a@sender.test\r\nX-Junk\r\nFrom: ceo@strict.test\r\n", "strict.test"},
+		{"second From with WSP before the colon", "From: a@sender.test\r\nFrom : ceo@strict.test\r\n", "strict.test"},
+		{"control character before From", "Subject: hi\x01\r\nFrom: ceo@strict.test\r\n", "strict.test"},
+		{"internationalised From domain", "From: ceo@bücher.test\r\n", "xn--bcher-kva.test"},
 	} {
 		msg := c.hdr + "Subject: t\r\n\r\nbody\r\n"
 		err := sendFrom("127.0.0.1", e.g.addr, "x@sender.test", []string{"bob@example.com"}, msg)
-		if codeOf(err) != 550 || !strings.Contains(err.Error(), "strict.test") {
-			t.Errorf("%s: got %v, want 550 for the DMARC policy of strict.test", c.name, err)
+		if codeOf(err) != 550 || !strings.Contains(err.Error(), c.domain) {
+			t.Errorf("%s: got %v, want 550 for the DMARC policy of %s", c.name, err, c.domain)
 		}
 	}
 }
