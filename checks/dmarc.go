@@ -108,8 +108,9 @@ type DMARCInput struct {
 //
 // Several From addresses: RFC 7489 section 6.6.1 says to check each author
 // domain and apply the strictest policy among those that fail. We do so:
-// the combined result is the worst (fail > temperror > permerror > none >
-// pass), and FromAddresses tells the policy there were several, so it can
+// the combined result is the worst (fail with reject > temperror > fail
+// with quarantine > fail with none > permerror > none > pass; see
+// dmarcSeverity), and FromAddresses tells the policy there were several, so it can
 // also reject such a message outright. A message without a From field, or
 // whose From holds no parsable address or a domain that is not a valid
 // domain name, is permerror.
@@ -175,13 +176,17 @@ func (d *DMARC) Check(ctx context.Context, in DMARCInput) DMARCResult {
 	return worst
 }
 
-// dmarcSeverity orders results for several author domains.
+// dmarcSeverity orders results for several author domains, by what the
+// policy does with them: a reject refuses; a temperror defers, which must
+// not give way to a quarantine or to a fail that asks nothing (p=none),
+// or listing a second, p=none domain in From would get a message past a
+// domain that could not be checked; then the rest.
 func dmarcSeverity(r DMARCResult) int {
 	switch r.Result {
 	case DMARCFail:
-		return 50 + map[string]int{"none": 0, "quarantine": 1, "reject": 2}[r.Applied]
+		return map[string]int{"none": 50, "quarantine": 60, "reject": 80}[r.Applied]
 	case DMARCTempError:
-		return 40
+		return 70
 	case DMARCPermError:
 		return 30
 	case DMARCNone:
@@ -234,7 +239,8 @@ func (d *DMARC) checkDomain(ctx context.Context, from string, in DMARCInput) DMA
 	}
 	r.SPFAlignment, r.DKIMAlignment = alignmentName(rec.SPFAlignment), alignmentName(rec.DKIMAlignment)
 
-	// Identifier alignment, RFC 7489 section 3.1. Only a pass counts.
+	// Identifier alignment, RFC 7489 section 3.1. Only a pass counts for a
+	// pass (a temperror may keep a fail from being final, below).
 	if in.SPF.Result == SPFPass && aligned(in.SPF.Domain, from, r.OrgDomain, rec.SPFAlignment) {
 		r.SPFAligned = true
 	}
@@ -268,7 +274,45 @@ func (d *DMARC) checkDomain(ctx context.Context, from string, in DMARCInput) DMA
 			r.Applied = string(dmarc.PolicyNone)
 		}
 	}
+
+	// An aligned identity whose check failed for now (SPF temperror, a
+	// DKIM key lookup temperror) might have passed: a fail would turn the
+	// sender's passing DNS trouble into a permanent refusal (p=reject,
+	// 550) or a quarantine. Then DMARC cannot be decided now: temperror,
+	// which the policy defers. When the policy asks nothing (p=none, or
+	// sampled down to none) the fail stands, with the reason: deferring
+	// would only delay mail that is delivered either way.
+	if why := alignedTempError(in, from, r.OrgDomain, rec); why != "" {
+		if r.Applied == string(dmarc.PolicyNone) {
+			r.Reason = joinReason(r.Reason, why+"; the policy asks nothing, so the fail stands")
+			return r
+		}
+		r.Result, r.Applied, r.Sampled = DMARCTempError, "", false
+		r.Reason = joinReason(r.Reason, why+": DMARC cannot be decided now")
+	}
 	return r
+}
+
+// alignedTempError says which aligned SPF or DKIM identity of the message
+// could not be checked for now, or "" when none.
+func alignedTempError(in DMARCInput, from, fromOrg string, rec *dmarc.Record) string {
+	if in.SPF.Result == SPFTempError && aligned(in.SPF.Domain, from, fromOrg, rec.SPFAlignment) {
+		return "SPF temperror for aligned " + in.SPF.Domain
+	}
+	for _, s := range in.DKIM.Signatures {
+		if s.Result == DKIMTempError && aligned(s.Domain, from, fromOrg, rec.DKIMAlignment) {
+			return "DKIM temperror for aligned d=" + s.Domain
+		}
+	}
+	return ""
+}
+
+// joinReason appends more to a result's reason.
+func joinReason(reason, more string) string {
+	if reason == "" {
+		return more
+	}
+	return reason + "; " + more
 }
 
 // fetch returns the DMARC records (those starting with v=DMARC1) at

@@ -24,6 +24,10 @@ func TestDMARC(t *testing.T) {
 	dSampled := NewDMARC(DMARCConfig{}, r, WithSampler(func(pct int) bool { return true }))
 
 	spfPass := func(dom string) SPFResult { return SPFResult{Result: SPFPass, Domain: dom} }
+	spfTemp := func(dom string) SPFResult { return SPFResult{Result: SPFTempError, Domain: dom} }
+	dkimTemp := func(dom string) DKIMResult {
+		return DKIMResult{Signatures: []DKIMSignature{{Domain: dom, Result: DKIMTempError}}}
+	}
 	cases := []struct {
 		name    string
 		from    string // the From field value; "-" for no From field
@@ -85,11 +89,29 @@ func TestDMARC(t *testing.T) {
 		{"bad terms ignored", "a@bad.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "quarantine", "quarantine", "ignored"},
 		{"split strings", "a@split.example", SPFResult{}, DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
 		{"timeout", "a@slow.example", SPFResult{}, DKIMResult{}, false, DMARCTempError, "", "", "timeout"},
+		// The sender's SPF or DKIM check failed for now: no final fail.
+		{"aligned SPF temperror", "a@reject.example", spfTemp("reject.example"), DKIMResult{}, false, DMARCTempError, "reject", "", "SPF temperror"},
+		{"aligned SPF temperror, relaxed", "a@reject.example", spfTemp("bounces.reject.example"), DKIMResult{}, false, DMARCTempError, "reject", "", "SPF temperror"},
+		{"aligned DKIM temperror", "a@reject.example", SPFResult{Result: SPFFail, Domain: "reject.example"}, dkimTemp("reject.example"), false,
+			DMARCTempError, "reject", "", "DKIM temperror"},
+		{"aligned temperror, quarantine", "a@quar.example", spfTemp("quar.example"), DKIMResult{}, false, DMARCTempError, "quarantine", "", "SPF temperror"},
+		{"aligned temperror, reject sampled to quarantine", "a@pct0.example", spfTemp("pct0.example"), DKIMResult{}, false, DMARCTempError, "reject", "", "SPF temperror"},
+		{"aligned temperror, p=none: the fail stands", "a@none.example", spfTemp("none.example"), DKIMResult{}, false, DMARCFail, "none", "none", "fail stands"},
+		{"aligned temperror and an aligned pass", "a@reject.example", spfTemp("reject.example"), dkimPass("reject.example"), false, DMARCPass, "reject", "", ""},
+		{"unaligned SPF temperror", "a@reject.example", spfTemp("other.example"), DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
+		{"unaligned DKIM temperror", "a@reject.example", SPFResult{}, dkimTemp("other.example"), false, DMARCFail, "reject", "reject", ""},
+		{"SPF temperror, strict alignment", "a@strict.example", spfTemp("bounces.strict.example"), DKIMResult{}, false, DMARCFail, "reject", "reject", ""},
 		// Author domain problems.
 		{"two From addresses", "Bad <spoof@none.example>, Good <a@reject.example>", SPFResult{}, dkimPass("none.example"), false,
 			DMARCFail, "reject", "reject", "2 From addresses"},
 		{"two From addresses, both pass", "x@reject.example, y@strict.example", SPFResult{}, dkimPass("reject.example", "strict.example"), false,
 			DMARCPass, "", "", "2 From addresses"},
+		{"two From addresses, temperror beats a fail that asks nothing", "x@none.example, y@slow.example", SPFResult{}, DKIMResult{}, false,
+			DMARCTempError, "", "", "2 From addresses"},
+		{"two From addresses, temperror beats quarantine", "x@quar.example, y@reject.example", spfTemp("reject.example"), DKIMResult{}, false,
+			DMARCTempError, "reject", "", "SPF temperror"},
+		{"two From addresses, reject beats temperror", "x@slow.example, y@reject.example", SPFResult{}, DKIMResult{}, false,
+			DMARCFail, "reject", "reject", "2 From addresses"},
 		{"no From address", `"Test User"`, spfPass("reject.example"), DKIMResult{}, false, DMARCPermError, "", "", "From"},
 		{"no From field", "-", spfPass("reject.example"), DKIMResult{}, false, DMARCPermError, "", "", "no From header field"},
 		{"empty group", "undisclosed-recipients:;", SPFResult{}, DKIMResult{}, false, DMARCPermError, "", "", "no address"},

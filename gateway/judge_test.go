@@ -251,6 +251,30 @@ func TestDMARCEnforcement(t *testing.T) {
 	}
 }
 
+// TestDMARCDefersAuthenticationTempError: the sender's own SPF record, or
+// its DKIM key, cannot be fetched for now (SERVFAIL) and nothing else
+// aligned passes. Its p=reject must not make that a permanent 550: the
+// message is deferred, as for any DNS failure.
+func TestDMARCDefersAuthenticationTempError(t *testing.T) {
+	e := startJudged(t, "", false)
+	e.dns.AddRR(t, `_dmarc.tempspf.test. 300 IN TXT "v=DMARC1; p=reject"`)
+	e.dns.ServFail("tempspf.test.")
+	e.dns.AddRR(t, `tempdkim.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"`)
+	e.dns.AddRR(t, `_dmarc.tempdkim.test. 300 IN TXT "v=DMARC1; p=reject"`)
+	signed := signedMessage(t, e, "tempdkim.test", "ceo@tempdkim.test")
+	e.dns.ServFail("sel._domainkey.tempdkim.test.")
+	for _, c := range []struct{ name, from, msg string }{
+		{"SPF temperror", "ceo@tempspf.test", "From: ceo@tempspf.test\r\nSubject: t\r\n\r\nbody\r\n"},
+		{"DKIM key temperror", "ceo@tempdkim.test", signed},
+	} {
+		err := sendFrom("127.0.0.1", e.g.addr, c.from, []string{"bob@example.com"}, c.msg)
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 5}) {
+			t.Errorf("%s: got %v, want 451 4.7.5 (DMARC cannot be decided now)", c.name, err)
+		}
+	}
+}
+
 // TestDMARCSeesEveryFromField: a spoofed From of a p=reject domain
 // (strict.test, bücher.test: SPF fails for loopback) is refused however
 // it is written or hidden; the envelope is the spoofer's own sender.test,

@@ -285,7 +285,7 @@ func TestShippedRules(t *testing.T) {
 		{name: "DMARC permerror (no usable From) is refused", c: with(func(c *client) { c.dmarc = checks.DMARCPermError }),
 			stage: policy.StageData, action: policy.ActionReject, reply: "From header field has no author domain", fired: []string{"dmarc_permerror"}},
 		{name: "DMARC temperror defers", c: with(func(c *client) { c.dmarc = checks.DMARCTempError }),
-			stage: policy.StageData, action: policy.ActionDefer, reply: "DMARC policy of the From domain unavailable", fired: []string{"dmarc_temperror"}},
+			stage: policy.StageData, action: policy.ActionDefer, reply: "DMARC check of the From domain failed for now", fired: []string{"dmarc_temperror"}},
 	}
 	seen := map[string]bool{}
 	for _, tc := range tests {
