@@ -66,24 +66,9 @@ func NewSPF(cfg SPFConfig, res *Resolver) *SPF {
 // Check evaluates SPF for a client at ip that said HELO helo and MAIL
 // FROM:<mailFrom> (mailFrom "" for the null reverse-path).
 func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) SPFResult {
-	r := SPFResult{Helo: helo, IP: ip, Identity: IdentityMailFrom}
-	local, domain := "postmaster", helo
-	if at := strings.LastIndexByte(mailFrom, '@'); at >= 0 {
-		// The domain follows the last "@": a quoted local part may hold
-		// one too ("a@b"@example.com, RFC 5321 section 4.1.2).
-		local, domain = mailFrom[:at], mailFrom[at+1:]
-	} else {
-		// RFC 7208 section 2.4: a null reverse-path, or one without a
-		// domain, is checked with the HELO identity and "postmaster" as
-		// local part.
-		r.Identity = IdentityHelo
-	}
-	if local == "" {
-		// RFC 7208 section 4.3.
-		local = "postmaster"
-	}
-	r.Sender = local + "@" + domain
-	r.Domain = lowerDNSName(strings.TrimSuffix(domain, "."))
+	r := spfSubject(ip, helo, mailFrom)
+	at := strings.LastIndexByte(r.Sender, '@')
+	local, domain := r.Sender[:at], r.Sender[at+1:]
 
 	// RFC 7208 section 4.3: a malformed or single-label domain (or an
 	// address literal) gives "none" without any lookup.
@@ -117,6 +102,43 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) S
 			r.Err = fmt.Errorf("spf: %w", err).Error()
 		}
 	}
+	return r
+}
+
+// SPFUnfinished is the result of a Check with these arguments that did not
+// finish in time for its caller: temperror, for the identity, sender and
+// domain Check evaluates. The domain matters: DMARC aligns it with the
+// From domain, and an SPF temperror for an aligned domain defers the
+// message where one without a domain counted as an unaligned failure, and
+// a p=reject made a slow SPF evaluation a 550.
+func SPFUnfinished(ip netip.Addr, helo, mailFrom, why string) SPFResult {
+	r := spfSubject(ip, helo, mailFrom)
+	r.Result, r.Err = SPFTempError, why
+	return r
+}
+
+// spfSubject returns what Check evaluates, before any lookup: the identity
+// (MAIL FROM, or HELO for a null or domainless reverse-path), the sender
+// of check_host() (always with an "@") and its domain.
+func spfSubject(ip netip.Addr, helo, mailFrom string) SPFResult {
+	r := SPFResult{Helo: helo, IP: ip, Identity: IdentityMailFrom}
+	local, domain := "postmaster", helo
+	if at := strings.LastIndexByte(mailFrom, '@'); at >= 0 {
+		// The domain follows the last "@": a quoted local part may hold
+		// one too ("a@b"@example.com, RFC 5321 section 4.1.2).
+		local, domain = mailFrom[:at], mailFrom[at+1:]
+	} else {
+		// RFC 7208 section 2.4: a null reverse-path, or one without a
+		// domain, is checked with the HELO identity and "postmaster" as
+		// local part.
+		r.Identity = IdentityHelo
+	}
+	if local == "" {
+		// RFC 7208 section 4.3.
+		local = "postmaster"
+	}
+	r.Sender = local + "@" + domain
+	r.Domain = lowerDNSName(strings.TrimSuffix(domain, "."))
 	return r
 }
 

@@ -70,6 +70,13 @@ func TestSPF(t *testing.T) {
 			if c.errText != "" && !strings.Contains(r.Err, c.errText) {
 				t.Errorf("Err = %q, want it to contain %q", r.Err, c.errText)
 			}
+			// A check its caller stopped waiting for is reported for the
+			// same identity, sender and domain (DMARC aligns the domain).
+			u := SPFUnfinished(netip.MustParseAddr(c.ip), c.helo, c.from, "did not finish")
+			if u.Result != SPFTempError || u.Identity != r.Identity || u.Sender != r.Sender || u.Domain != r.Domain || u.Helo != r.Helo {
+				t.Errorf("SPFUnfinished = %s %s %s %s, want temperror for Check's %s %s %s",
+					u.Result, u.Identity, u.Sender, u.Domain, r.Identity, r.Sender, r.Domain)
+			}
 		})
 	}
 }

@@ -600,7 +600,11 @@ func (j *Judge) awaitSPF(js *judgeState, st *State) {
 			js.spfLast = &spfMemo{key: js.spfFor, r: r, at: time.Now()}
 		}
 	} else {
-		f.SPF = &checks.SPFResult{Result: checks.SPFTempError, Err: "SPF check did not finish in time"}
+		// For the domain it was checking: DMARC must see an aligned
+		// temperror (and defer), not an SPF result of no domain (an
+		// unaligned fail, a 550 under p=reject).
+		r := checks.SPFUnfinished(st.Client.Addr(), js.spfFor[0], js.spfFor[1], "SPF check did not finish in time")
+		f.SPF = &r
 	}
 	js.spf = nil
 	st.Auth.SPF = f.SPF

@@ -42,8 +42,9 @@ func startJudged(t *testing.T, redisAddr string, glOn bool) *judgeEnv {
 	return startJudgedPolicy(t, redisAddr, glOn, DefaultPolicy)
 }
 
-// startJudgedPolicy is startJudged with the given policy.
-func startJudgedPolicy(t *testing.T, redisAddr string, glOn bool, ev Evaluator) *judgeEnv {
+// startJudgedPolicy is startJudged with the given policy; opts change the
+// checks before the gateway starts.
+func startJudgedPolicy(t *testing.T, redisAddr string, glOn bool, ev Evaluator, opts ...func(*Checks)) *judgeEnv {
 	t.Helper()
 	srv := dnstest.Start(t, "testdata/checks.zone")
 	res, err := checks.NewResolver(checks.DNSConfig{Servers: []string{srv.Addr()}, Timeout: 500 * time.Millisecond})
@@ -72,6 +73,9 @@ func startJudgedPolicy(t *testing.T, redisAddr string, glOn bool, ev Evaluator) 
 		}
 		t.Cleanup(func() { gl.Close() })
 		c.Greylist = gl
+	}
+	for _, o := range opts {
+		o(&c)
 	}
 	j := &Judge{Checks: c, Policy: func() Evaluator { return ev }, Logger: slog.New(slog.DiscardHandler), Hostname: "mx.test"}
 	return &judgeEnv{dns: srv, g: startGateway(t, testConfig(), nil, j), clock: clock}
@@ -272,6 +276,27 @@ func TestDMARCDefersAuthenticationTempError(t *testing.T) {
 		if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 5}) {
 			t.Errorf("%s: got %v, want 451 4.7.5 (DMARC cannot be decided now)", c.name, err)
 		}
+	}
+}
+
+// TestDMARCDefersUnfinishedSPF: the SPF check of the sender's domain is
+// still waiting for DNS when the gateway stops waiting for it (Checks.Wait,
+// shorter here than the resolver's timeout). The SPF temperror it records
+// must be for that domain, aligned with From, so that DMARC defers: an SPF
+// result of no domain was an unaligned fail, and p=reject made it a 550.
+func TestDMARCDefersUnfinishedSPF(t *testing.T) {
+	e := startJudgedPolicy(t, "", false, DefaultPolicy, func(c *Checks) { c.Wait = 100 * time.Millisecond })
+	e.dns.AddRR(t, `heldspf.test. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+	e.dns.AddRR(t, `_dmarc.heldspf.test. 300 IN TXT "v=DMARC1; p=reject"`)
+	t.Cleanup(e.dns.Hold("heldspf.test."))
+	msg := "From: ceo@heldspf.test\r\nSubject: t\r\n\r\nbody\r\n"
+	err := sendFrom("127.0.0.1", e.g.addr, "ceo@heldspf.test", []string{"bob@example.com"}, msg)
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 7, 5}) {
+		t.Errorf("got %v, want 451 4.7.5 (DMARC cannot be decided now)", err)
+	}
+	if !strings.Contains(e.g.log.String(), `"spf":{"result":"temperror","domain":"heldspf.test"`) {
+		t.Errorf("decision log lacks the SPF temperror for heldspf.test:\n%s", e.g.log.String())
 	}
 }
 
