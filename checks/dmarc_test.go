@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,31 @@ func TestDMARC(t *testing.T) {
 	}
 }
 
+// TestDMARCAuthorDomainBound: a From listing many domains costs no DNS
+// query at all and leaves the message without a usable author domain
+// (permerror, which the rules refuse), rather than checking some of them
+// or costing two queries per domain.
+func TestDMARCAuthorDomainBound(t *testing.T) {
+	srv := startDNS(t, "dmarc.zone")
+	d := NewDMARC(DMARCConfig{}, newResolver(t, srv, 0))
+	for _, domains := range []int{MaxAuthorDomains + 1, 500} {
+		var b strings.Builder
+		b.WriteString("From: ")
+		for i := range domains {
+			fmt.Fprintf(&b, "u@s.d%d.example, ", i)
+		}
+		b.WriteString("ceo@reject.example\r\nSubject: x\r\n\r\n")
+		srv.ResetQueries()
+		r := d.Check(context.Background(), DMARCInput{Header: []byte(b.String()), SPF: SPFResult{Result: SPFPass, Domain: "d0.example"}})
+		if r.Result != DMARCPermError || !strings.Contains(r.Reason, "author domains") {
+			t.Errorf("%d domains: got %s (%s), want permerror", domains, r.Result, r.Reason)
+		}
+		if n := srv.Queries(); n != 0 {
+			t.Errorf("%d domains: %d DNS queries, want none", domains, n)
+		}
+	}
+}
+
 func TestDMARCDetail(t *testing.T) {
 	srv := startDNS(t, "dmarc.zone")
 	d := NewDMARC(DMARCConfig{}, newResolver(t, srv, 0))
@@ -255,6 +281,10 @@ func TestFromDomains(t *testing.T) {
 		{"From: a@ｅｘａｍｐｌｅ.com\r\n\r\n", "example.com", 1, ""}, // UTS #46 maps width
 		{"From: a@" + strings.Repeat("x", 64) + ".example\r\n\r\n", "", 0, "63"},
 		{"From: a@xn--zz.example\r\n\r\n", "", 0, "idna"},
+		{"From: a@d1.example, b@d2.example, c@d3.example, d@d4.example, e@d5.example, f@d1.example\r\n\r\n",
+			"d1.example d2.example d3.example d4.example d5.example", 6, ""},
+		{"From: a@d1.example, b@d2.example, c@d3.example, d@d4.example, e@d5.example\r\nFrom: f@d6.example\r\n\r\n",
+			"", 0, "more than 5 author domains"},
 	}
 	for _, c := range cases {
 		ds, n, err := FromDomains([]byte(c.hdr))

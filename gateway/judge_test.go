@@ -332,6 +332,7 @@ func TestDMARCUnusableFromRefused(t *testing.T) {
 		{"From without an address", "From: undisclosed-recipients:;\r\n"},
 		{"From that does not parse", "From: Strict, Bank <ceo@strict.test>\r\n"},
 		{"second From that does not parse", "From: a@sender.test\r\nFrom: <ceo@strict.test\r\n"},
+		{"more author domains than checked", "From: a@sender.test, b@a.test, c@b.test, d@c.test, e@d.test, f@e.test\r\n"},
 	} {
 		msg := c.hdr + "Subject: t\r\n\r\nbody\r\n"
 		err := sendFrom("127.0.0.1", e.g.addr, "x@sender.test", []string{"bob@example.com"}, msg)
@@ -340,8 +341,8 @@ func TestDMARCUnusableFromRefused(t *testing.T) {
 			t.Errorf("%s: got %v, want 550 5.7.1 naming the From header field", c.name, err)
 		}
 	}
-	if n := strings.Count(e.g.log.String(), `"rule":"dmarc_permerror"`); n != 4 {
-		t.Errorf("decision log names dmarc_permerror %d times, want 4:\n%s", n, e.g.log.String())
+	if n := strings.Count(e.g.log.String(), `"rule":"dmarc_permerror"`); n != 5 {
+		t.Errorf("decision log names dmarc_permerror %d times, want 5:\n%s", n, e.g.log.String())
 	}
 }
 
