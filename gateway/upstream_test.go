@@ -587,7 +587,12 @@ func writeParts(c net.Conn, s string) {
 		}
 		c.Write([]byte(part))
 	}
+	partsWritten.Add(1)
 }
+
+// partsWritten counts writeParts calls done: a test waits on it for a
+// late reply to be in the gateway's socket, rather than sleep and hope.
+var partsWritten atomic.Int64
 
 // plainMTA answers like an MTA offering PIPELINING, and CHUNKING when
 // chunking (BDAT LAST only), with rcpt as the reply to RCPT ("" for 250).
@@ -634,10 +639,14 @@ func TestUpstreamExtraReplyNotReused(t *testing.T) {
 			up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{addr}, Helo: "mx.test", MaxIdle: 4,
 				CommandTimeout: 5 * time.Second})
 			g := startGatewayUpstream(t, testConfig(), up, nil, nil)
+			before := partsWritten.Load()
 			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(50 * time.Millisecond) // the extra reply has arrived
+			// The extra reply is in the gateway's socket once written
+			// (loopback). One arriving after the next transaction began
+			// cannot be told from that transaction's own replies.
+			waitFor(t, "the extra reply to be written", func() bool { return partsWritten.Load() > before })
 			if code := codeOf(sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, simpleMsg)); code != 554 {
 				t.Fatalf("second message: sender got %d, want the MTA's 554", code)
 			}
