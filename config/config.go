@@ -259,8 +259,8 @@ func (c *Config) Validate() error {
 		bad("listen", "at least one address is needed")
 	}
 	for i, a := range c.Listen {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad(fmt.Sprintf("listen[%d]", i), "%q is not host:port", a)
+		if err := hostPort(a); err != nil {
+			bad(fmt.Sprintf("listen[%d]", i), "%v", err)
 		}
 	}
 	if len(c.Domains) == 0 {
@@ -303,8 +303,8 @@ func (c *Config) Validate() error {
 		bad("limits.max_recipients", "must be at least 100 (RFC 5321 section 4.5.3.1.8)")
 	}
 	for i, a := range c.Upstream.Addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad(fmt.Sprintf("upstream.addrs[%d]", i), "%q is not host:port", a)
+		if err := hostPort(a); err != nil {
+			bad(fmt.Sprintf("upstream.addrs[%d]", i), "%v", err)
 		}
 	}
 	if c.Quarantine == "" {
@@ -333,8 +333,8 @@ func (c *Config) Validate() error {
 	}
 	positive("proxy_protocol.header_timeout", int64(c.ProxyProtocol.HeaderTimeout))
 	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			bad("metrics.listen", "%q is not host:port", c.Metrics.Listen)
+		if err := hostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%v", err)
 		}
 	}
 	switch c.Log.Level {
@@ -350,6 +350,15 @@ func (c *Config) Validate() error {
 	if c.Log.Decisions == "" {
 		bad("log.decisions", "want stdout, stderr or a file path")
 	}
+	if c.TempDir != "" {
+		// Checked here, not at the first large message: without it every
+		// message over limits.memory_threshold would get a 451.
+		if st, err := os.Stat(c.TempDir); err != nil {
+			bad("temp_dir", "%v", err)
+		} else if !st.IsDir() {
+			bad("temp_dir", "%q is not a directory", c.TempDir)
+		}
+	}
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
 	for i, n := range c.Checks {
 		if !slices.Contains(CheckNames, n) {
@@ -359,6 +368,15 @@ func (c *Config) Validate() error {
 	if c.Rules.Dir != "" {
 		if st, err := os.Stat(c.Rules.Dir); err != nil || !st.IsDir() {
 			bad("rules.dir", "%q is not a directory", c.Rules.Dir)
+		}
+	}
+	// dns.servers' syntax is checked by checks.DNSConfig.Validate, which
+	// takes any port; the range is checked here.
+	for i, a := range c.DNS.Servers {
+		if _, _, err := net.SplitHostPort(a); err == nil {
+			if err := hostPort(a); err != nil {
+				bad(fmt.Sprintf("dns.servers[%d]", i), "%v", err)
+			}
 		}
 	}
 	if c.CheckOn("dnsbl") && len(c.DNSBL.Zones) == 0 {
@@ -410,6 +428,25 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// hostPort checks a host:port address as the daemon will use it: the
+// syntax net.Listen and net.Dial take, and a port of 1 to 65535 (as
+// greylist.redis.addrs is checked), by number or by a service name of
+// /etc/services. Port 0, which would listen on a random port, is refused.
+func hostPort(a string) error {
+	_, p, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", a)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil && p != "" && strings.Trim(p, "+-0123456789") != "" {
+		n, err = net.LookupPort("tcp", p)
+	}
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 1 to 65535", a)
+	}
+	return nil
 }
 
 func validDomain(d string) bool {

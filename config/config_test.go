@@ -162,3 +162,35 @@ func FuzzParse(f *testing.F) {
 		Parse("fuzz.yaml", in) // must not panic or hang
 	})
 }
+
+// TestPortsAndTempDir: a port out of 1-65535 and a temp_dir that is not a
+// directory are refused at load, naming the key and its place, not found
+// at the first bind, dial or large message.
+func TestPortsAndTempDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	cases := []struct{ in, want string }{
+		{"listen: [\"127.0.0.1:99999\"]\n", `f.yaml:1:10: listen[0]: "127.0.0.1:99999": the port must be a number from 1 to 65535`},
+		{"listen: [\"127.0.0.1:-1\"]\n", `f.yaml:1:10: listen[0]: "127.0.0.1:-1": the port must be`},
+		{"listen: [\"127.0.0.1:0\"]\n", `f.yaml:1:10: listen[0]: "127.0.0.1:0": the port must be`},
+		{"listen: [\"127.0.0.1:\"]\n", `f.yaml:1:10: listen[0]: "127.0.0.1:": the port must be`},
+		{"listen: [\"127.0.0.1:nosuchservice\"]\n", `f.yaml:1:10: listen[0]: "127.0.0.1:nosuchservice": the port must be`},
+		{"metrics:\n  listen: 127.0.0.1:70000\n", `f.yaml:2:11: metrics.listen: "127.0.0.1:70000": the port must be`},
+		{"upstream:\n  addrs: [\"10.0.0.1:0\"]\n", `f.yaml:2:11: upstream.addrs[0]: "10.0.0.1:0": the port must be`},
+		{"dns:\n  servers: [\"192.0.2.1\", \"1.2.3.4:99999\"]\n", `f.yaml:2:26: dns.servers[1]: "1.2.3.4:99999": the port must be`},
+		{"temp_dir: /nonexistent/tmp\n", `f.yaml:1:11: temp_dir: stat /nonexistent/tmp: no such file or directory`},
+		{"temp_dir: " + file + "\n", `f.yaml:1:11: temp_dir: "` + file + `" is not a directory`},
+	}
+	for _, c := range cases {
+		_, err := Parse("f.yaml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q:\n got %v\nwant %s", c.in, err, c.want)
+		}
+	}
+	ok := "listen: [\"127.0.0.1:2525\", \"0.0.0.0:smtp\", \"[::1]:65535\"]\nmetrics:\n  listen: localhost:1\n" +
+		"upstream:\n  addrs: [\"mta.internal:25\"]\ndns:\n  servers: [\"192.0.2.1\", \"192.0.2.2:53\", \"2001:db8::1\", \"[2001:db8::1]:5353\"]\n" +
+		"temp_dir: " + t.TempDir() + "\n"
+	if _, err := Parse("f.yaml", []byte(ok)); err != nil {
+		t.Errorf("valid addresses refused: %v", err)
+	}
+}
