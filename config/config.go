@@ -255,6 +255,14 @@ func (c *Config) Validate() error {
 		}
 		errs = append(errs, e)
 	}
+	// Our name goes into the greeting, the Received field and EHLO
+	// upstream: a name that is not a domain would be sent as is.
+	if c.Hostname != "" && !validDomain(c.Hostname) {
+		bad("hostname", "%q is not a domain name", c.Hostname)
+	}
+	if c.Upstream.Helo != "" && !validDomain(c.Upstream.Helo) && !validAddressLiteral(c.Upstream.Helo) {
+		bad("upstream.helo", "%q is not a domain name or an address literal like [192.0.2.1]", c.Upstream.Helo)
+	}
 	if len(c.Listen) == 0 {
 		bad("listen", "at least one address is needed")
 	}
@@ -465,6 +473,22 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
+}
+
+// validAddressLiteral reports whether s is an RFC 5321 address literal,
+// an EHLO argument for a host without a name: [192.0.2.1] or
+// [IPv6:2001:db8::1].
+func validAddressLiteral(s string) bool {
+	in, ok := strings.CutPrefix(s, "[")
+	if in, ok = strings.CutSuffix(in, "]"); !ok {
+		return false
+	}
+	if v6, ok := strings.CutPrefix(in, "IPv6:"); ok {
+		a, err := netip.ParseAddr(v6)
+		return err == nil && a.Is6() && a.Zone() == ""
+	}
+	a, err := netip.ParseAddr(in)
+	return err == nil && a.Is4()
 }
 
 // Duration is a time.Duration written as "300ms", "5s", "10m" or "2h".

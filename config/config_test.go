@@ -194,3 +194,33 @@ func TestPortsAndTempDir(t *testing.T) {
 		t.Errorf("valid addresses refused: %v", err)
 	}
 }
+
+// TestHostnames: hostname and upstream.helo are sent to other hosts as
+// our name; a value that is no domain name is refused, naming the key.
+func TestHostnames(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"hostname: bad host name\n", `f.yaml:1:11: hostname: "bad host name" is not a domain name`},
+		{"hostname: mx_1.example.com\n", `f.yaml:1:11: hostname: "mx_1.example.com" is not a domain name`},
+		{"hostname: -mx.example.com\n", `hostname: "-mx.example.com" is not a domain name`},
+		{"upstream:\n  helo: bad host name\n", `f.yaml:2:9: upstream.helo: "bad host name" is not a domain name or an address literal`},
+		{"upstream:\n  helo: \"[192.0.2.300]\"\n", `f.yaml:2:9: upstream.helo: "[192.0.2.300]" is not`},
+		{"upstream:\n  helo: \"[2001:db8::1]\"\n", `upstream.helo: "[2001:db8::1]" is not`},
+	}
+	for _, c := range cases {
+		_, err := Parse("f.yaml", []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q:\n got %v\nwant %s", c.in, err, c.want)
+		}
+	}
+	for _, ok := range []string{
+		"hostname: mx.example.com\nupstream:\n  helo: gw1.example.com\n",
+		"hostname: mx.example.com.\n",
+		"hostname: localhost\n",
+		"upstream:\n  helo: \"[192.0.2.1]\"\n",
+		"upstream:\n  helo: \"[IPv6:2001:db8::1]\"\n",
+	} {
+		if _, err := Parse("f.yaml", []byte(ok)); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+}
