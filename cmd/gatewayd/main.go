@@ -176,7 +176,7 @@ func buildUpstream(cfg *config.Config) (gateway.Upstream, error) {
 	u := cfg.Upstream
 	helo := u.Helo
 	if helo == "" {
-		helo = cfg.Hostname
+		helo = effectiveHostname(cfg)
 	}
 	return gateway.NewSMTPUpstream(gateway.SMTPUpstreamConfig{
 		Addrs:          u.Addrs,
@@ -191,6 +191,20 @@ func buildUpstream(cfg *config.Config) (gateway.Upstream, error) {
 		NoPipelining:   !u.Pipelining,
 		NoChunking:     !u.Chunking,
 	}), nil
+}
+
+// effectiveHostname is the name we go by when hostname is not set: the
+// machine's host name, else localhost, as gateway.New fills it in. The
+// upstream's EHLO name defaults to it (not to the gateway package's own
+// fallback, localhost).
+func effectiveHostname(cfg *config.Config) string {
+	if cfg.Hostname != "" {
+		return cfg.Hostname
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
 }
 
 func openDecisionLog(path string, logger *slog.Logger) (io.Writer, func(), error) {

@@ -332,3 +332,45 @@ func waitLog(t *testing.T, d *daemon, s string) {
 }
 
 func deadline() time.Time { return time.Now().Add(20 * time.Second) }
+
+// TestUpstreamHeloDefault: without upstream.helo and hostname, the EHLO
+// to the internal MTA names the machine (as the README says), not
+// "localhost".
+func TestUpstreamHeloDefault(t *testing.T) {
+	want, err := os.Hostname()
+	if err != nil || want == "" || want == "localhost" {
+		t.Skipf("the machine's host name (%q, %v) cannot tell the default from localhost", want, err)
+	}
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	ehlo := make(chan string, 1)
+	go func() {
+		c, err := up.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "220 upstream.test ESMTP\r\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		ehlo <- strings.TrimSpace(line)
+	}()
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nupstream:\n  addrs: [%q]\n", addr, up.Addr().String()))
+	startDaemon(t, "-config", cfg)
+	s := dialSMTP(t, addr)
+	s.send("EHLO c.test")
+	s.expect("250")
+	s.send("MAIL FROM:<a@s.test>")
+	s.send("RCPT TO:<bob@example.com>")
+	select {
+	case got := <-ehlo:
+		if got != "EHLO "+want {
+			t.Errorf("upstream got %q, want %q", got, "EHLO "+want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the internal MTA was never contacted")
+	}
+}
