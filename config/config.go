@@ -405,6 +405,18 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// KeyError returns err as an error of key, placed at the key's value in
+// the file when the file gave it: for what is found wrong only when a
+// value is used (a path that does not open), so that the message names
+// the key as Validate's do.
+func (c *Config) KeyError(key string, err error) error {
+	e := &Error{File: c.File, Key: key, Msg: err.Error()}
+	if p, ok := c.pos[key]; ok {
+		e.Line, e.Column = p[0], p[1]
+	}
+	return e
+}
+
 // ZoneNames are the configured DNSBL/DNSWL zones, for the rules to check
 // the zones they name against.
 func (c *Config) ZoneNames() []string {

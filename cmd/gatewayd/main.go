@@ -97,9 +97,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	return reportCheck(cfg, stdout, stderr)
 }
 
+// reportCheck tells whether the daemon would start on cfg (see
+// checkStart) and prints every reason it would not.
 func reportCheck(cfg *config.Config, stdout, stderr io.Writer) int {
-	if _, err := buildTLS(cfg); err != nil {
-		fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+	if errs := checkStart(cfg); len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+		}
 		return 1
 	}
 	name := cfg.File
@@ -169,7 +173,7 @@ func buildUpstream(cfg *config.Config) (gateway.Upstream, error) {
 	if len(cfg.Upstream.Addrs) == 0 {
 		d, err := maildir.Open(cfg.Maildir)
 		if err != nil {
-			return nil, err
+			return nil, cfg.KeyError("maildir", err)
 		}
 		return gateway.MaildirUpstream{Dir: d}, nil
 	}
@@ -218,7 +222,7 @@ func openDecisionLog(path string, logger *slog.Logger) (io.Writer, func(), error
 	default:
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
-			return nil, nil, fmt.Errorf("log.decisions: %w", err)
+			return nil, nil, err
 		}
 		w, closeFile = f, f.Close
 	}
@@ -270,7 +274,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 	certs.cert.Store(cert)
 	dw, closeLog, err := openDecisionLog(cfg.Log.Decisions, logger)
 	if err != nil {
-		return err
+		return cfg.KeyError("log.decisions", err)
 	}
 	defer closeLog()
 	up, err := buildUpstream(cfg)
@@ -305,7 +309,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 
 	quarantine, err := maildir.Open(cfg.Quarantine)
 	if err != nil {
-		return fmt.Errorf("quarantine: %w", err)
+		return cfg.KeyError("quarantine", err)
 	}
 	srv := gateway.New(gatewayConfig(cfg, certs), gateway.Options{
 		Quarantine: quarantine,

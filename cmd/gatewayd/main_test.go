@@ -374,3 +374,63 @@ func TestUpstreamHeloDefault(t *testing.T) {
 		t.Fatal("the internal MTA was never contacted")
 	}
 }
+
+// TestCheckAgreesWithDaemon: `gatewayd check` (and -check-config) refuses
+// what the daemon refuses at start, with the same message: rule files that
+// do not load, rules naming a zone that is not configured, a decision log
+// or a quarantine that cannot be opened.
+func TestCheckAgreesWithDaemon(t *testing.T) {
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, nil, 0o600)
+	cases := []struct{ name, cfg, want string }{
+		{"rules that do not load", fmt.Sprintf("rules:\n  dir: %q\n", abs("../../policy/testdata/errors/many")),
+			"9 errors in rules"},
+		{"rules naming a zone not configured", fmt.Sprintf("checks: [dnsbl]\ndns:\n  servers: [127.0.0.1]\ndnsbl:\n  zones:\n    - zone: other.example\nrules:\n  dir: %q\n", abs("../../rules")),
+			`20-dnsbl.yaml:85:23: rule "dnswl_listed": if: zone "list.dnswl.org" is not configured`},
+		{"decision log in a missing directory", "log:\n  decisions: /nonexistent/dir/file.log\n",
+			"gatewayd.yaml:5:14: log.decisions: "},
+		{"quarantine under a file", fmt.Sprintf("quarantine: %q\n", filepath.Join(file, "q")),
+			"gatewayd.yaml:4:13: quarantine: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\n", freePort(t))+c.cfg)
+			for _, args := range [][]string{{"check", "-config", cfg}, {"-check-config", "-config", cfg}, {"-config", cfg}} {
+				cmd := exec.Command(binary, args...)
+				cmd.Dir = t.TempDir()
+				timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+				out, err := cmd.CombinedOutput()
+				timer.Stop()
+				if err == nil || strings.Contains(string(out), "configuration OK") || strings.Contains(string(out), "SMTP listening") {
+					t.Errorf("%v: accepted:\n%s", args, out)
+					continue
+				}
+				if !strings.Contains(string(out), c.want) {
+					t.Errorf("%v: output lacks %q:\n%s", args, c.want, out)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckCreatesNothing: check tries the paths the daemon would create
+// (decision log, quarantine, maildir) without leaving anything behind.
+func TestCheckCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf("log:\n  decisions: %q\nquarantine: %q\nmaildir: %q\n",
+		filepath.Join(dir, "decisions.log"), filepath.Join(dir, "var", "quarantine"), filepath.Join(dir, "var", "maildir")))
+	out, err := exec.Command(binary, "check", "-config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration OK") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("check left %v behind", ents)
+	}
+}

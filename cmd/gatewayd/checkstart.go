@@ -1,0 +1,163 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/mxgate/gatewayd/checks"
+	"github.com/mxgate/gatewayd/config"
+)
+
+// checkStart does what the daemon's start does that can fail on the
+// configuration, so that `gatewayd check` refuses what the daemon would:
+// the TLS certificate, the resolvers (when checks are on), the rule files
+// loaded and checked against the configured zones exactly as at start
+// (openRules), and the paths the daemon opens: the decision log, the
+// quarantine and the delivery Maildir. It creates nothing: a path the
+// daemon would create is tried by creating a temporary file where it
+// would go, removed at once. What it cannot know without starting (a
+// listen address in use, Redis down) is left to the start.
+func checkStart(cfg *config.Config) []error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := buildTLS(cfg); err != nil {
+		add(err)
+	}
+	if len(cfg.Checks) > 0 {
+		res, err := checks.NewResolver(cfg.DNS)
+		if err != nil {
+			add(fmt.Errorf("dns: %w", err))
+		} else {
+			res.Close()
+		}
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := openRules(cfg, quiet); err != nil {
+		add(err)
+	}
+	switch cfg.Log.Decisions {
+	case "stdout", "stderr":
+	default:
+		if err := canAppend(cfg.Log.Decisions); err != nil {
+			add(cfg.KeyError("log.decisions", err))
+		}
+	}
+	if err := canMaildir(cfg.Quarantine); err != nil {
+		add(cfg.KeyError("quarantine", err))
+	}
+	if len(cfg.Upstream.Addrs) == 0 {
+		if err := canMaildir(cfg.Maildir); err != nil {
+			add(cfg.KeyError("maildir", err))
+		}
+	}
+	return errs
+}
+
+// canAppend tells whether the daemon could open path as it opens the
+// decision log: for appending, created when missing.
+func canAppend(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// Created in its directory, which is not made.
+		d := filepath.Dir(path)
+		dst, err := os.Stat(d)
+		switch {
+		case err != nil:
+			return fmt.Errorf("cannot create %s: %w", path, err)
+		case !dst.IsDir():
+			return fmt.Errorf("cannot create %s: %s is not a directory", path, d)
+		}
+		if err := canCreateIn(d); err != nil {
+			return fmt.Errorf("cannot create %s: %w", path, err)
+		}
+		return nil
+	case err != nil:
+		return err
+	case st.IsDir():
+		return fmt.Errorf("%s is a directory", path)
+	case st.Mode()&fs.ModeNamedPipe != 0:
+		return nil // opening it would wait for a reader
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// canMaildir tells whether maildir.Open(path) would succeed and a
+// message could be written into it: tmp, new and cur directories, made
+// when missing, and a file created in tmp.
+func canMaildir(path string) error {
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		p := filepath.Join(path, sub)
+		st, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			err = canCreate(p)
+		case err != nil:
+		case !st.IsDir():
+			err = fmt.Errorf("%s is not a directory", p)
+		case sub == "tmp":
+			err = canCreateIn(p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// canCreate tells whether path, which does not exist, could be made
+// (with its missing parent directories): the nearest existing ancestor
+// must be a directory that takes new files.
+func canCreate(path string) error {
+	d := filepath.Dir(path)
+	for {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("cannot create %s: %s is not a directory", path, d)
+			}
+			if err := canCreateIn(d); err != nil {
+				return fmt.Errorf("cannot create %s: %w", path, err)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cannot create %s: %w", path, err)
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return fmt.Errorf("cannot create %s: %w", path, err)
+		}
+		d = parent
+	}
+}
+
+// canCreateIn tells whether a file can be created in the directory dir,
+// by creating one and removing it at once: the only exact answer (the
+// process's own user and groups, ACLs, a read-only file system).
+func canCreateIn(dir string) error {
+	f, err := os.CreateTemp(dir, ".gatewayd-check-*")
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot create files in %s: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
