@@ -360,6 +360,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 		logger.Info("metrics listening", "addr", ml.Addr().String())
 	}
 
+	started := cfg // what restart-only keys keep until a restart
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		logger.Info("SMTP listening", "addr", l.Addr().String(), "domains", cfg.Domains, "upstream", describeUpstream(cfg))
@@ -375,7 +376,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 			}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				newCfg := reload(srv, cfg, cfgPath, certs, logger)
+				newCfg := reload(srv, started, cfgPath, certs, logger)
 				if newCfg != nil {
 					if nrc := reloadChecks(srv, rc, newCfg, reg, logger, rules.evaluator); nrc != nil {
 						rc = nrc
@@ -452,9 +453,34 @@ func checksUnchanged(a, b *config.Config) bool {
 	return reflect.DeepEqual(of(a), of(b))
 }
 
+// restartOnly names the keys whose change loaded makes but a reload does
+// not apply, against started, the configuration the daemon started with:
+// what it opened or started once (listeners, decision log, service
+// logger, quarantine Maildir, rule watcher, the PROXY header timeout of
+// the listeners). rules.dir is reported by the rules' reload.
+func restartOnly(started, loaded *config.Config) []string {
+	var keys []string
+	diff := func(key string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			keys = append(keys, key)
+		}
+	}
+	diff("listen", started.Listen, loaded.Listen)
+	diff("metrics.listen", started.Metrics.Listen, loaded.Metrics.Listen)
+	diff("log.decisions", started.Log.Decisions, loaded.Log.Decisions)
+	diff("log.level", started.Log.Level, loaded.Log.Level)
+	diff("log.format", started.Log.Format, loaded.Log.Format)
+	diff("quarantine", started.Quarantine, loaded.Quarantine)
+	diff("rules.watch", started.Rules.Watch, loaded.Rules.Watch)
+	diff("proxy_protocol.header_timeout", started.ProxyProtocol.HeaderTimeout, loaded.ProxyProtocol.HeaderTimeout)
+	return keys
+}
+
 // reload re-reads the configuration file; a bad file keeps what runs. It
-// returns the new configuration, nil when nothing was reloaded.
-func reload(srv *gateway.Server, old *config.Config, path string, certs *certHolder, logger *slog.Logger) *config.Config {
+// returns the new configuration, nil when nothing was reloaded. started
+// is the configuration the daemon started with, for the keys only a
+// restart changes.
+func reload(srv *gateway.Server, started *config.Config, path string, certs *certHolder, logger *slog.Logger) *config.Config {
 	if path == "" {
 		logger.Info("SIGHUP: running on embedded defaults, nothing to reload")
 		return nil
@@ -470,8 +496,8 @@ func reload(srv *gateway.Server, old *config.Config, path string, certs *certHol
 		logger.Error("reload failed; keeping the running configuration", "err", err)
 		return nil
 	}
-	if fmt.Sprint(cfg.Listen) != fmt.Sprint(old.Listen) || cfg.Metrics.Listen != old.Metrics.Listen {
-		logger.Warn("listen addresses change only on restart")
+	if keys := restartOnly(started, cfg); len(keys) > 0 {
+		logger.Warn("these keys change only on restart; running with their values at start", "keys", keys)
 	}
 	up, err := buildUpstream(cfg)
 	if err != nil {

@@ -434,3 +434,30 @@ func TestCheckCreatesNothing(t *testing.T) {
 		t.Errorf("check left %v behind", ents)
 	}
 }
+
+// TestSIGHUPRestartOnlyKeys: a reload that changes keys only a restart
+// applies says so, naming them, on every reload until the restart.
+func TestSIGHUPRestartOnlyKeys(t *testing.T) {
+	addr := freePort(t)
+	dir := t.TempDir()
+	base := fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\n", addr)
+	cfgPath := writeConfig(t, base)
+	d := startDaemon(t, "-config", cfgPath)
+	changed := base + fmt.Sprintf("log:\n  decisions: %q\n  level: debug\n  format: json\nquarantine: %q\nrules:\n  watch: false\nproxy_protocol:\n  header_timeout: 7s\n",
+		filepath.Join(dir, "d.log"), filepath.Join(dir, "q"))
+	os.WriteFile(cfgPath, []byte(changed), 0o600)
+	want := `keys="[log.decisions log.level log.format quarantine rules.watch proxy_protocol.header_timeout]"`
+	for i := 1; i <= 2; i++ {
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(d.stderr.String(), "configuration reloaded") < i {
+			if time.Now().After(deadline) {
+				t.Fatalf("reload %d not logged:\n%s", i, d.stderr.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := strings.Count(d.stderr.String(), want); n != i {
+			t.Fatalf("after reload %d: %d warnings naming %s:\n%s", i, n, want, d.stderr.String())
+		}
+	}
+}
