@@ -474,3 +474,45 @@ func TestIsAllowByKind(t *testing.T) {
 		t.Error("allows not recognised")
 	}
 }
+
+// TestMemorySetMax: the cap changes without losing what fits under it; a
+// lower cap evicts the least recently written at once, never an operator's
+// allow.
+func TestMemorySetMax(t *testing.T) {
+	st := NewMemoryStore(10)
+	clk := newClock()
+	cfg := testConfig()
+	cfg.AutoAllowAfter = 0
+	g := newGreylister(t, cfg, st, clk)
+	ctx := context.Background()
+	if _, err := g.Allow(ctx, Query{Network: "203.0.113.0/24"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 9; i++ {
+		check(t, g, ip1, "s"+strings.Repeat("x", i)+"@example.org", to)
+	}
+	if st.Len() != 10 {
+		t.Fatalf("%d entries, want 10", st.Len())
+	}
+	st.SetMax(20, clk.Now())
+	for i := 9; i < 15; i++ {
+		check(t, g, ip1, "s"+strings.Repeat("x", i)+"@example.org", to)
+	}
+	if st.Len() != 16 {
+		t.Fatalf("raised cap: %d entries, want 16", st.Len())
+	}
+	st.SetMax(5, clk.Now())
+	if st.Len() != 5 {
+		t.Fatalf("lowered cap: %d entries, want 5", st.Len())
+	}
+	clk.Advance(5 * time.Minute)
+	if d := check(t, g, ip1, "s"+strings.Repeat("x", 14)+"@example.org", to); d.Action != Pass {
+		t.Errorf("newest triplet lost: %+v", d)
+	}
+	if d := check(t, g, ip1, "s"+strings.Repeat("x", 9)+"@example.org", to); d.Reason != ReasonFirstSeen {
+		t.Errorf("an old triplet was kept over the cap: %+v", d)
+	}
+	if d := check(t, g, "203.0.113.9", "a@example.org", to); d.Reason != ReasonOperatorAllow {
+		t.Errorf("the operator's allow was evicted: %+v", d)
+	}
+}

@@ -51,6 +51,23 @@ func NewMemoryStore(maxEntries int) *MemoryStore {
 	return &MemoryStore{max: max(maxEntries, 1), m: make(map[string]*memEntry), order: list.New()}
 }
 
+// SetMax changes the cap on entries (at least 1), keeping what is held:
+// the daemon's reload of greylist.max_memory_entries. Lowering it below
+// the entries held evicts at once as a new entry at the cap would
+// (expired first, then the least recently written that is not an allow);
+// now is the Greylister's clock.
+func (s *MemoryStore) SetMax(maxEntries int, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.max = max(maxEntries, 1)
+	if len(s.m) > s.max {
+		// evict makes room for one more entry: ask it for none more.
+		s.max++
+		s.evict(msOf(now))
+		s.max--
+	}
+}
+
 // Name returns "memory".
 func (s *MemoryStore) Name() string { return "memory" }
 

@@ -59,9 +59,9 @@ func (rc *runtimeChecks) stop() {
 
 // buildChecks builds the checks the configuration enables, the greylister,
 // and the Judge that runs them. Collectors are registered on reg (when not
-// nil). With prev, the greylist store and metrics are carried over when the
-// store's configuration did not change, so the in-process store keeps its
-// state across a reload.
+// nil). With prev, the greylist store and metrics are carried over when
+// greylist.redis did not change, so the in-process store keeps its state
+// across a reload (resized when greylist.max_memory_entries changed).
 func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, policy func() gateway.Evaluator, prev *runtimeChecks) (*runtimeChecks, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &runtimeChecks{cancel: cancel, cfg: cfg}
@@ -143,12 +143,16 @@ func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logg
 		}
 		var g *greylist.Greylister
 		var err error
-		if prev != nil && prev.greylist != nil && reflect.DeepEqual(prev.cfg.Greylist.Redis, cfg.Greylist.Redis) &&
-			prev.cfg.Greylist.MaxMemoryEntries == cfg.Greylist.MaxMemoryEntries {
+		if prev != nil && prev.greylist != nil && reflect.DeepEqual(prev.cfg.Greylist.Redis, cfg.Greylist.Redis) {
 			g, err = greylist.New(cfg.Greylist, prev.greylist.Store(), greylist.WithMetrics(rc.gmetrics))
 			if err == nil {
 				rc.ownStore = prev.ownStore
 				prev.ownStore = false // the store now belongs to the new runtime
+				// A new max_memory_entries resizes the in-process store
+				// rather than emptying it.
+				if ms, ok := g.Store().(*greylist.MemoryStore); ok && prev.cfg.Greylist.MaxMemoryEntries != cfg.Greylist.MaxMemoryEntries {
+					ms.SetMax(cfg.Greylist.MaxMemoryEntries, time.Now())
+				}
 			}
 		} else {
 			g, err = greylist.Open(cfg.Greylist, greylist.WithMetrics(rc.gmetrics))
