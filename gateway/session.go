@@ -722,7 +722,13 @@ func (s *session) cmdMail(arg string) {
 				return
 			}
 			if n > s.cfg.MaxMessageSize {
-				s.fail(552, "5.3.4", "Message size exceeds fixed maximum message size")
+				// A limit, not a syntax error: logged, as at DATA.
+				r := policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "Message size exceeds fixed maximum message size"}
+				s.failReply(r)
+				s.st.From, s.st.HasFrom = from, true // for the line's mail_from
+				s.logDecision(&Decision{Stage: policy.StageMail, Action: policy.ActionReject, Reply: r,
+					Reasons: []policy.Reason{{Rule: "size_limit", Detail: "SIZE=" + strconv.FormatInt(n, 10)}}})
+				s.st.From, s.st.HasFrom = Address{}, false
 				return
 			}
 			opts.Size = n

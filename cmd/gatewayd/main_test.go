@@ -461,3 +461,37 @@ func TestSIGHUPRestartOnlyKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestDecisionLogMailRefusals: a MAIL refused for its SIZE writes a
+// decision line (as the README says); a command refused for its syntax
+// writes none (README: counted towards max_errors only).
+func TestDecisionLogMailRefusals(t *testing.T) {
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nlimits:\n  max_message_size: 1MiB\n", addr))
+	d := startDaemon(t, "-config", cfg)
+	s := dialSMTP(t, addr)
+	s.send("EHLO c.test")
+	s.expect("250")
+	s.send("MAIL FROM:a@example.org")
+	s.expect("501")
+	s.send("MAIL FROM:<a@example.org> SIZE=999999999999")
+	s.expect("552 5.3.4")
+	s.send("QUIT")
+	s.expect("221")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.stdout.String(), "size_limit") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no decision line for the SIZE refusal:\n%s", d.stdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSpace(d.stdout.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want one decision line, got %d:\n%s", len(lines), d.stdout.String())
+	}
+	for _, want := range []string{`"mail_from":"a@example.org"`, `"stage":"mail"`, `"action":"reject"`, `"code":552`, `"enhanced":"5.3.4"`, `"rule":"size_limit"`, `"detail":"SIZE=999999999999"`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("decision line lacks %s:\n%s", want, lines[0])
+		}
+	}
+}
