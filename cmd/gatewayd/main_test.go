@@ -495,3 +495,19 @@ func TestDecisionLogMailRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxErrorsMeansMoreThan pins what the README says of
+// limits.max_errors: a session is cut off once it has more than
+// max_errors refused commands (as Postfix's smtpd_hard_error_limit), so
+// with 3 the fourth refusal is answered, then 421 and hang-up.
+func TestMaxErrorsMeansMoreThan(t *testing.T) {
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nlimits:\n  max_errors: 3\n", addr))
+	startDaemon(t, "-config", cfg)
+	s := dialSMTP(t, addr)
+	for i := 0; i < 4; i++ {
+		s.send("BOGUS")
+		s.expect("500")
+	}
+	s.expect("421 4.7.0")
+}
