@@ -185,7 +185,7 @@ func newGreylistFlags(stderr io.Writer) *greylistFlags {
 	fs := f.fs
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.config, "config", greylistDefaultConfigPath, "gateway configuration `file` (its greylist block: prefixes, redis)")
-	fs.StringVar(&f.admin, "admin", "", "running gateway's admin `URL`, e.g. http://127.0.0.1:8025")
+	fs.StringVar(&f.admin, "admin", "", "running gateway's admin `URL`, e.g. http://127.0.0.1:9025 (metrics.listen)")
 	fs.StringVar(&f.redis, "redis", "", "Redis `addrs`, comma-separated: the node, the Sentinels (with -redis-master) or cluster seeds (with -redis-cluster)")
 	fs.StringVar(&f.redisMaster, "redis-master", "", "Sentinel master `name`")
 	fs.BoolVar(&f.redisCluster, "redis-cluster", false, "Redis is a cluster")

@@ -5,6 +5,8 @@
 //	gatewayd [-config FILE]          run the gateway (embedded defaults without a file)
 //	gatewayd -check-config [-config FILE]
 //	gatewayd check [-config FILE]    validate the configuration and exit
+//	gatewayd rules check [DIR]       validate rule files
+//	gatewayd explain ...             how a message would be judged
 //	gatewayd greylist ...            inspect and change greylist state
 //
 // Signals: SIGTERM or SIGINT stop gracefully (idle sessions get 421,
@@ -43,9 +45,29 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+const usage = `usage:
+  gatewayd [-config FILE]                        run the gateway (embedded defaults without a file)
+  gatewayd check [-config FILE]                  validate the configuration as the daemon would, and exit
+  gatewayd -check-config [-config FILE]          the same
+  gatewayd rules check [DIR]                     validate rule files
+  gatewayd explain [flags] [MESSAGE]             how a message would be judged
+  gatewayd greylist show|release|allow|counts    inspect and change greylist state
+
+Every subcommand takes -h. Signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+
+Flags:
+`
+
+// subcommands is named in the message for an unknown argument.
+const subcommands = "check, rules, explain, greylist"
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
+		case "help":
+			fmt.Fprint(stderr, usage)
+			mainFlags(stderr)
+			return 0
 		case "check":
 			return runCheck(args[1:], stdout, stderr)
 		case "greylist":
@@ -56,15 +78,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runExplain(args[1:], stdout, stderr)
 		}
 	}
-	fs := flag.NewFlagSet("gatewayd", flag.ContinueOnError)
+	fs, cfgPath, checkOnly := mainFlags(nil)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML); embedded defaults when empty")
-	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit")
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gatewayd: unknown argument %q (subcommands: check, greylist)\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "gatewayd: unknown argument %q (subcommands: %s; gatewayd -h tells more)\n", fs.Arg(0), subcommands)
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -82,11 +106,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// mainFlags defines the daemon's flags; with w, it prints their help there.
+func mainFlags(w io.Writer) (fs *flag.FlagSet, cfgPath *string, checkOnly *bool) {
+	fs = flag.NewFlagSet("gatewayd", flag.ContinueOnError)
+	cfgPath = fs.String("config", "", "configuration file (YAML); embedded defaults when empty")
+	checkOnly = fs.Bool("check-config", false, "validate the configuration and exit")
+	if w != nil {
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+	return fs, cfgPath, checkOnly
+}
+
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	cfgPath := fs.String("config", "", "configuration file (YAML); embedded defaults when empty")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: gatewayd check [-config FILE]\n\nValidates the file, loads its rules and tries its paths as the daemon's start\nwould. Exit status: 0 OK, 1 the daemon would refuse it, 2 usage error.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gatewayd check: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)

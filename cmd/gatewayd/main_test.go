@@ -511,3 +511,36 @@ func TestMaxErrorsMeansMoreThan(t *testing.T) {
 	}
 	s.expect("421 4.7.0")
 }
+
+// TestCLIHelp: -h lists every subcommand and exits 0; an unknown argument
+// names them all; greylist's -admin example is the default admin port.
+func TestCLIHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+		for _, want := range []string{"gatewayd check", "-check-config", "gatewayd rules check", "gatewayd explain", "gatewayd greylist", "-config"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%v: help lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	out, err := exec.Command(binary, "bogus").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Errorf("unknown argument: %v", err)
+	}
+	if !strings.Contains(string(out), "subcommands: check, rules, explain, greylist") {
+		t.Errorf("unknown argument:\n%s", out)
+	}
+	// check takes no positional argument: `check FILE` would check the
+	// embedded defaults, not FILE.
+	out, err = exec.Command(binary, "check", "gatewayd.yaml").CombinedOutput()
+	if err == nil || strings.Contains(string(out), "configuration OK") {
+		t.Errorf("check with a stray argument: %v\n%s", err, out)
+	}
+	out, _ = exec.Command(binary, "greylist", "-h").CombinedOutput()
+	if !strings.Contains(string(out), "http://127.0.0.1:9025") || strings.Contains(string(out), "8025") {
+		t.Errorf("greylist -admin help does not show the default port 9025:\n%s", out)
+	}
+}
