@@ -582,7 +582,15 @@ func FromDomains(header []byte) ([]string, int, error) {
 		// never valid in a domain.
 		addrs, err := fromParser.ParseList(strings.ToValidUTF8(v, "\uFFFD"))
 		if err != nil {
-			return nil, n, fmt.Errorf("dmarc: From header field %s: %w", shortQuote(v), err)
+			// Not RFC 5322, but common from broken software: "Smith,
+			// John <j@example.com>" (an unquoted comma). Every domain
+			// after an "@" in the field is an author domain: a reader
+			// may be shown any of them, so each is checked and the
+			// strictest result decides, which no spoofed domain escapes.
+			addrs = looseAddresses(v)
+			if len(addrs) == 0 {
+				return nil, n, fmt.Errorf("dmarc: From header field %s: %w", shortQuote(v), err)
+			}
 		}
 		if len(addrs) == 0 {
 			return nil, n, fmt.Errorf("dmarc: no address in From header field %s", shortQuote(v))
@@ -609,6 +617,27 @@ func FromDomains(header []byte) ([]string, int, error) {
 		return nil, 0, errors.New("dmarc: no From header field")
 	}
 	return domains, n, nil
+}
+
+// looseAddresses reads a From field value that does not parse: one
+// address for each "@" followed by a domain, the domain running to the
+// next white space or delimiter. Only the domains matter to DMARC.
+func looseAddresses(v string) []*mail.Address {
+	var out []*mail.Address
+	for i := 0; i < len(v); i++ {
+		if v[i] != '@' {
+			continue
+		}
+		j := i + 1
+		for j < len(v) && !strings.ContainsRune(" \t\r\n<>()[],;:\"@\\", rune(v[j])) {
+			j++
+		}
+		if j > i+1 {
+			out = append(out, &mail.Address{Address: "@" + v[i+1:j]})
+		}
+		i = j - 1
+	}
+	return out
 }
 
 // asciiDomain returns d as a lower-case A-label domain name (UTS #46

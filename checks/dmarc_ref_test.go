@@ -22,7 +22,10 @@ func fromDomainsRef(header []byte) ([]string, int, error) {
 		}
 		fields++
 		addrs, err := fromParser.ParseList(strings.ToValidUTF8(strings.TrimSpace(f.Value), "\uFFFD"))
-		if err != nil || len(addrs) == 0 {
+		if err != nil {
+			addrs = looseAddresses(strings.TrimSpace(f.Value)) // as FromDomains does
+		}
+		if len(addrs) == 0 {
 			return nil, 0, fmt.Errorf("From field %q: %v", f.Value, err)
 		}
 		for _, a := range addrs {

@@ -267,6 +267,10 @@ func TestFromDomains(t *testing.T) {
 		{"From: a@x.example\r\nFrom: b@y.example\r\n\r\n", "x.example y.example", 2, ""},
 		{"To: a@x.example\r\n\r\n", "", 0, "no From header field"},
 		{"From: \"Test User\"\r\n\r\n", "", 0, "From header field"},
+		// Does not parse (an unquoted comma): every domain after an "@".
+		{"From: Smith, John <j@Example.com>\r\n\r\n", "example.com", 1, ""},
+		{"From: ceo@bank.example <a@evil.example>\r\n\r\n", "bank.example evil.example", 2, ""},
+		{"From: Smith, John <j@>\r\n\r\n", "", 0, "From header field"},
 		{"From: \r\n\r\n", "", 0, "From"},
 		{"From: a@x.example", "x.example", 1, ""}, // no final CRLF
 		{"From: =?windows-1252?Q?Fran=E7ois?= <f@x.example>\r\n\r\n", "x.example", 1, ""},
