@@ -126,6 +126,10 @@ func (c *DNSBLConfig) Validate() error {
 	if c.HealthInterval < 0 {
 		return fmt.Errorf("dnsbl.health_interval: %v is negative", c.HealthInterval)
 	}
+	// A zone appears once, whatever its kind: its counters, its health and
+	// its metrics series are keyed by zone name alone, and the same name as
+	// an "ip" and a "domain" zone made two series with the same labels,
+	// which fails the whole /metrics scrape.
 	seen := map[string]int{}
 	for i := range c.Zones {
 		z := &c.Zones[i]
@@ -133,9 +137,9 @@ func (c *DNSBLConfig) Validate() error {
 		if err := z.validate(key); err != nil {
 			return err
 		}
-		id := z.Kind + " " + strings.ToLower(dns.Fqdn(z.Zone))
+		id := strings.ToLower(dns.Fqdn(z.Zone))
 		if j, ok := seen[id]; ok {
-			return fmt.Errorf("%s.zone: %q is also dnsbl.zones[%d]", key, z.Zone, j)
+			return fmt.Errorf("%s.zone: %q is also dnsbl.zones[%d] (a zone is listed once, as kind ip or domain)", key, z.Zone, j)
 		}
 		seen[id] = i
 	}

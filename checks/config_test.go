@@ -56,6 +56,9 @@ func TestConfigValidate(t *testing.T) {
 		{"dnsbl: {zones: [{zone: ''}]}", "dnsbl.zones[0].zone: empty"},
 		{"dnsbl: {zones: [{zone: 'a..example'}]}", `dnsbl.zones[0].zone: "a..example" is not a domain name`},
 		{"dnsbl: {zones: [{zone: a.example}, {zone: A.example.}]}", `dnsbl.zones[1].zone: "A.example." is also dnsbl.zones[0]`},
+		// Not even as another kind: metrics and stats are by zone name.
+		{"dnsbl: {zones: [{zone: a.example}, {zone: b.example}, {zone: A.example., kind: domain}]}",
+			`dnsbl.zones[2].zone: "A.example." is also dnsbl.zones[0]`},
 		{"dns: {servers: [dns.example]}", `dns.servers: "dns.example" is not an IP address`},
 		{"dns: {timeout: -1s}", "dns.timeout: -1s is negative"},
 		{"dns: {cache_size: -2}", "dns.cache_size: -2"},

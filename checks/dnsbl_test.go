@@ -444,3 +444,22 @@ func TestExpandReason(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSBLZoneOnce: one zone configured as both an ip and a domain zone
+// is refused: its two metrics series would carry the same labels, and
+// Gather (the /metrics scrape) would fail for every metric.
+func TestDNSBLZoneOnce(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	r := newResolver(t, srv, 0)
+	_, err := NewDNSBL(DNSBLConfig{Zones: []ZoneConfig{{Zone: "dbl.example"}, {Zone: "dbl.example", Kind: KindDomain}}},
+		r, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), `dnsbl.zones[1].zone: "dbl.example" is also dnsbl.zones[0]`) {
+		t.Fatalf("NewDNSBL with dbl.example as ip and domain zone: %v, want an error naming the key and the zone", err)
+	}
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "bl.example"}, ZoneConfig{Zone: "dbl.example", Kind: KindDomain})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(bl)
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("Gather: %v", err)
+	}
+}
