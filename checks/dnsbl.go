@@ -67,7 +67,7 @@ func NewDNSBL(cfg DNSBLConfig, res *Resolver, log *slog.Logger) (*DNSBL, error) 
 	for _, zc := range cfg.Zones {
 		z := &zone{
 			cfg:    zc,
-			name:   strings.ToLower(strings.TrimSuffix(zc.Zone, ".")),
+			name:   dnsblLower(strings.TrimSuffix(zc.Zone, ".")),
 			weight: *zc.Weight,
 		}
 		for _, c := range zc.Codes {
@@ -160,7 +160,7 @@ func (b *DNSBL) StartIP(ctx context.Context, ip netip.Addr) *Pending {
 // (RFC 5782 section 2.2). An empty or malformed domain, or an IP literal,
 // is not looked up and gives no results.
 func (b *DNSBL) StartDomain(ctx context.Context, domain string) *Pending {
-	d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	d := dnsblLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
 	if _, err := netip.ParseAddr(strings.Trim(d, "[]")); err == nil {
 		d = ""
 	} else if _, ok := dns.IsDomainName(d); !ok || strings.Contains(d, "..") || !strings.Contains(d, ".") {
@@ -172,6 +172,30 @@ func (b *DNSBL) StartDomain(ctx context.Context, domain string) *Pending {
 		}
 		return d + "." + z.name
 	})
+}
+
+// dnsblLower lower-cases the ASCII letters of a name and leaves every
+// other byte as it is: DNS names compare case-insensitively in ASCII only
+// (RFC 4343 section 3). strings.ToLower is Unicode-aware: it turned the
+// Kelvin sign of "\u212Aevin.example" into the ASCII "kevin.example" (we
+// looked up another domain than the client gave) and every invalid UTF-8
+// byte into U+FFFD (different names, one query). The Resolver gets its
+// own such helper; this one keeps dnsbl.go free of a dependency on it.
+func dnsblLower(s string) string {
+	i := 0
+	for i < len(s) && !('A' <= s[i] && s[i] <= 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s // the usual case: no copy
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if 'A' <= b[i] && b[i] <= 'Z' {
+			b[i] += 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // noLookups is the Pending of a start with nothing to ask: done, no

@@ -463,3 +463,28 @@ func TestDNSBLZoneOnce(t *testing.T) {
 		t.Errorf("Gather: %v", err)
 	}
 }
+
+// TestDNSBLLowerASCII: names are lower-cased in ASCII only (RFC 4343):
+// the Kelvin sign is not the letter k, and a byte that is not UTF-8 is
+// asked as it is, not as U+FFFD.
+func TestDNSBLLowerASCII(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	r := newResolver(t, srv, 0)
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "DBL.Example.", Kind: KindDomain})
+	cases := map[string]string{ // domain: the name asked
+		"SPAM.Example.NET.":      "spam.example.net.dbl.example",
+		"\u212Aevin.example.net": "\u212Aevin.example.net.dbl.example",
+		"\xffSPAM.example.net":   "\xffspam.example.net.dbl.example",
+		"\u00C9T\u00C9.example":  "\u00C9t\u00C9.example.dbl.example",
+	}
+	for domain, want := range cases {
+		rs := bl.StartDomain(context.Background(), domain).Wait(context.Background())
+		if len(rs) != 1 || rs[0].Query != want || rs[0].Subject != strings.TrimSuffix(want, ".dbl.example") {
+			t.Errorf("StartDomain(%q) asked %+v, want %q", domain, rs, want)
+		}
+	}
+	// Two zones that differ outside ASCII are two zones.
+	if _, err := NewDNSBL(DNSBLConfig{Zones: []ZoneConfig{{Zone: "\u212A.example"}, {Zone: "k.example"}}}, r, nil); err != nil {
+		t.Errorf("zones \\u212A.example and k.example: %v", err)
+	}
+}
