@@ -339,6 +339,30 @@ func (b *DNSBL) codes(ctx context.Context, qname string) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dnsbl: %w", err)
 	}
+	return answerCodes(resp), nil
+}
+
+// freshCodes is codes asked of the servers themselves: neither read from
+// the cache nor put into it. The health check uses it: through the cache,
+// the NXDOMAIN of 1.0.0.127.<zone> was kept for as long as the zone's SOA
+// allowed (up to 24 hours), so a zone that began listing everything
+// passed every check meanwhile while every new client was refused; and
+// the test entries had no business in the cache either. It bypasses
+// Query's sharing of queries in flight too, which a check every few
+// minutes per zone does not need.
+func (b *DNSBL) freshCodes(ctx context.Context, qname string) ([]netip.Addr, error) {
+	// Query bounds a lookup by the configured timeout; exchange does not.
+	ctx, cancel := context.WithTimeout(ctx, b.res.timeout)
+	defer cancel()
+	resp, err := b.res.exchange(ctx, dnsblLower(dns.Fqdn(qname)), dns.TypeA)
+	if err != nil {
+		return nil, fmt.Errorf("dnsbl: %w", err)
+	}
+	return answerCodes(resp), nil
+}
+
+// answerCodes returns the IPv4 addresses of the A records of resp.
+func answerCodes(resp *Response) []netip.Addr {
 	var out []netip.Addr
 	for _, rr := range resp.Answer {
 		if a, ok := rr.(*dns.A); ok {
@@ -347,7 +371,7 @@ func (b *DNSBL) codes(ctx context.Context, qname string) ([]netip.Addr, error) {
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // classify applies the zone's error codes and code filter to an answer.
@@ -474,7 +498,8 @@ func (b *DNSBL) Health() []ZoneHealth {
 // CheckHealth checks every zone's test entries now (in parallel) and
 // returns the new health of each zone. RFC 5782 section 5: an IP zone must
 // list 127.0.0.2 and must not list 127.0.0.1; a domain zone must list
-// "test" and must not list "invalid".
+// "test" and must not list "invalid". The test entries are asked of the
+// servers each time, never answered from the DNS cache (see freshCodes).
 func (b *DNSBL) CheckHealth(ctx context.Context) []ZoneHealth {
 	var wg sync.WaitGroup
 	for _, z := range b.zones {
@@ -493,7 +518,7 @@ func (b *DNSBL) checkZone(ctx context.Context, z *zone) {
 		listedName, cleanName = "test."+z.name, "invalid."+z.name
 	}
 	state, detail := HealthOK, ""
-	codes, err := b.codes(ctx, listedName)
+	codes, err := b.freshCodes(ctx, listedName)
 	if err == nil {
 		if st, _, why := z.classify(codes); st == ListError {
 			state, detail = HealthBroken, listedName+": "+why
@@ -503,7 +528,7 @@ func (b *DNSBL) checkZone(ctx context.Context, z *zone) {
 	}
 	if err == nil && state == HealthOK {
 		var clean []netip.Addr
-		clean, err = b.codes(ctx, cleanName)
+		clean, err = b.freshCodes(ctx, cleanName)
 		if err == nil && len(clean) > 0 {
 			state, detail = HealthBroken, cleanName+" is listed ("+strings.Join(addrStrings(clean), ",")+"): the zone may list everything"
 		}

@@ -488,3 +488,48 @@ func TestDNSBLLowerASCII(t *testing.T) {
 		t.Errorf("zones \\u212A.example and k.example: %v", err)
 	}
 }
+
+// TestDNSBLHealthUncached: the health check asks the test entries of the
+// servers every time. Through the cache, the NXDOMAIN of 1.0.0.127 (kept
+// for the SOA's hour here, up to 24 hours) hid a zone that began listing
+// everything, while every new client was refused as listed.
+func TestDNSBLHealthUncached(t *testing.T) {
+	srv := startDNS(t)
+	srv.AddRR(t, "hc.example. 3600 IN SOA ns.hc.example. h.hc.example. 1 3600 600 86400 3600")
+	srv.AddRR(t, "2.0.0.127.hc.example. 300 IN A 127.0.0.2")
+	clock := newFakeClock()
+	r := newResolver(t, srv, 0, WithClock(clock.Now))
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "hc.example"})
+	if h := bl.CheckHealth(context.Background()); h[0].State != HealthOK {
+		t.Fatalf("first check: %+v", h)
+	}
+	for _, q := range []string{"2.0.0.127.hc.example", "1.0.0.127.hc.example"} {
+		if r.Cached(q, dns.TypeA) {
+			t.Errorf("the health check put %s into the cache", q)
+		}
+	}
+	// A lookup of 127.0.0.1 by a client puts its NXDOMAIN into the cache
+	// for an hour; the next check must not read it.
+	if rs := bl.StartIP(context.Background(), netip.MustParseAddr("127.0.0.1")).Wait(context.Background()); rs[0].Status != NotListed {
+		t.Fatalf("127.0.0.1: %+v", rs[0])
+	}
+	// The zone now lists the world, 127.0.0.1 included (the wildcard alone
+	// would not cover 1.0.0.127, under the existing 0.0.127: RFC 4592).
+	srv.AddRR(t, "*.hc.example. 300 IN A 127.0.0.2")
+	srv.AddRR(t, "1.0.0.127.hc.example. 300 IN A 127.0.0.2")
+	clock.Advance(DefaultHealthInterval)
+	if !r.Cached("1.0.0.127.hc.example", dns.TypeA) {
+		t.Fatal("test setup: the NXDOMAIN of 1.0.0.127 is no longer cached")
+	}
+	h := bl.CheckHealth(context.Background())
+	if h[0].State != HealthBroken || !strings.Contains(h[0].Detail, "1.0.0.127.hc.example is listed") {
+		t.Errorf("health after the zone lists everything: %+v, want broken", h[0])
+	}
+	if n := srv.QueryCount("1.0.0.127.hc.example", dns.TypeA); n != 3 {
+		t.Errorf("1.0.0.127.hc.example asked %d times, want 3 (two checks and the client)", n)
+	}
+	rs := bl.StartIP(context.Background(), netip.MustParseAddr("198.51.100.1")).Wait(context.Background())
+	if rs[0].Listed || rs[0].Status != ListError {
+		t.Errorf("a new client of the broken zone: %+v, want an untrusted zone error", rs[0])
+	}
+}
