@@ -176,9 +176,11 @@ type ZoneConfig struct {
 	// Weight is carried into each result for the policy to score.
 	// Default: 1 for "block", -1 for "allow".
 	Weight *float64 `yaml:"weight"`
-	// Reason is the reply text when the zone gives no TXT record.
-	// "{subject}", "{zone}" and "{code}" are replaced. Default:
-	// "listed in {zone}".
+	// Reason is the reply text of a listing when the zone's TXT record
+	// for it is not known: the zone publishes none, or it was neither in
+	// the DNS cache nor answered before the result was needed (the
+	// listing never waits for its TXT; see Pending). "{subject}",
+	// "{zone}" and "{code}" are replaced. Default: "listed in {zone}".
 	Reason string `yaml:"reason"`
 	// NoHealthCheck turns off the RFC 5782 test-entry check, for a private
 	// zone that does not publish the test entries. Not recommended.

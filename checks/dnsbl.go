@@ -2,8 +2,10 @@ package checks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -25,6 +27,14 @@ import (
 // Answers outside 127.0.0.0/8 and the zone's error codes (by default
 // Spamhaus's 127.255.255.0/24: query refused, open resolver, over limit) are
 // zone errors: never a listing, logged and counted.
+//
+// A listing's reason (the reply text) is the zone's TXT record for the
+// name, or the zone's reason template when the TXT is not known. The TXT
+// only words the reply, so a listing never waits for it: a zone's result
+// is decided by its A answer and published at once, with the template as
+// reason; the TXT replaces it if the DNS cache has it, or if it comes
+// before the result is needed (see Pending). A slow or failing TXT lookup
+// thus neither turns a listing into a temperror nor holds a session.
 //
 // Every zone is checked against its RFC 5782 section 5 test entries at
 // start and periodically (Run). A zone that answers them wrongly (it does
@@ -105,12 +115,22 @@ type ZoneResult struct {
 	Status  ListStatus `json:"status,omitempty"`
 	Listed  bool       `json:"listed,omitempty"` // Status == Listed
 	Codes   []string   `json:"codes,omitempty"`  // the answer codes that passed the filter (Listed), or all codes (zone error)
-	Reason  string     `json:"reason,omitempty"` // TXT record of the listing, or the zone's reason template
+	Reason  string     `json:"reason,omitempty"` // TXT record of the listing, or the zone's reason template when the TXT is not known (see Pending)
 	Weight  float64    `json:"weight,omitempty"` // the zone's weight
 	Error   string     `json:"error,omitempty"`  // why the status is temperror or zoneerror
 }
 
 // Pending is a set of zone lookups under way.
+//
+// A zone's result is done when its A answer is in. A listing whose TXT
+// was not in the DNS cache then is published with the zone's reason
+// template while the TXT is asked: Done is closed, and Wait returns early,
+// only when those TXT lookups are over too, so a caller with time left
+// gets the TXT as the reason, and a caller whose wait ends first gets the
+// listing with the template (never a temperror). A result whose A answer
+// was cached is complete when StartIP or StartDomain returns: its reason
+// is the TXT if that is cached too, else the template (the TXT is then
+// asked in the background, for the next connection).
 type Pending struct {
 	mu      sync.Mutex
 	results []ZoneResult
@@ -118,12 +138,14 @@ type Pending struct {
 	all     chan struct{}
 }
 
-// Done is closed when every lookup has finished.
+// Done is closed when every lookup has finished, the TXT lookups of
+// listings included.
 func (p *Pending) Done() <-chan struct{} { return p.all }
 
 // Wait returns the results, one per zone in configuration order, waiting
 // for the lookups until ctx ends. A zone that has not answered by then is
-// reported as temperror (never as listed).
+// reported as temperror (never as listed); a listing whose TXT has not
+// come by then is reported with the zone's reason template.
 func (p *Pending) Wait(ctx context.Context) []ZoneResult {
 	select {
 	case <-p.all:
@@ -229,14 +251,23 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 	for i, z := range zs {
 		p.results[i] = ZoneResult{Zone: z.name, Kind: z.cfg.Kind, Type: z.cfg.Type,
 			Subject: subject, Query: qnames[i], Weight: z.weight}
-		if b.res.Cached(p.results[i].Query, dns.TypeA) {
-			// A cached answer costs no wait: no goroutine for it (most
-			// clients of a busy MX are repeat visitors).
-			p.results[i] = b.lookup(ctx, z, p.results[i])
-			p.done[i] = true
+		if !b.res.Cached(p.results[i].Query, dns.TypeA) {
+			pending = append(pending, i)
 			continue
 		}
-		pending = append(pending, i)
+		// A cached answer costs no wait: no goroutine for it (most
+		// clients of a busy MX are repeat visitors). Nor does the reason
+		// of a listing: the TXT is taken only from the cache. When it
+		// is not there (it expired before the A record, or its lookup
+		// failed or gave nothing cacheable), asking it here would hold
+		// this session up to the DNS timeout per zone, one zone after
+		// another, on every connection of a listed client.
+		r := b.lookup(ctx, z, p.results[i])
+		if r.Listed && !b.cachedReason(&r) {
+			q := r.Query
+			tasks.Go(func() { b.res.LookupTXT(context.WithoutCancel(ctx), q) }) // for the next connection
+		}
+		p.results[i], p.done[i] = r, true
 	}
 	if len(pending) == 0 {
 		close(p.all)
@@ -249,10 +280,20 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 		z := zs[i]
 		tasks.Go(func() {
 			r := b.lookup(ctx, z, p.results[i])
+			known := !r.Listed || b.cachedReason(&r)
+			// Published before the TXT is asked: the listing is decided,
+			// and a Wait that ends now must report it.
 			p.mu.Lock()
 			p.results[i] = r
 			p.done[i] = true
 			p.mu.Unlock()
+			if !known {
+				if reason, ok := txtReason(b.res.LookupTXT(ctx, r.Query)); ok {
+					p.mu.Lock()
+					p.results[i].Reason = reason
+					p.mu.Unlock()
+				}
+			}
 			if left.Add(-1) == 0 {
 				close(p.all)
 			}
@@ -261,7 +302,43 @@ func (b *DNSBL) start(ctx context.Context, kind, subject string, qname func(*zon
 	return p
 }
 
-// lookup asks one zone about one subject.
+// ended is a context that has ended: a lookup on it is answered from the
+// cache or not at all, never waited for.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// cachedReason sets r.Reason to the TXT record of the listing r if the DNS
+// cache has it, and reports whether the cache answered (a cached NXDOMAIN
+// or NODATA leaves the template). It never waits for a server: should the
+// entry expire between Cached and LookupTXT, the lookup on an ended
+// context gives up at once.
+func (b *DNSBL) cachedReason(r *ZoneResult) bool {
+	if !b.res.Cached(r.Query, dns.TypeTXT) {
+		return false
+	}
+	txts, err := b.res.LookupTXT(ended, r.Query)
+	if reason, ok := txtReason(txts, err); ok {
+		r.Reason = reason
+		return true
+	}
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
+// txtReason is the reason a listing's TXT records give, if any.
+func txtReason(txts []string, err error) (string, bool) {
+	if err != nil || len(txts) == 0 {
+		return "", false
+	}
+	return strings.Join(txts, " "), true
+}
+
+// lookup asks one zone about one subject: its A record. A listing gets the
+// zone's reason template; the callers put the TXT in its place when they
+// have it.
 func (b *DNSBL) lookup(ctx context.Context, z *zone, r ZoneResult) ZoneResult {
 	z.lookups.Add(1)
 	codes, err := b.codes(ctx, r.Query)
@@ -293,17 +370,13 @@ func (b *DNSBL) lookup(ctx context.Context, z *zone, r ZoneResult) ZoneResult {
 	z.listed.Add(1)
 	r.Status, r.Listed = Listed, true
 	r.Codes = addrStrings(matched)
-	if txts, err := b.res.LookupTXT(ctx, r.Query); err == nil && len(txts) > 0 {
-		r.Reason = strings.Join(txts, " ")
-	} else {
-		r.Reason = expandReason(z.cfg.Reason, r.Subject, z.name, r.Codes[0])
-	}
+	r.Reason = expandReason(z.cfg.Reason, r.Subject, z.name, r.Codes[0])
 	return r
 }
 
 // expandReason fills {subject}, {zone} and {code} into a zone's reason
-// (used when the zone publishes no TXT record), in one pass: this runs for
-// every listing, so no strings.Replacer is built for it.
+// (used when the TXT record of a listing is not known), in one pass: this
+// runs for every listing, so no strings.Replacer is built for it.
 func expandReason(tmpl, subject, zone, code string) string {
 	if strings.IndexByte(tmpl, '{') < 0 {
 		return tmpl

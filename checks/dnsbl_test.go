@@ -533,3 +533,111 @@ func TestDNSBLHealthUncached(t *testing.T) {
 		t.Errorf("a new client of the broken zone: %+v, want an untrusted zone error", rs[0])
 	}
 }
+
+// TestDNSBLListedBeforeTXT: a listing is published when its A answer
+// comes, before its TXT is asked; a caller whose wait ends while the TXT
+// lookup runs gets the listing with the zone's reason, not a temperror.
+func TestDNSBLListedBeforeTXT(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	const q = "10.2.0.192.bl.example"
+	srv.Timeout(q, dns.TypeTXT)
+	r := newResolver(t, srv, 500*time.Millisecond)
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "bl.example", Reason: "{subject} listed in {zone}"})
+	p := bl.StartIP(context.WithoutCancel(context.Background()), netip.MustParseAddr("192.0.2.10"))
+	// The TXT query reaching the server means the A answer was handled.
+	for srv.QueryCount(q, dns.TypeTXT) == 0 {
+		select {
+		case <-p.Done():
+			t.Fatalf("done before the TXT was asked: %+v", p.Wait(context.Background()))
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case <-p.Done():
+		t.Fatal("done while the TXT lookup runs")
+	default:
+	}
+	want := ZoneResult{Status: Listed, Listed: true, Codes: []string{"127.0.0.2"}, Reason: "192.0.2.10 listed in bl.example"}
+	same := func(got ZoneResult) bool {
+		return got.Status == want.Status && got.Listed && slices.Equal(got.Codes, want.Codes) &&
+			got.Reason == want.Reason && got.Error == ""
+	}
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := p.Wait(now)[0]; !same(got) {
+		t.Errorf("wait ended during the TXT lookup: %+v, want %+v", got, want)
+	}
+	// The TXT times out: the template stays.
+	if got := p.Wait(context.Background())[0]; !same(got) {
+		t.Errorf("after the TXT timeout: %+v, want %+v", got, want)
+	}
+}
+
+// TestDNSBLCachedListingUncachedTXT: a listing whose A answer is cached
+// but whose TXT is not (here its shorter TTL ran out) is complete when
+// StartIP returns, with the zone's reason: the TXT is asked in the
+// background, for the next connection, and never waited for.
+func TestDNSBLCachedListingUncachedTXT(t *testing.T) {
+	srv := startDNS(t, "dnsbl.zone")
+	const q = "10.2.0.192.ttl.example"
+	srv.AddRR(t, "ttl.example. 3600 IN SOA ns.ttl.example. h.ttl.example. 1 3600 600 86400 60")
+	srv.AddRR(t, q+`. 300 IN A 127.0.0.2`)
+	srv.AddRR(t, q+`. 60 IN TXT "first reason"`)
+	clock := newFakeClock()
+	r := newResolver(t, srv, 0, WithClock(clock.Now))
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "ttl.example", Reason: "{subject} listed in {zone}"},
+		ZoneConfig{Zone: "bl.example"})
+	ip := netip.MustParseAddr("192.0.2.10")
+	ctx := context.WithoutCancel(context.Background()) // as the gateway starts them
+	if rs := bl.StartIP(ctx, ip).Wait(context.Background()); rs[0].Reason != "first reason" {
+		t.Fatalf("first lookup: %+v", rs[0])
+	}
+
+	clock.Advance(2 * time.Minute) // the TXT expires, the A does not
+	srv.Remove(q)
+	srv.AddRR(t, q+`. 300 IN A 127.0.0.2`)
+	srv.AddRR(t, q+`. 300 IN TXT "second reason"`)
+	release := srv.Hold(q) // only the TXT can reach the server
+	defer release()
+	before := r.Stats()
+	p := bl.StartIP(ctx, ip)
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("a lookup with its A answer cached is pending after StartIP returned")
+	}
+	rs := p.Wait(context.Background())
+	if got := resultFor(t, rs, "ttl.example"); got.Status != Listed || got.Reason != "192.0.2.10 listed in ttl.example" {
+		t.Errorf("A cached, TXT not: %+v, want listed with the zone's reason", got)
+	}
+	if got := resultFor(t, rs, "bl.example"); !strings.Contains(got.Reason, "https://bl.example/q?192.0.2.10") {
+		t.Errorf("A and TXT cached: %+v, want the TXT as reason", got)
+	}
+	if after := r.Stats(); after.Timeouts != before.Timeouts || after.Errors != before.Errors {
+		t.Errorf("StartIP returned after the held TXT lookup ended: %+v, then %+v", before, after)
+	}
+
+	// The background lookup fills the cache once the server answers.
+	release()
+	for i := 0; !r.Cached(q, dns.TypeTXT); i++ {
+		if i == 5000 {
+			t.Fatal("the TXT was not asked in the background")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	if rs := bl.StartIP(ctx, ip).Wait(now); rs[0].Reason != "second reason" {
+		t.Errorf("after the background TXT lookup: %+v", rs[0])
+	}
+
+	// A listing without TXT (a cached NODATA) asks nothing more.
+	bl.StartIP(ctx, netip.MustParseAddr("192.0.2.11")).Wait(context.Background())
+	n := srv.Queries()
+	if rs := bl.StartIP(ctx, netip.MustParseAddr("192.0.2.11")).Wait(now); rs[1].Reason != "listed in bl.example" {
+		t.Errorf("192.0.2.11 in bl.example: %+v", rs[1])
+	}
+	if srv.Queries() != n {
+		t.Errorf("%d queries for a listing whose answers are all cached", srv.Queries()-n)
+	}
+}
