@@ -137,7 +137,7 @@ func (c *DNSBLConfig) Validate() error {
 		if err := z.validate(key); err != nil {
 			return err
 		}
-		id := dnsblLower(dns.Fqdn(z.Zone))
+		id := lowerDNSName(dns.Fqdn(z.Zone))
 		if j, ok := seen[id]; ok {
 			return fmt.Errorf("%s.zone: %q is also dnsbl.zones[%d] (a zone is listed once, as kind ip or domain)", key, z.Zone, j)
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
 )
@@ -77,7 +78,7 @@ func NewDNSBL(cfg DNSBLConfig, res *Resolver, log *slog.Logger) (*DNSBL, error) 
 	for _, zc := range cfg.Zones {
 		z := &zone{
 			cfg:    zc,
-			name:   dnsblLower(strings.TrimSuffix(zc.Zone, ".")),
+			name:   lowerDNSName(strings.TrimSuffix(zc.Zone, ".")),
 			weight: *zc.Weight,
 		}
 		for _, c := range zc.Codes {
@@ -182,7 +183,17 @@ func (b *DNSBL) StartIP(ctx context.Context, ip netip.Addr) *Pending {
 // (RFC 5782 section 2.2). An empty or malformed domain, or an IP literal,
 // is not looked up and gives no results.
 func (b *DNSBL) StartDomain(ctx context.Context, domain string) *Pending {
-	d := dnsblLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	d := lowerDNSName(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	if !isASCII(d) {
+		// Lists publish the A-label form (bücher.example is listed as
+		// xn--bcher-kva.example): an internationalised name is looked up
+		// as that, and one that has none is not looked up.
+		if a, err := asciiDomain(d); err == nil && utf8.ValidString(d) {
+			d = a
+		} else {
+			d = ""
+		}
+	}
 	if _, err := netip.ParseAddr(strings.Trim(d, "[]")); err == nil {
 		d = ""
 	} else if _, ok := dns.IsDomainName(d); !ok || strings.Contains(d, "..") || !strings.Contains(d, ".") {
@@ -194,30 +205,6 @@ func (b *DNSBL) StartDomain(ctx context.Context, domain string) *Pending {
 		}
 		return d + "." + z.name
 	})
-}
-
-// dnsblLower lower-cases the ASCII letters of a name and leaves every
-// other byte as it is: DNS names compare case-insensitively in ASCII only
-// (RFC 4343 section 3). strings.ToLower is Unicode-aware: it turned the
-// Kelvin sign of "\u212Aevin.example" into the ASCII "kevin.example" (we
-// looked up another domain than the client gave) and every invalid UTF-8
-// byte into U+FFFD (different names, one query). The Resolver gets its
-// own such helper; this one keeps dnsbl.go free of a dependency on it.
-func dnsblLower(s string) string {
-	i := 0
-	for i < len(s) && !('A' <= s[i] && s[i] <= 'Z') {
-		i++
-	}
-	if i == len(s) {
-		return s // the usual case: no copy
-	}
-	b := []byte(s)
-	for ; i < len(b); i++ {
-		if 'A' <= b[i] && b[i] <= 'Z' {
-			b[i] += 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // noLookups is the Pending of a start with nothing to ask: done, no
@@ -427,7 +414,7 @@ func (b *DNSBL) freshCodes(ctx context.Context, qname string) ([]netip.Addr, err
 	// Query bounds a lookup by the configured timeout; exchange does not.
 	ctx, cancel := context.WithTimeout(ctx, b.res.timeout)
 	defer cancel()
-	resp, err := b.res.exchange(ctx, dnsblLower(dns.Fqdn(qname)), dns.TypeA)
+	resp, err := b.res.exchange(ctx, lowerDNSName(dns.Fqdn(qname)), dns.TypeA)
 	if err != nil {
 		return nil, fmt.Errorf("dnsbl: %w", err)
 	}
