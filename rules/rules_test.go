@@ -284,6 +284,11 @@ func TestShippedRules(t *testing.T) {
 			stage: policy.StageData, action: policy.ActionContinue, fired: []string{"spam_score_header"}, headers: []string{"X-Spam-Score: 0.0"}},
 		{name: "DMARC permerror (no usable From) is refused", c: with(func(c *client) { c.dmarc = checks.DMARCPermError }),
 			stage: policy.StageData, action: policy.ActionReject, reply: "From header field has no author domain", fired: []string{"dmarc_permerror"}},
+		{name: "two From fields add points", c: with(func(c *client) {
+			c.header = []string{"From: <alice@sender.example>", "From: <ceo@bank.example>", "Message-ID: <1@sender.example>"}
+		}),
+			stage: policy.StageData, action: policy.ActionContinue, total: 4,
+			fired: []string{"multiple_from", "dmarc_pass", "spam_score_header"}, headers: []string{"X-Spam-Score: 4.0"}},
 		{name: "DMARC temperror defers", c: with(func(c *client) { c.dmarc = checks.DMARCTempError }),
 			stage: policy.StageData, action: policy.ActionDefer, reply: "DMARC check of the From domain failed for now", fired: []string{"dmarc_temperror"}},
 	}
