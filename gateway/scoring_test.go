@@ -6,8 +6,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,23 +13,13 @@ import (
 	"time"
 
 	"github.com/mxgate/gatewayd/checks"
-	"github.com/mxgate/gatewayd/greylist"
-	"github.com/mxgate/gatewayd/internal/dnstest"
-	"github.com/mxgate/gatewayd/internal/fakeclock"
 	"github.com/mxgate/gatewayd/policy"
 )
 
-// rulesEnv runs a gateway judged by the given rule file, with every check
-// on against testdata/checks.zone, the domain zone dbl.test, and
-// greylisting in memory on a fake clock.
-type rulesEnv struct {
-	dns   *dnstest.Server
-	g     *testGateway
-	j     *Judge
-	clock *fakeclock.Clock
-}
-
-func startRules(t *testing.T, rules string) *rulesEnv {
+// startRules runs a gateway judged by the given rule file, with every
+// check on against testdata/checks.zone, the domain zone dbl.test, and
+// greylisting in memory on a fake clock, the loopback clients included.
+func startRules(t *testing.T, rules string) *judgeEnv {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(rules), 0o644); err != nil {
@@ -41,35 +29,14 @@ func startRules(t *testing.T, rules string) *rulesEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := dnstest.Start(t, "testdata/checks.zone")
-	res, err := checks.NewResolver(checks.DNSConfig{Servers: []string{srv.Addr()}, Timeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bl, err := checks.NewDNSBL(checks.DNSBLConfig{Zones: []checks.ZoneConfig{
-		{Zone: "zen.test"},
-		{Zone: "dbl.test", Kind: "domain"},
-	}}, res, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := fakeclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
-	gcfg := greylist.DefaultConfig()
-	gcfg.Enabled = true
-	gcfg.AllowCIDRs = nil // the loopback clients are greylisted
-	gl, err := greylist.Open(gcfg, greylist.WithClock(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gl.Close() })
-	j := &Judge{Checks: Checks{Resolver: res, DNSBL: bl, SPF: checks.NewSPF(checks.SPFConfig{}, res),
-		DKIM: checks.NewDKIM(checks.DKIMConfig{}, res), DMARC: checks.NewDMARC(checks.DMARCConfig{}, res), IPRev: true, Greylist: gl},
-		Policy: func() Evaluator { return eng }, Logger: slog.New(slog.DiscardHandler), Hostname: "mx.test"}
-	return &rulesEnv{dns: srv, g: startGateway(t, testConfig(), nil, j), j: j, clock: clock}
+	return startJudgedWith(t, "", true, eng, func(s *judgeSetup) {
+		s.zones = []checks.ZoneConfig{{Zone: "zen.test"}, {Zone: "dbl.test", Kind: "domain"}}
+		s.greylist.AllowCIDRs = nil
+	})
 }
 
 // lastLine returns the last decision line of stage, decoded.
-func (e *rulesEnv) lastLine(t *testing.T, stage string) map[string]any {
+func (e *judgeEnv) lastLine(t *testing.T, stage string) map[string]any {
 	t.Helper()
 	var last map[string]any
 	for _, l := range e.g.log.lines() {
@@ -96,16 +63,6 @@ func ruleNames(line map[string]any) []string {
 	return out
 }
 
-func dialogOn(t *testing.T, addr, script string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runDialog(t, c, script)
-}
-
 // TestScoreTotalInDecisionLine: a threshold decided at RCPT on points from
 // connect and mail: its line gives the total and names the rules that gave
 // the points, though they matched at earlier stages.
@@ -116,7 +73,7 @@ func TestScoreTotalInDecisionLine(t *testing.T) {
 thresholds:
   reject: {score: 10}
 `)
-	dialogOn(t, e.g.addr, "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< 550\n> QUIT\n< 221")
+	dialog(t, e.g.addr, "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< 550\n> QUIT\n< 221")
 	line := e.lastLine(t, "rcpt")
 	if line["score"] != 11.0 {
 		t.Errorf("score %v, want the total 11", line["score"])
@@ -134,7 +91,7 @@ func TestHeloScoreReplaced(t *testing.T) {
 thresholds:
   reject: {score: 3}
 `)
-	dialogOn(t, e.g.addr, `< 220
+	dialog(t, e.g.addr, `< 220
 > EHLO localhost
 < 250
 > EHLO localhost
@@ -149,7 +106,7 @@ thresholds:
 		t.Errorf("score after two EHLO localhost: %v, want 2", got)
 	}
 	// A better name the second time takes the points away.
-	dialogOn(t, e.g.addr, "< 220\n> EHLO localhost\n< 250\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<carol@example.com>\n< 250\n> QUIT\n< 221")
+	dialog(t, e.g.addr, "< 220\n> EHLO localhost\n< 250\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<carol@example.com>\n< 250\n> QUIT\n< 221")
 	if got, ok := e.lastLine(t, "rcpt")["score"]; ok {
 		t.Errorf("score after EHLO mail.client.test: %v, want none", got)
 	}
@@ -164,9 +121,9 @@ func TestGreylistPassReasonsOnce(t *testing.T) {
   - {name: grey, stage: rcpt, action: greylist}
 `)
 	try := "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< %s\n> QUIT\n< 221"
-	dialogOn(t, e.g.addr, strings.Replace(try, "%s", "451", 1))
+	dialog(t, e.g.addr, strings.Replace(try, "%s", "451", 1))
 	e.clock.Advance(10 * time.Minute)
-	dialogOn(t, e.g.addr, strings.Replace(try, "%s", "250", 1))
+	dialog(t, e.g.addr, strings.Replace(try, "%s", "250", 1))
 	line := e.lastLine(t, "rcpt")
 	if got := strings.Join(ruleNames(line), ","); got != "rcpt_pts,grey,greylist" {
 		t.Errorf("reasons %s, want rcpt_pts,grey,greylist", got)
@@ -185,7 +142,7 @@ func TestExplainGreylistJudgesTheRetry(t *testing.T) {
   - {name: no_bad, stage: rcpt, if: 'rcpt == "bad@example.com"', action: reject}
 `)
 	e.j.DryRun = true
-	dialogOn(t, e.g.addr, "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bad@example.com>\n< 550\n> RCPT TO:<bob@example.com>\n< 250\n> QUIT\n< 221")
+	dialog(t, e.g.addr, "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bad@example.com>\n< 550\n> RCPT TO:<bob@example.com>\n< 250\n> QUIT\n< 221")
 	if got := strings.Join(ruleNames(e.lastLine(t, "rcpt")), ","); got != "grey,greylist" {
 		t.Errorf("reasons of the accepted recipient %s, want grey,greylist", got)
 	}
@@ -197,7 +154,7 @@ func TestRule421Closes(t *testing.T) {
 	e := startRules(t, `rules:
   - {name: bye, stage: rcpt, if: 'rcpt == "a@example.com"', action: defer, reply: "421 4.7.0 closing"}
 `)
-	dialogOn(t, e.g.addr, `< 220
+	dialog(t, e.g.addr, `< 220
 > EHLO mail.client.test
 < 250
 > MAIL FROM:<a@sender.test>
@@ -220,7 +177,7 @@ func TestSenderDomainListAtRcpt(t *testing.T) {
     reply: "550 5.7.1 sender domain listed"
 `)
 	e.dns.AddRR(t, "listed.example.dbl.test. 300 IN A 127.0.1.2")
-	dialogOn(t, e.g.addr, `< 220
+	dialog(t, e.g.addr, `< 220
 > EHLO mail.client.test
 < 250
 > MAIL FROM:<a@listed.example>
