@@ -581,30 +581,28 @@ func FromDomains(header []byte) ([]string, int, error) {
 		// bytes become U+FFFD, harmless in a name or a local part and
 		// never valid in a domain.
 		addrs, err := fromParser.ParseList(strings.ToValidUTF8(v, "\uFFFD"))
+		var fdoms []string
+		if err == nil {
+			fdoms, err = addrDomains(addrs)
+		}
 		if err != nil {
 			// Not RFC 5322, but common from broken software: "Smith,
-			// John <j@example.com>" (an unquoted comma). Every domain
-			// after an "@" in the field is an author domain: a reader
-			// may be shown any of them, so each is checked and the
-			// strictest result decides, which no spoofed domain escapes.
+			// John <j@example.com>" (an unquoted comma), an address in
+			// quotes ("<'j@example.com'>", which parses with a quote in
+			// its domain). Every domain after an "@" in the field is an
+			// author domain: a reader may be shown any of them, so each
+			// is checked and the strictest result decides, which no
+			// spoofed domain escapes.
 			addrs = looseAddresses(v)
-			if len(addrs) == 0 {
+			if addrs == nil {
 				return nil, n, fmt.Errorf("dmarc: From header field %s: %w", shortQuote(v), err)
 			}
-		}
-		if len(addrs) == 0 {
-			return nil, n, fmt.Errorf("dmarc: no address in From header field %s", shortQuote(v))
-		}
-		for _, a := range addrs {
-			n++
-			at := strings.LastIndexByte(a.Address, '@')
-			if at < 0 || at == len(a.Address)-1 {
-				return nil, n, fmt.Errorf("dmarc: From address %s has no domain", shortQuote(a.Address))
+			if fdoms, err = addrDomains(addrs); err != nil {
+				return nil, n, err
 			}
-			dom, err := asciiDomain(a.Address[at+1:])
-			if err != nil {
-				return nil, n, fmt.Errorf("dmarc: From address %s: %w", shortQuote(a.Address), err)
-			}
+		}
+		n += len(addrs)
+		for _, dom := range fdoms {
 			if !slices.Contains(domains, dom) {
 				if len(domains) == MaxAuthorDomains {
 					return nil, n, fmt.Errorf("dmarc: more than %d author domains in From: not checked", MaxAuthorDomains)
@@ -619,25 +617,115 @@ func FromDomains(header []byte) ([]string, int, error) {
 	return domains, n, nil
 }
 
+// addrDomains returns the domains of addrs as A-labels, or an error
+// naming the first address that has none.
+func addrDomains(addrs []*mail.Address) ([]string, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("dmarc: no address in From header field")
+	}
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		at := strings.LastIndexByte(a.Address, '@')
+		if at < 0 || at == len(a.Address)-1 {
+			return nil, fmt.Errorf("dmarc: From address %s has no domain", shortQuote(a.Address))
+		}
+		// A trailing dot (an absolute name) names the same domain.
+		dom, err := asciiDomain(strings.TrimSuffix(a.Address[at+1:], "."))
+		if err != nil {
+			return nil, fmt.Errorf("dmarc: From address %s: %w", shortQuote(a.Address), err)
+		}
+		out = append(out, dom)
+	}
+	return out, nil
+}
+
 // looseAddresses reads a From field value that does not parse: one
-// address for each "@" followed by a domain, the domain running to the
-// next white space or delimiter. Only the domains matter to DMARC.
+// address for each "@", its domain the run of octets that can be part of
+// a domain name after it, trailing dots cut. Comments are dropped and
+// white space around "@" and "." closed up first, as RFC 5322's obsolete
+// syntax reads "ceo@(x)paypal .com": paypal.com, the name a reader may be
+// shown, must be the one checked. Only the domains matter to DMARC. nil
+// when there is no "@", or one with no domain after it: nothing to check
+// for it, and a spoofer must not be able to hide a domain that way.
 func looseAddresses(v string) []*mail.Address {
+	v = closeUp(dropComments(v))
 	var out []*mail.Address
 	for i := 0; i < len(v); i++ {
 		if v[i] != '@' {
 			continue
 		}
 		j := i + 1
-		for j < len(v) && !strings.ContainsRune(" \t\r\n<>()[],;:\"@\\", rune(v[j])) {
+		for j < len(v) && domainOctet(v[j]) {
 			j++
 		}
-		if j > i+1 {
-			out = append(out, &mail.Address{Address: "@" + v[i+1:j]})
+		d := strings.TrimRight(v[i+1:j], ".")
+		if d == "" {
+			return nil
 		}
+		out = append(out, &mail.Address{Address: "@" + d})
 		i = j - 1
 	}
 	return out
+}
+
+// domainOctet reports whether c can be part of a domain name as written
+// in a From field: letters, digits, "-", ".", "_", and the octets of
+// UTF-8 (an internationalised name).
+func domainOctet(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c >= 0x80
+}
+
+// dropComments removes RFC 5322 comments, nested, with their quoted
+// pairs ("\)"), and replaces each with a space; an unclosed one runs to
+// the end.
+func dropComments(v string) string {
+	if strings.IndexByte(v, '(') < 0 {
+		return v
+	}
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case depth > 0 && c == '\\':
+			i++
+		case c == '(':
+			depth++
+		case depth > 0 && c == ')':
+			depth--
+			if depth == 0 {
+				b.WriteByte(' ')
+			}
+		case depth == 0:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// closeUp removes white space (folding included) next to "@" and ".".
+func closeUp(v string) string {
+	ws := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if ws(c) {
+			j := i
+			for j < len(v) && ws(v[j]) {
+				j++
+			}
+			prev := b.Len() > 0 && (b.String()[b.Len()-1] == '@' || b.String()[b.Len()-1] == '.')
+			next := j < len(v) && (v[j] == '@' || v[j] == '.')
+			if !prev && !next {
+				b.WriteByte(' ')
+			}
+			i = j - 1
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // asciiDomain returns d as a lower-case A-label domain name (UTS #46
@@ -646,9 +734,16 @@ func looseAddresses(v string) []*mail.Address {
 // octets or a name over 253 (an address literal fails here too: it names
 // no domain to hold a policy).
 func asciiDomain(d string) (string, error) {
-	a, err := idna.Lookup.ToASCII(d)
-	if err != nil {
-		return "", fmt.Errorf("domain %s: %w", shortQuote(d), err)
+	a := lowerDNSName(d)
+	if !LDHName(a) {
+		// Not a plain letters-digits-hyphen name (or one with an
+		// A-label, whose punycode must be checked): UTS #46. Lookup
+		// would also refuse plain names it need not, "ab--cd" among
+		// them.
+		var err error
+		if a, err = idna.Lookup.ToASCII(d); err != nil {
+			return "", fmt.Errorf("domain %s: %w", shortQuote(d), err)
+		}
 	}
 	if len(a) > 253 {
 		return "", fmt.Errorf("domain %s: longer than 253 octets", shortQuote(d))
@@ -659,6 +754,27 @@ func asciiDomain(d string) (string, error) {
 		}
 	}
 	return a, nil
+}
+
+// LDHName reports whether d (lower case) is letters, digits, hyphens and
+// dots only, with no label beginning or ending with a hyphen and none an
+// A-label ("xn--"): a host name that needs no IDNA processing. (UTS #46
+// Lookup refuses some such names it need not, "ab--cd" among them.)
+func LDHName(d string) bool {
+	if d == "" {
+		return false
+	}
+	for l := range strings.SplitSeq(d, ".") {
+		if l == "" || l[0] == '-' || l[len(l)-1] == '-' || strings.HasPrefix(l, "xn--") {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // fromParser reads From fields. Only the addresses matter to DMARC, not

@@ -21,25 +21,24 @@ func fromDomainsRef(header []byte) ([]string, int, error) {
 			continue
 		}
 		fields++
-		addrs, err := fromParser.ParseList(strings.ToValidUTF8(strings.TrimSpace(f.Value), "\uFFFD"))
-		if err != nil {
-			addrs = looseAddresses(strings.TrimSpace(f.Value)) // as FromDomains does
+		v := strings.TrimSpace(f.Value)
+		addrs, err := fromParser.ParseList(strings.ToValidUTF8(v, "\uFFFD"))
+		var ds []string
+		if err == nil {
+			ds, err = addrDomains(addrs)
 		}
-		if len(addrs) == 0 {
-			return nil, 0, fmt.Errorf("From field %q: %v", f.Value, err)
-		}
-		for _, a := range addrs {
-			n++
-			at := strings.LastIndexByte(a.Address, '@')
-			if at < 0 || at == len(a.Address)-1 {
-				return nil, 0, fmt.Errorf("From address %q: no domain", a.Address)
+		if err != nil { // read loosely, as FromDomains does
+			if addrs = looseAddresses(v); addrs == nil {
+				return nil, 0, fmt.Errorf("From field %q: %v", f.Value, err)
 			}
-			dom, err := asciiDomain(a.Address[at+1:])
-			if err != nil {
+			if ds, err = addrDomains(addrs); err != nil {
 				return nil, 0, err
 			}
-			if !slices.Contains(domains, dom) {
-				domains = append(domains, dom)
+		}
+		n += len(addrs)
+		for _, d := range ds {
+			if !slices.Contains(domains, d) {
+				domains = append(domains, d)
 			}
 		}
 	}

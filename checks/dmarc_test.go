@@ -271,6 +271,19 @@ func TestFromDomains(t *testing.T) {
 		{"From: Smith, John <j@Example.com>\r\n\r\n", "example.com", 1, ""},
 		{"From: ceo@bank.example <a@evil.example>\r\n\r\n", "bank.example evil.example", 2, ""},
 		{"From: Smith, John <j@>\r\n\r\n", "", 0, "From header field"},
+		// Comments and white space inside a domain (RFC 5322's obsolete
+		// syntax) are read as a reader's software reads them.
+		{"From: Bank <ceo@paypal .com>\r\n\r\n", "paypal.com", 1, ""},
+		{"From: Bank <ceo@paypal\r\n .com>\r\n\r\n", "paypal.com", 1, ""},
+		{"From: ceo@strict(x).test\r\n\r\n", "strict.test", 1, ""},
+		{"From: a@x.example, ceo@(x)y.example\r\n\r\n", "x.example y.example", 2, ""},
+		{"From: a@x.example, ceo@(unclosed\r\n\r\n", "", 0, "From header field"},
+		// An "@" in an encoded display name, quotes around an address.
+		{"From: =?UTF-8?Q?info@x.example?= <info@x.example>\r\n\r\n", "x.example", 2, ""},
+		{"From: <'john@x.example'>\r\n\r\n", "x.example", 1, ""},
+		// An absolute name, and a hyphenated label that is no A-label.
+		{"From: ceo@x.example.\r\n\r\n", "x.example", 1, ""},
+		{"From: news@ab--cd.example\r\n\r\n", "ab--cd.example", 1, ""},
 		{"From: \r\n\r\n", "", 0, "From"},
 		{"From: a@x.example", "x.example", 1, ""}, // no final CRLF
 		{"From: =?windows-1252?Q?Fran=E7ois?= <f@x.example>\r\n\r\n", "x.example", 1, ""},

@@ -334,11 +334,30 @@ func TestDMARCSeesEveryFromField(t *testing.T) {
 		// Fields that do not parse are read loosely: every domain after an @.
 		{"From that does not parse", "From: Strict, Bank <ceo@strict.test>\r\n", "strict.test"},
 		{"second From that does not parse", "From: a@sender.test\r\nFrom: <ceo@strict.test\r\n", "strict.test"},
+		{"white space in the domain", "From: Bank <ceo@strict .test>\r\n", "strict.test"},
+		{"a comment in the domain", "From: ceo@strict(x).test\r\n", "strict.test"},
+		{"a comment after the @", "From: a@sender.test, ceo@(x)strict.test\r\n", "strict.test"},
 	} {
 		msg := c.hdr + "Subject: t\r\n\r\nbody\r\n"
 		err := sendFrom("127.0.0.1", e.g.addr, "x@sender.test", []string{"bob@example.com"}, msg)
 		if codeOf(err) != 550 || !strings.Contains(err.Error(), c.domain) {
 			t.Errorf("%s: got %v, want 550 for the DMARC policy of %s", c.name, err, c.domain)
+		}
+	}
+}
+
+// TestDMARCOddButLegitimateFrom: From fields that do not parse but name
+// their domain plainly are relayed when that domain passes.
+func TestDMARCOddButLegitimateFrom(t *testing.T) {
+	e := startJudged(t, "", false)
+	for _, from := range []string{
+		"=?UTF-8?Q?info@sender.test?= <info@sender.test>",
+		"Smith, John <john@sender.test>",
+		"<john@sender.test.>",
+	} {
+		msg := "From: " + from + "\r\nSubject: t\r\n\r\nbody\r\n"
+		if err := sendFrom("127.0.0.1", e.g.addr, "x@sender.test", []string{"bob@example.com"}, msg); err != nil {
+			t.Errorf("From: %s: %v, want it relayed", from, err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/mxgate/gatewayd/checks"
 	"golang.org/x/net/idna"
 )
 
@@ -224,6 +225,9 @@ func normalizeDomain(d string) (string, error) {
 	}
 	if !validDomain(d) {
 		return "", errDomainSyntax
+	}
+	if l := strings.ToLower(d); checks.LDHName(l) {
+		return l, nil
 	}
 	ascii, err := idna.Lookup.ToASCII(d)
 	if err != nil {

@@ -22,6 +22,7 @@ func TestParsePathArg(t *testing.T) {
 		{in: `<"q\"t"@d.test>`, local: `q"t`, domain: "d.test"},
 		{in: "<u@[192.0.2.1]>", local: "u", domain: "[192.0.2.1]"},
 		{in: "<ü@bücher.test>", local: "ü", domain: "xn--bcher-kva.test"},
+		{in: "<news@AB--cd.test>", local: "news", domain: "ab--cd.test"}, // a host name, though UTS #46 Lookup refuses it
 		{in: "a@b.test", bad: true},
 		{in: "<a@b.test", bad: true},
 		{in: "<a@b.test>x", bad: true},
