@@ -227,3 +227,48 @@ func TestHandoffDataInBetween(t *testing.T) {
 	handOff(t, g.srv)
 	runDialog(t, c, "< 250 2.0.0\n> QUIT\n< 221")
 }
+
+// TestHandoffKeepsIdleDeadlineTLS: a TLS session's wait goes on in a read
+// through the TLS layer after a handoff; that read keeps the idle
+// deadline the cut wait had (from the client's last command), rather than
+// set a new one from the handoff.
+func TestHandoffKeepsIdleDeadlineTLS(t *testing.T) {
+	cfg := testConfig()
+	cfg.IdleTimeout = 2 * time.Second // a 64th (the deadline's slack) is 31 ms
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	g := startGateway(t, cfg, nil, nil)
+	raw, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	runDialog(t, raw, "< 220\n> EHLO client.test\n< 250\n> STARTTLS\n< 220 2.0.0")
+	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	runDialog(t, tc, "> EHLO client.test\n< 250")
+	var sess *session
+	waitFor(t, "the session", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		for s := range g.srv.sessions {
+			sess = s
+		}
+		return sess != nil
+	})
+	rd := func() (time.Time, bool) {
+		sess.mu.Lock()
+		defer sess.mu.Unlock()
+		return sess.dc.rd, sess.keepRD
+	}
+	waitFor(t, "the session to wait", func() bool { sess.mu.Lock(); defer sess.mu.Unlock(); return sess.parked })
+	before, _ := rd()
+	time.Sleep(100 * time.Millisecond) // more than the 31 ms a new deadline may differ by unseen
+	handOff(t, g.srv)
+	waitFor(t, "the handed-off wait to read", func() bool { _, keep := rd(); return !keep })
+	if after, _ := rd(); !after.Equal(before) {
+		t.Errorf("idle deadline moved by %v at the handoff", after.Sub(before))
+	}
+	runDialog(t, tc, "> NOOP\n< 250\n> QUIT\n< 221")
+}

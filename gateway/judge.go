@@ -235,6 +235,12 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) (v po
 		if st.TLS != nil {
 			f.TLSVersion = strings.ReplaceAll(tls.VersionName(st.TLS.Version), " ", "")
 		}
+		// A HELO again names the client anew: the last name's listings
+		// go, also when the new one is not looked up (a literal).
+		for _, m := range f.DomainBL {
+			delete(m, "helo")
+		}
+		delete(st.Results, "domainbl_helo")
 		if b := j.Checks.DNSBL; b != nil && !js.trusted {
 			js.heloBL = b.StartDomain(context.WithoutCancel(ctx), st.Helo)
 		}
@@ -330,9 +336,6 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) (v po
 		js.txScore += v.Score
 		// rcpt points count for that recipient only.
 	}
-	if thresholdDecided(v.Reasons) {
-		carried = slices.Clone(prior)
-	}
 	js.keepScored(stage, v.Reasons)
 	if v.Action == policy.ActionAccept {
 		switch out.Scope {
@@ -350,6 +353,9 @@ func (j *Judge) decide(ctx context.Context, stage policy.Stage, st *State) (v po
 	}
 	if v.Action == policy.ActionGreylist && stage == policy.StageRcpt {
 		v = j.greylist(ctx, js, st, ev, out)
+	}
+	if thresholdDecided(v.Reasons) { // after a greylist pass's second look too
+		carried = slices.Clone(prior)
 	}
 	if stage == policy.StageData && f.SPF != nil {
 		v.Headers = append(v.Headers, policy.Header{Name: "Received-SPF", Value: f.SPF.ReceivedSPF(j.Hostname)})

@@ -193,3 +193,53 @@ func TestSenderDomainListAtRcpt(t *testing.T) {
 > QUIT
 < 221`)
 }
+
+// TestThresholdAfterGreylistNamesItsRules: a reject threshold reached on
+// the second look after a greylist pass names the rules that gave the
+// points, as any threshold's line does.
+func TestThresholdAfterGreylistNamesItsRules(t *testing.T) {
+	e := startRules(t, `rules:
+  - {name: conn6, stage: connect, action: score, score: 6}
+  - {name: grey, stage: rcpt, action: greylist}
+thresholds:
+  reject: {score: 5}
+`)
+	try := "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< %s\n> QUIT\n< 221"
+	dialog(t, e.g.addr, strings.Replace(try, "%s", "451", 1))
+	e.clock.Advance(10 * time.Minute)
+	dialog(t, e.g.addr, strings.Replace(try, "%s", "550", 1))
+	if got := strings.Join(ruleNames(e.lastLine(t, "rcpt")), ","); got != "conn6,grey,greylist,threshold:reject" {
+		t.Errorf("reasons %s, want conn6,grey,greylist,threshold:reject", got)
+	}
+}
+
+// TestHeloAgainForgetsItsListing: a HELO again replaces the last name's
+// domain listing, also with a name that is not looked up.
+func TestHeloAgainForgetsItsListing(t *testing.T) {
+	e := startRules(t, `rules:
+  - name: listed_helo
+    stage: mail
+    if: 'domainbl["dbl.test"]["helo"].listed'
+    action: reject
+    reply: "550 5.7.1 helo domain listed"
+`)
+	e.dns.AddRR(t, "listed.example.dbl.test. 300 IN A 127.0.1.2")
+	dialog(t, e.g.addr, `< 220
+> EHLO listed.example
+< 250
+> MAIL FROM:<a@sender.test>
+< 550 5.7.1 helo domain listed
+> EHLO [127.0.0.1]
+< 250
+> MAIL FROM:<a@sender.test>
+< 250
+> RCPT TO:<bob@example.com>
+< 250
+> QUIT
+< 221`)
+	// The line of the next decision no longer shows the old listing.
+	checks, _ := e.lastLine(t, "rcpt")["checks"].(map[string]any)
+	if _, ok := checks["domainbl_helo"]; ok {
+		t.Errorf("the rcpt line still shows the first HELO's listing: %v", checks)
+	}
+}

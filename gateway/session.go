@@ -68,7 +68,10 @@ type session struct {
 	// cut it short.
 	parked, handoff bool
 	parkTick        uint32
-	dataDeadline    time.Time
+	// keepRD: the next read keeps the idle deadline the cut wait had (a
+	// wait handed off goes on in a read that would set it anew).
+	keepRD       bool
+	dataDeadline time.Time
 
 	// Transaction state.
 	tx         UpstreamTx
@@ -105,6 +108,10 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	d := time.Now().Add(s.cfg.IdleTimeout)
 	if !s.dataDeadline.IsZero() && s.dataDeadline.Before(d) {
 		d = s.dataDeadline
+	}
+	if s.keepRD {
+		s.keepRD = false
+		d = c.rd
 	}
 	if !closeEnough(c.rd, d, s.cfg.IdleTimeout) {
 		c.Conn.SetReadDeadline(d)
@@ -247,6 +254,7 @@ func (s *session) park(may bool) (handedOff bool, err error) {
 			// one the idle timeout set (a Read keeps one that is close
 			// enough, see closeEnough).
 			s.dc.Conn.SetReadDeadline(s.dc.rd)
+			s.keepRD = n == 0
 		}
 		s.mu.Unlock()
 		if cut && n == 0 && isTimeout(err) {
