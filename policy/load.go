@@ -657,8 +657,11 @@ func defaultReply(a Action, s Stage) Reply {
 
 var replyFields = []string{"code", "enhanced", "text"}
 
-// replyShortRE is the one-line form "550 5.7.1 text".
-var replyShortRE = regexp.MustCompile(`^(\d{3})(?:\s+(\d\.\d{1,3}\.\d{1,3}))?(?:\s+(.*))?$`)
+// replyShortRE is the one-line form "550 5.7.1 text". A second word of
+// two dots, digits and signs is taken as the enhanced code, for
+// ValidateEnhanced to judge: "550 5.07.001 text" is an error, not a text
+// after a default code.
+var replyShortRE = regexp.MustCompile(`^(\d{3})(?:\s+([0-9+-]+\.[0-9+-]*\.[0-9+-]*))?(?:\s+(.*))?$`)
 
 // loadReply reads reply: {code, enhanced, text} or reply: "550 5.7.1 text"
 // and checks it against the action and the stage.
@@ -671,7 +674,8 @@ func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s St
 	out.given = true
 	n = resolve(n)
 	code, enhanced, text := 0, "", ""
-	codeNode, textNode := n, n
+	codeNode, enhNode, textNode := n, n, n
+	enhKey := "reply"
 	hasText := false
 	switch n.Kind {
 	case yaml.ScalarNode:
@@ -695,6 +699,7 @@ func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s St
 					}
 				}
 			case "enhanced":
+				enhNode, enhKey = kv.val, "reply.enhanced"
 				enhanced, _ = l.str(f, kv.val, what+": reply.enhanced")
 			case "text":
 				textNode = kv.val
@@ -714,6 +719,12 @@ func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s St
 		enhanced = def.Enhanced
 	}
 	rep := Reply{Code: code, Enhanced: enhanced}
+	if enhanced != "" {
+		if err := ValidateEnhanced(enhanced); err != nil {
+			l.errAt(f, enhNode, "%s: %s: %v", what, enhKey, err)
+			rep.Enhanced = "" // reported: Validate below checks the rest
+		}
+	}
 	switch {
 	case a == ActionReject && !rep.Permanent():
 		l.errAt(f, codeNode, "%s: a reject needs a 5xx code, not %d (use defer for a 4xx)", what, code)

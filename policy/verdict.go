@@ -100,25 +100,41 @@ func (r Reply) Validate() error {
 		return fmt.Errorf("reply code %d is not between 200 and 599", r.Code)
 	}
 	if r.Enhanced != "" {
-		parts := strings.Split(r.Enhanced, ".")
-		if len(parts) != 3 {
-			return fmt.Errorf("enhanced code %q is not class.subject.detail", r.Enhanced)
+		if err := ValidateEnhanced(r.Enhanced); err != nil {
+			return err
 		}
-		for i, p := range parts {
-			n, err := strconv.Atoi(p)
-			if err != nil || n < 0 || n > 999 || len(p) > 3 {
-				return fmt.Errorf("enhanced code %q: part %d is not a number of 1 to 3 digits", r.Enhanced, i+1)
-			}
-		}
-		if parts[0] != "2" && parts[0] != "4" && parts[0] != "5" {
-			return fmt.Errorf("enhanced code %q: class must be 2, 4 or 5", r.Enhanced)
-		}
-		if parts[0][0] != strconv.Itoa(r.Code)[0] {
-			return fmt.Errorf("enhanced code %q disagrees with reply code %d (class %s vs %dxx)", r.Enhanced, r.Code, parts[0], r.Code/100)
+		if r.Enhanced[0] != strconv.Itoa(r.Code)[0] {
+			return fmt.Errorf("enhanced code %q disagrees with reply code %d (class %c vs %dxx)", r.Enhanced, r.Code, r.Enhanced[0], r.Code/100)
 		}
 	}
 	if strings.ContainsAny(r.Text, "\r\n") {
 		return fmt.Errorf("reply text must be one line")
+	}
+	return nil
+}
+
+// ValidateEnhanced checks the syntax of an enhanced status code (RFC 3463
+// section 2): class "." subject "." detail, the class 2, 4 or 5, the
+// subject and detail numbers of 1 to 3 digits (0 to 999), written without
+// a sign and without leading zeros ("5.7.1", not "5.07.001" or "5.+7.1").
+// strconv.Atoi would take all of those, and they would go on the wire as
+// written.
+func ValidateEnhanced(s string) error {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("enhanced code %q is not class.subject.detail", s)
+	}
+	for i, p := range parts {
+		name := [...]string{"class", "subject", "detail"}[i]
+		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return fmt.Errorf("enhanced code %q: the %s %q is not a number of 1 to 3 digits", s, name, p)
+		}
+		if len(p) > 1 && p[0] == '0' {
+			return fmt.Errorf("enhanced code %q: the %s %q has a leading zero", s, name, p)
+		}
+	}
+	if parts[0] != "2" && parts[0] != "4" && parts[0] != "5" {
+		return fmt.Errorf("enhanced code %q: class must be 2, 4 or 5", s)
 	}
 	return nil
 }
