@@ -27,6 +27,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("rules:\n  - {name: a, stage: data, if: 'header(\"x\") matches \"(\"', action: reject}\n"))
 	f.Add([]byte("rules: &a [*a]\n"))
 	f.Add([]byte("lists: {x: {type: cidr, file: /dev/zero}}\n"))
+	f.Add([]byte("rules:\n- {name: a, stage: data, action: add_header, header: {name: X-A, value: '{{ if .SPF }}{{ range 10000000000 }}{{ end }}{{ end }}'}}\n"))
+	f.Add([]byte("rules:\n- {name: a, stage: data, action: add_header, header: {name: X-A, value: '{{ printf \"%x\" (printf \"%x\" .Header) }}'}}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), src, 0o644); err != nil {

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -600,12 +601,7 @@ func (l *loader) loadRule(f *ruleFile, n *yaml.Node) {
 	}
 	if kv, ok := get["detail"]; ok {
 		if s, ok := l.str(f, kv.val, what+": detail"); ok {
-			t, tn, err := parseTemplate("detail", s)
-			if err != nil {
-				l.errAt(f, kv.val, "%s: detail: %v", what, err)
-			}
-			r.detail = t
-			needs = needs.Union(tn)
+			r.detail = l.template(f, kv.val, "detail", s, what+": detail", &needs)
 		}
 	}
 	if act == "greylist" {
@@ -741,14 +737,29 @@ func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s St
 	}
 	out.code, out.enhanced = code, enhanced
 	if hasText {
-		t, tn, err := parseTemplate("reply", text)
-		if err != nil {
-			l.errAt(f, textNode, "%s: reply text: %v", what, err)
-		}
-		out.text = t
-		*needs = needs.Union(tn)
+		out.text = l.template(f, textNode, "reply", text, what+": reply text", needs)
 	}
 	return out
+}
+
+// template parses the template src of node n (a reply text, header value
+// or detail), adds the checks it reads to needs, and reports its problems
+// at their place in the file.
+func (l *loader) template(f *ruleFile, n *yaml.Node, name, src, what string, needs *NeedSet) *tmpl {
+	t, tn, err := parseTemplate(name, src)
+	if err != nil {
+		var te *tmplError
+		if errors.As(err, &te) && te.off >= 0 {
+			line, col := byteOffsetPos(src, te.off)
+			fl, fc := f.exprPos(n, src, line, col)
+			l.errs.add(f.name, fl, fc, "%s: %s", what, te.msg)
+		} else {
+			l.errAt(f, n, "%s: %v", what, err)
+		}
+		return nil
+	}
+	*needs = needs.Union(tn)
+	return t
 }
 
 var headerFields = []string{"name", "value"}
@@ -791,12 +802,7 @@ func (l *loader) loadHeader(f *ruleFile, n *yaml.Node, what string, needs *NeedS
 		h.name = name
 	}
 	if v, ok := l.str(f, valueNode, what+": header.value"); ok {
-		t, tn, err := parseTemplate("header", v)
-		if err != nil {
-			l.errAt(f, valueNode, "%s: header.value: %v", what, err)
-		}
-		h.value = t
-		*needs = needs.Union(tn)
+		h.value = l.template(f, valueNode, "header", v, what+": header.value", needs)
 	}
 	return h
 }
@@ -1119,6 +1125,13 @@ func offsetPos(src string, off int) (int, int) {
 		i++
 	}
 	return line, col
+}
+
+// byteOffsetPos turns a byte offset of src into a line (1-based) and
+// column (0-based, in runes), as offsetPos does a rune offset.
+func byteOffsetPos(src string, off int) (int, int) {
+	off = min(max(off, 0), len(src))
+	return offsetPos(src, utf8.RuneCountInString(src[:off]))
 }
 
 // exprPos maps a position in a condition (line 1-based, column 0-based)

@@ -65,6 +65,15 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:5:12: rule "r1": reply text: reply:1: unclosed action`}},
 		{"template_field", []string{
 			`rules.yaml:5:12: rule "r1": reply text: reply:1:7: executing "reply" at <.HeloName>: can't evaluate field HeloName in type policy.TemplateData`}},
+		// Templates may not loop or allocate without bound.
+		{"template_loop", []string{
+			`rules.yaml:7:36: rule "range_int": header.value: range is not allowed (a template may not loop: a reply is one line)`,
+			`rules.yaml:11:49: rule "range_in_if": header.value: range is not allowed (a template may not loop: a reply is one line)`,
+			`rules.yaml:15:37: rule "call_template": reply text: template "nope" is not allowed (a template may not call templates)`,
+			`rules.yaml:19:30: rule "define": reply text: define and block are not allowed (a template may not call templates)`,
+			`rules.yaml:23:17: rule "format_var": detail: printf: the format must be a literal string`,
+			`rules.yaml:27:28: rule "format_width": detail: printf format "%999999999d": a width or precision is at most 999`,
+			`rules.yaml:31:24: rule "format_star": detail: printf format "%*d": a width or precision from an argument (*) is not allowed`}},
 		{"unknown_stage", []string{
 			`rules.yaml:3:12: rule "r1": unknown stage "conect" (want one of connect, helo, mail, rcpt, data)`}},
 		{"bad_list_entries", []string{

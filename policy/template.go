@@ -1,8 +1,8 @@
 package policy
 
 import (
-	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strconv"
@@ -65,23 +65,100 @@ func (d TemplateData) HeaderValue(name string) string {
 	return ""
 }
 
+// templateFuncs are the functions of templates. print, printf, println,
+// html, js and urlquery replace text/template's own with the same
+// functions cut to maxRendered octets, and join stops there: a template
+// cannot nest them into a text larger than what it reads times the size
+// of the template (printf "%x" of printf "%x" of ... doubles each time;
+// join of 10,000 header fields with a 100 KiB field as separator is a
+// gigabyte).
 var templateFuncs = template.FuncMap{
-	"lower": strings.ToLower,
-	"upper": strings.ToUpper,
-	"join":  func(l []string, sep string) string { return strings.Join(l, sep) },
+	"lower":    strings.ToLower,
+	"upper":    strings.ToUpper,
+	"join":     joinCapped,
+	"print":    func(args ...any) string { return capRendered(fmt.Sprint(args...)) },
+	"printf":   func(format string, args ...any) string { return capRendered(fmt.Sprintf(format, args...)) },
+	"println":  func(args ...any) string { return capRendered(fmt.Sprintln(args...)) },
+	"html":     func(args ...any) string { return capRendered(template.HTMLEscaper(args...)) },
+	"js":       func(args ...any) string { return capRendered(template.JSEscaper(args...)) },
+	"urlquery": func(args ...any) string { return capRendered(template.URLQueryEscaper(args...)) },
+}
+
+// maxRendered bounds the text a template produces, before it is made one
+// line and cut to the reply's or header's length (at most a few hundred
+// octets: maxReplyText, maxHeaderValue): what comes after is never seen.
+const maxRendered = 16 << 10
+
+// capRendered cuts s to maxRendered octets.
+func capRendered(s string) string {
+	if len(s) > maxRendered {
+		return s[:maxRendered]
+	}
+	return s
+}
+
+// joinCapped is strings.Join, stopping at maxRendered octets.
+func joinCapped(l []string, sep string) string {
+	var b []byte
+	for i, s := range l {
+		if i > 0 {
+			b = append(b, capRendered(sep)...)
+		}
+		b = append(b, capRendered(s)...)
+		if len(b) >= maxRendered {
+			return string(b[:maxRendered])
+		}
+	}
+	return string(b)
+}
+
+// cappedWriter keeps the first max octets written to it; a write beyond
+// fails with errRenderFull, which ends the execution of a template.
+type cappedWriter struct {
+	b   []byte
+	max int
+}
+
+var errRenderFull = errors.New("template output over the bound")
+
+func (w *cappedWriter) Write(p []byte) (int, error) {
+	if room := w.max - len(w.b); len(p) > room {
+		w.b = append(w.b, p[:room]...)
+		return room, errRenderFull
+	}
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// execute runs t on d into at most maxRendered octets.
+func execute(t *template.Template, d TemplateData, buf []byte) ([]byte, error) {
+	w := cappedWriter{b: buf[:0], max: maxRendered}
+	if err := t.Execute(&w, d); err != nil && !errors.Is(err, errRenderFull) {
+		return nil, err
+	}
+	return w.b, nil
 }
 
 // parseTemplate parses src and tries it on empty facts, so that a field
 // that does not exist ({{ .ClientAddr }}) is a load error rather than a
-// reply that fails in production. The template is also compiled for
-// rendering without text/template where its shape allows (see compile).
+// reply that fails in production. A template may not loop: range, and
+// template (a template calling itself, or twice another that does the
+// same), are refused, and so is a printf whose format is not a literal or
+// asks for a width or precision above 999. The template is also compiled
+// for rendering without text/template where its shape allows (see
+// compile).
 func parseTemplate(name, src string) (*tmpl, NeedSet, error) {
 	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(src)
 	if err != nil {
 		return nil, NeedSet{}, cleanTemplateErr(err)
 	}
-	var sb strings.Builder
-	if err := t.Execute(&sb, TemplateData{Facts: &Facts{}}); err != nil {
+	if len(t.Templates()) > 1 {
+		return nil, NeedSet{}, &tmplError{off: -1, msg: "define and block are not allowed (a template may not call templates)"}
+	}
+	if err := checkBounded(src, t.Tree.Root); err != nil {
+		return nil, NeedSet{}, err
+	}
+	if _, err := execute(t, TemplateData{Facts: &Facts{}}, nil); err != nil {
 		msg := err.Error()
 		if strings.Contains(msg, "can't evaluate field") || strings.Contains(msg, "wrong number of args") {
 			return nil, NeedSet{}, cleanTemplateErr(err)
@@ -92,6 +169,119 @@ func parseTemplate(name, src string) (*tmpl, NeedSet, error) {
 		walkTemplate(t.Tree.Root, &n)
 	}
 	return compile(t), n, nil
+}
+
+// tmplError is a problem of a template found at load, at a byte offset
+// of its source (-1: the template as a whole).
+type tmplError struct {
+	off int
+	msg string
+}
+
+func (e *tmplError) Error() string { return e.msg }
+
+// checkBounded refuses what could make a template run without bound:
+// range, template, and printf formats that are not literal or ask for a
+// width or precision above 999 (printf "%999999999d" is a gigabyte).
+func checkBounded(src string, node parse.Node) error {
+	var err error
+	var walk func(parse.Node)
+	walk = func(node parse.Node) {
+		if err != nil {
+			return
+		}
+		switch x := node.(type) {
+		case *parse.ListNode:
+			if x == nil {
+				return
+			}
+			for _, c := range x.Nodes {
+				walk(c)
+			}
+		case *parse.ActionNode:
+			walk(x.Pipe)
+		case *parse.PipeNode:
+			if x == nil {
+				return
+			}
+			for _, c := range x.Cmds {
+				walk(c)
+			}
+		case *parse.CommandNode:
+			if id, ok := x.Args[0].(*parse.IdentifierNode); ok && id.Ident == "printf" {
+				f, ok := parse.Node(nil), false
+				if len(x.Args) > 1 {
+					f = x.Args[1]
+					_, ok = f.(*parse.StringNode)
+				}
+				if !ok {
+					err = &tmplError{off: int(id.Pos), msg: "printf: the format must be a literal string"}
+					return
+				}
+				if e := checkFormat(f.(*parse.StringNode).Text); e != nil {
+					err = &tmplError{off: int(f.Position()), msg: e.Error()}
+					return
+				}
+			}
+			for _, a := range x.Args {
+				walk(a)
+			}
+		case *parse.ChainNode:
+			walk(x.Node)
+		case *parse.IfNode:
+			walk(x.Pipe)
+			walk(x.List)
+			walk(x.ElseList)
+		case *parse.WithNode:
+			walk(x.Pipe)
+			walk(x.List)
+			walk(x.ElseList)
+		case *parse.RangeNode:
+			err = &tmplError{off: keywordOffset(src, int(x.Pos), "range"), msg: "range is not allowed (a template may not loop: a reply is one line)"}
+		case *parse.TemplateNode:
+			err = &tmplError{off: keywordOffset(src, int(x.Pos), "template"), msg: fmt.Sprintf("template %q is not allowed (a template may not call templates)", x.Name)}
+		}
+	}
+	walk(node)
+	return err
+}
+
+// keywordOffset is the offset of the keyword (range, if, template ...)
+// before pos, the offset text/template gives its node: that of what
+// follows the keyword.
+func keywordOffset(src string, pos int, kw string) int {
+	if i := strings.LastIndex(src[:min(pos, len(src))], kw); i >= 0 {
+		return i
+	}
+	return pos
+}
+
+// checkFormat refuses a printf format with a width or precision taken
+// from an argument (*) or above 999.
+func checkFormat(f string) error {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		j := i + 1
+		for j < len(f) && strings.IndexByte("+-# 0123456789.[]*", f[j]) >= 0 {
+			j++
+		}
+		spec := f[i+1 : j]
+		if strings.Contains(spec, "*") {
+			return fmt.Errorf("printf format %q: a width or precision from an argument (*) is not allowed", f)
+		}
+		run := 0
+		for k := 0; k < len(spec); k++ {
+			if spec[k] < '0' || spec[k] > '9' {
+				run = 0
+			} else if run++; run > 3 {
+				return fmt.Errorf("printf format %q: a width or precision is at most 999", f)
+			}
+		}
+		i = j // the verb
+	}
+	return nil
 }
 
 func cleanTemplateErr(err error) error {
@@ -177,7 +367,8 @@ const maxReplyText = 400
 const maxHeaderValue = 900
 
 // render executes t and makes the result one line of printable text of at
-// most max octets: control characters (CR and LF among them, so a TXT
+// most max octets, from the first maxRendered octets the template
+// produces: control characters (CR and LF among them, so a TXT
 // record or a header cannot inject lines) become spaces.
 func render(t *tmpl, d TemplateData, max int) (string, error) {
 	if t.fast && d.Facts != nil {
@@ -186,15 +377,18 @@ func render(t *tmpl, d TemplateData, max int) (string, error) {
 		}
 		var scratch [256]byte
 		if b, ok := t.appendTo(scratch[:0], &d); ok {
+			if len(b) > maxRendered {
+				b = b[:maxRendered] // as text/template through execute
+			}
 			return oneLine(b, max), nil
 		}
 		// A nil pointer on the way: text/template says what went wrong.
 	}
-	var buf bytes.Buffer
-	if err := t.t.Execute(&buf, d); err != nil {
+	b, err := execute(t.t, d, nil)
+	if err != nil {
 		return "", cleanTemplateErr(err)
 	}
-	return oneLine(buf.Bytes(), max), nil
+	return oneLine(b, max), nil
 }
 
 // oneLine turns b into one line: control characters, DEL and invalid
@@ -777,9 +971,12 @@ func compilePrintf(args []parse.Node, final *operand) (*printfOp, bool) {
 }
 
 // appendTo appends the text of t for d, false when a pointer on the way
-// was nil.
+// was nil. It stops once maxRendered octets are there, as execute does.
 func (t *tmpl) appendTo(b []byte, d *TemplateData) ([]byte, bool) {
 	for i := range t.parts {
+		if len(b) >= maxRendered {
+			break
+		}
 		p := &t.parts[i]
 		b = append(b, p.text...)
 		switch {
@@ -915,7 +1112,7 @@ func (op *operand) eval(d *TemplateData) (val, bool) {
 		if !ok1 || !ok2 {
 			return val{}, false
 		}
-		return val{k: kString, s: strings.Join(l.ss, sep.s)}, true
+		return val{k: kString, s: joinCapped(l.ss, sep.s)}, true
 	}
 	return val{}, false
 }
