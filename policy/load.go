@@ -601,7 +601,7 @@ func (l *loader) loadRule(f *ruleFile, n *yaml.Node) {
 	}
 	if kv, ok := get["detail"]; ok {
 		if s, ok := l.str(f, kv.val, what+": detail"); ok {
-			r.detail = l.template(f, kv.val, "detail", s, what+": detail", &needs)
+			r.detail = l.template(f, kv.val, 0, "detail", s, what+": detail", &needs)
 		}
 	}
 	if act == "greylist" {
@@ -672,16 +672,29 @@ func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s St
 	code, enhanced, text := 0, "", ""
 	codeNode, enhNode, textNode := n, n, n
 	enhKey := "reply"
+	textAt := 0 // the offset of the text in textNode's value
 	hasText := false
 	switch n.Kind {
 	case yaml.ScalarNode:
-		m := replyShortRE.FindStringSubmatch(strings.TrimSpace(n.Value))
+		trimmed := strings.TrimSpace(n.Value)
+		m := replyShortRE.FindStringSubmatchIndex(trimmed)
 		if m == nil {
 			l.errAt(f, n, "%s: reply must be \"CODE [X.Y.Z] TEXT\" or {code, enhanced, text}, not %q", what, n.Value)
 			return out
 		}
-		code, _ = strconv.Atoi(m[1])
-		enhanced, text, hasText = m[2], m[3], m[3] != ""
+		group := func(i int) string {
+			if m[2*i] < 0 {
+				return ""
+			}
+			return trimmed[m[2*i]:m[2*i+1]]
+		}
+		code, _ = strconv.Atoi(group(1))
+		enhanced, text = group(2), group(3)
+		if hasText = text != ""; hasText {
+			// Where the text starts in the scalar, for the places of
+			// its errors.
+			textAt = strings.Index(n.Value, trimmed) + m[6]
+		}
 	case yaml.MappingNode:
 		kvs, _ := l.mapping(f, n, what+": reply")
 		for _, kv := range kvs {
@@ -737,21 +750,21 @@ func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s St
 	}
 	out.code, out.enhanced = code, enhanced
 	if hasText {
-		out.text = l.template(f, textNode, "reply", text, what+": reply text", needs)
+		out.text = l.template(f, textNode, textAt, "reply", text, what+": reply text", needs)
 	}
 	return out
 }
 
 // template parses the template src of node n (a reply text, header value
 // or detail), adds the checks it reads to needs, and reports its problems
-// at their place in the file.
-func (l *loader) template(f *ruleFile, n *yaml.Node, name, src, what string, needs *NeedSet) *tmpl {
+// at their place in the file. src starts at the offset at of n's value.
+func (l *loader) template(f *ruleFile, n *yaml.Node, at int, name, src, what string, needs *NeedSet) *tmpl {
 	t, tn, err := parseTemplate(name, src)
 	if err != nil {
 		var te *tmplError
 		if errors.As(err, &te) && te.off >= 0 {
-			line, col := byteOffsetPos(src, te.off)
-			fl, fc := f.exprPos(n, src, line, col)
+			line, col := byteOffsetPos(n.Value, at+te.off)
+			fl, fc := f.exprPos(n, n.Value, line, col)
 			l.errs.add(f.name, fl, fc, "%s: %s", what, te.msg)
 		} else {
 			l.errAt(f, n, "%s: %v", what, err)
@@ -802,7 +815,7 @@ func (l *loader) loadHeader(f *ruleFile, n *yaml.Node, what string, needs *NeedS
 		h.name = name
 	}
 	if v, ok := l.str(f, valueNode, what+": header.value"); ok {
-		h.value = l.template(f, valueNode, "header", v, what+": header.value", needs)
+		h.value = l.template(f, valueNode, 0, "header", v, what+": header.value", needs)
 	}
 	return h
 }

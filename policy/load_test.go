@@ -64,13 +64,34 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_template", []string{
 			`rules.yaml:5:12: rule "r1": reply text: reply:1: unclosed action`}},
 		{"template_field", []string{
-			`rules.yaml:5:12: rule "r1": reply text: reply:1:7: executing "reply" at <.HeloName>: can't evaluate field HeloName in type policy.TemplateData`}},
+			`rules.yaml:5:30: rule "r1": reply text: TemplateData has no field or method HeloName`}},
 		// Templates may not loop or allocate without bound.
+		// Every field chain, call and function of every branch.
+		{"template_check", []string{
+			`rules.yaml:4:100: rule "after_nil": reply text: TemplateData has no field or method ClientAddr`,
+			`rules.yaml:5:94: rule "in_if": reply text: checks.SPFResult has no field or method Domian (it has Result, Domain, Identity, Sender, Helo, IP, Mechanism, Err, ReceivedSPF)`,
+			`rules.yaml:6:105: rule "in_else": reply text: TemplateData has no field or method Tls`,
+			`rules.yaml:7:96: rule "in_with": reply text: checks.DMARCResult has no field or method Domian (it has Result, Domain, OrgDomain, RecordDomain, Record, Policy, Applied, Pct, Sampled, SPFAlignment, DKIMAlignment, SPFAligned, DKIMAligned, AlignedDKIMDomain, FromAddresses, Reason)`,
+			`rules.yaml:8:92: rule "arg_type": reply text: .ZoneReason: 5 cannot be an argument of type string`,
+			`rules.yaml:9:81: rule "too_few": reply text: wrong number of arguments for .ZoneReason: want 1, got 0`,
+			`rules.yaml:10:88: rule "too_many": reply text: wrong number of arguments for .ZoneReason: want 1, got 2`,
+			`rules.yaml:11:82: rule "field_args": reply text: .MailFrom is a field of TemplateData, not a method: it takes no arguments`,
+			`rules.yaml:12:76: rule "method_in_chain": detail: wrong number of arguments for .ReceivedSPF: want 1, got 0`,
+			`rules.yaml:13:101: rule "map_elem": detail: checks.ZoneResult has no field or method Reasn (it has Zone, Kind, Type, Subject, Query, Status, Listed, Codes, Reason, Weight, Error)`,
+			`rules.yaml:14:72: rule "no_fields": detail: float64 has no field or method Value`,
+			`rules.yaml:15:76: rule "wrong_type": detail: lower: wrong type of argument: want string, got Stage`,
+			`rules.yaml:16:69: rule "unknown_func": detail: unknown function title (functions: lower, upper, join, print, printf, println, html, js, urlquery, and, or, not, eq, ne, lt, le, gt, ge, len, index, slice)`,
+			`rules.yaml:17:61: rule "call": detail: call is not allowed (there are no functions to call in the facts)`,
+			`rules.yaml:18:80: rule "template": reply text: template "nope" is not allowed (a template may not call templates)`,
+			`rules.yaml:19:62: rule "block": detail: block "b" is not allowed (a template may not call templates)`,
+			`rules.yaml:20:65: rule "redefine": detail: define "detail" is not allowed (a template may not call templates)`,
+			`rules.yaml:28:42: rule "multi_line": header.value: []checks.DKIMSignature has no field or method Domain`,
+			`rules.yaml:30:64: threshold reject: reply text: TemplateData has no field or method Scor`}},
 		{"template_loop", []string{
 			`rules.yaml:7:36: rule "range_int": header.value: range is not allowed (a template may not loop: a reply is one line)`,
 			`rules.yaml:11:49: rule "range_in_if": header.value: range is not allowed (a template may not loop: a reply is one line)`,
 			`rules.yaml:15:37: rule "call_template": reply text: template "nope" is not allowed (a template may not call templates)`,
-			`rules.yaml:19:30: rule "define": reply text: define and block are not allowed (a template may not call templates)`,
+			`rules.yaml:19:34: rule "define": reply text: define "x" is not allowed (a template may not call templates)`,
 			`rules.yaml:23:17: rule "format_var": detail: printf: the format must be a literal string`,
 			`rules.yaml:27:28: rule "format_width": detail: printf format "%999999999d": a width or precision is at most 999`,
 			`rules.yaml:31:24: rule "format_star": detail: printf format "%*d": a width or precision from an argument (*) is not allowed`}},

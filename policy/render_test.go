@@ -94,7 +94,6 @@ var templateShapes = []struct {
 	{`{{ .SPF }}`, false},
 	{`{{ .DNSBL }}`, false},
 	{`{{ .Header }}`, false},
-	{`{{ .Stage | lower }}`, false},
 	{`{{ .DKIM.Pass }}`, false},
 	{`{{ .HeaderValues "Subject" }}`, false},
 	{`{{ index .DNSBL "zen.spamhaus.org" }}`, false},
@@ -115,8 +114,16 @@ var templateShapes = []struct {
 	{`{{ printf "%" .Helo }}`, false},
 	{`{{ printf "%s" 3 }}`, false},
 	{`{{ printf "%s" .Helo | lower }}`, false},
-	{`{{ .Helo "arg" }}`, false},
 	{`{{ 3 }} {{ true }}`, false},
+	{`{{ if .SPF }}{{ .SPF.Domain }}{{ else }}none{{ end }}`, false},
+	{`{{ if .SPF }}spf{{ else if .DMARC }}{{ .DMARC.Domain }}{{ end }}`, false},
+	{`{{ with .DMARC }}{{ .Domain }} {{ .Policy }}{{ else }}{{ .Helo }}{{ end }}`, false},
+	{`{{ $d := .MailFromDomain }}{{ if eq $d "sender.example" }}{{ $d | upper }}{{ end }}{{ $d = 3 }}{{ $d }}`, false},
+	{`{{ if and .TLS (ne .TLSVersion "TLS1.3") }}old tls{{ end }} {{ or .ClientName .Helo "none" | lower }}`, false},
+	{`{{ (index .DomainBL "dbl.test" "helo").Status }}`, false},
+	{`{{ .SPF.ReceivedSPF "mx.example" }} {{ .ClientIP.Is4 }} {{ $.Rule }} {{ .Facts.SPF.Domain }}`, false},
+	{`{{ .Helo | printf "%s %v" .Score }} {{ slice .Helo 0 1 }} {{ not .TLS }} {{ len (.HeaderValues "Subject") }}`, false},
+	{`{{ .IPRev.IP.String }} {{ index .Rcpts 1 }} {{ 1.5 }} {{ print nil }}`, false},
 }
 
 // renderData is facts with something in every field a shape reads.
@@ -391,6 +398,56 @@ func FuzzRender(f *testing.F) {
 		}
 		if got, want := oneLine([]byte(s1+s2+s3), int(max)), oneLineRef(s1+s2+s3, int(max)); got != want {
 			t.Fatalf("oneLine(%q, %d) = %q, want %q", s1+s2+s3, max, got, want)
+		}
+	})
+}
+
+// staticErrors are the run-time errors of text/template that do not
+// depend on the data: a template that loads never fails with one.
+var staticErrors = []string{"can't evaluate field", "wrong number of args", "wrong type for value",
+	"not a defined function", "can't give argument", "can't handle", "has arguments", "is not a method",
+	"can't call method", "undefined variable", "can't index item of type", "cannot index slice",
+	"value has type", "incompatible types for comparison", "is not a command", "can't slice item",
+	"exceeded maximum template depth", "no such template", "invalid type for comparison"}
+
+// FuzzTemplate: whatever a template holds, parseTemplate must not panic,
+// and one that loads must not fail, on any data, with an error that the
+// static check should have found; nor produce more than maxRendered
+// octets.
+func FuzzTemplate(f *testing.F) {
+	for _, s := range templateShapes {
+		f.Add(s.src)
+	}
+	for _, s := range []string{`{{ .SPF.Domain }}: {{ .ClientAddr }}`, `{{ if .SPF }}{{ .SPF.Domian }}{{ end }}`,
+		`{{ .ZoneReason 5 }}`, `{{ template "nope" }}`, `{{ range 10 }}{{ end }}`, `{{ eq .Score 1 }}`,
+		`{{ with $x := .DMARC }}{{ $x.Domain }}{{ else }}{{ $.Rule }}{{ end }}`, `{{ index .DomainBL "a" "b" }}`,
+		`{{ (or .SPF .DMARC).Domain }}`, `{{ slice .Rcpts 1 }}`, `{{ lt .Size 3 }}`, `{{ .Helo | len }}`,
+		// Found by the fuzzer: each loaded and failed at every run.
+		`{{if eq $ ""}}{{end}}`, `{{index "" ""}}`, `{{slice}}`, `{{$0 =0}}`, `{{or 1 ""|lower}}`} {
+		f.Add(s)
+	}
+	datas := []TemplateData{renderData(), {Facts: &Facts{}}, {}}
+	f.Fuzz(func(t *testing.T, src string) {
+		tm, _, err := parseTemplate("reply", src)
+		if err != nil {
+			return
+		}
+		for _, d := range datas {
+			var sb strings.Builder
+			err := tm.t.Execute(&sb, d)
+			if err != nil {
+				for _, s := range staticErrors {
+					if strings.Contains(err.Error(), s) {
+						t.Fatalf("%q loads, and fails with %v", src, err)
+					}
+				}
+			}
+			if sb.Len() > maxRendered*len(src) {
+				t.Fatalf("%q: %d octets", src, sb.Len())
+			}
+			if _, err := render(tm, d, maxReplyText); err != nil && d.Facts != nil && strings.Contains(err.Error(), "errRenderFull") {
+				t.Fatal(err)
+			}
 		}
 	})
 }

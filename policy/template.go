@@ -24,7 +24,12 @@ import (
 //	.ZoneCodes "zone"         the listing's codes, comma-separated
 //	.HeaderValue "Subject"    the first value of a header field
 //
-// and the functions lower, upper, join (join LIST SEP) and printf.
+// and the functions lower, upper, join (join LIST SEP), printf and
+// text/template's other builtins but call. Templates are checked against
+// these types when they load (every field, method and function, in every
+// branch); they may not loop or call templates (range, template, define
+// and block are refused), and what they produce is cut at 16 KiB before
+// it is made one line.
 type TemplateData struct {
 	*Facts
 	Rule  string
@@ -139,36 +144,49 @@ func execute(t *template.Template, d TemplateData, buf []byte) ([]byte, error) {
 	return w.b, nil
 }
 
-// parseTemplate parses src and tries it on empty facts, so that a field
-// that does not exist ({{ .ClientAddr }}) is a load error rather than a
-// reply that fails in production. A template may not loop: range, and
-// template (a template calling itself, or twice another that does the
-// same), are refused, and so is a printf whose format is not a literal or
-// asks for a width or precision above 999. The template is also compiled
-// for rendering without text/template where its shape allows (see
-// compile).
+// parseTemplate parses src and checks it against TemplateData (see
+// checkTemplate), so that a field that does not exist ({{ .ClientAddr }}),
+// anywhere in the template, is a load error rather than a reply that
+// fails in production. A template may not loop: range, template, define
+// and block are refused, and so is a printf whose format is not a literal
+// or asks for a width or precision above 999. The template is also
+// compiled for rendering without text/template where its shape allows
+// (see compile).
 func parseTemplate(name, src string) (*tmpl, NeedSet, error) {
-	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(src)
+	tr := parse.New(name)
+	tr.Mode = parse.SkipFuncCheck // checkTemplate checks the functions, with their place
+	trees := map[string]*parse.Tree{}
+	if _, err := tr.Parse(src, "", "", trees); err != nil {
+		return nil, NeedSet{}, cleanTemplateErr(err)
+	}
+	var define *tmplError // the first define or block; a define of name itself replaces an empty template
+	for n, d := range trees {
+		if d != tr {
+			off, kw := keywordOffset(src, int(d.Root.Pos), "define", "block")
+			if define == nil || off < define.off {
+				define = &tmplError{off: off, msg: fmt.Sprintf("%s %q is not allowed (a template may not call templates)", kw, n)}
+			}
+		}
+	}
+	if define != nil {
+		return nil, NeedSet{}, define
+	}
+	if err := checkBounded(src, tr.Root); err != nil {
+		return nil, NeedSet{}, err
+	}
+	uses, err := checkTemplate(src, tr.Root)
+	if err != nil {
+		return nil, NeedSet{}, err
+	}
+	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").AddParseTree(name, tr)
 	if err != nil {
 		return nil, NeedSet{}, cleanTemplateErr(err)
 	}
-	if len(t.Templates()) > 1 {
-		return nil, NeedSet{}, &tmplError{off: -1, msg: "define and block are not allowed (a template may not call templates)"}
-	}
-	if err := checkBounded(src, t.Tree.Root); err != nil {
-		return nil, NeedSet{}, err
-	}
-	if _, err := execute(t, TemplateData{Facts: &Facts{}}, nil); err != nil {
-		msg := err.Error()
-		if strings.Contains(msg, "can't evaluate field") || strings.Contains(msg, "wrong number of args") {
-			return nil, NeedSet{}, cleanTemplateErr(err)
-		}
-	}
 	var n NeedSet
-	if t.Tree != nil {
-		walkTemplate(t.Tree.Root, &n)
-	}
-	return compile(t), n, nil
+	walkTemplate(tr.Root, &n)
+	c := compile(t)
+	c.uses = uses
+	return c, n, nil
 }
 
 // tmplError is a problem of a template found at load, at a byte offset
@@ -237,23 +255,31 @@ func checkBounded(src string, node parse.Node) error {
 			walk(x.List)
 			walk(x.ElseList)
 		case *parse.RangeNode:
-			err = &tmplError{off: keywordOffset(src, int(x.Pos), "range"), msg: "range is not allowed (a template may not loop: a reply is one line)"}
+			off, _ := keywordOffset(src, int(x.Pos), "range")
+			err = &tmplError{off: off, msg: "range is not allowed (a template may not loop: a reply is one line)"}
 		case *parse.TemplateNode:
-			err = &tmplError{off: keywordOffset(src, int(x.Pos), "template"), msg: fmt.Sprintf("template %q is not allowed (a template may not call templates)", x.Name)}
+			off, _ := keywordOffset(src, int(x.Pos), "template")
+			err = &tmplError{off: off, msg: fmt.Sprintf("template %q is not allowed (a template may not call templates)", x.Name)}
 		}
 	}
 	walk(node)
 	return err
 }
 
-// keywordOffset is the offset of the keyword (range, if, template ...)
-// before pos, the offset text/template gives its node: that of what
-// follows the keyword.
-func keywordOffset(src string, pos int, kw string) int {
-	if i := strings.LastIndex(src[:min(pos, len(src))], kw); i >= 0 {
-		return i
+// keywordOffset is the offset of the last of the keywords (range,
+// template, define ...) before pos, the offset text/template gives its
+// node (that of what follows the keyword), and which it is.
+func keywordOffset(src string, pos int, kws ...string) (int, string) {
+	off, kw := -1, kws[0]
+	for _, k := range kws {
+		if i := strings.LastIndex(src[:min(pos, len(src))], k); i > off {
+			off, kw = i, k
+		}
 	}
-	return pos
+	if off < 0 {
+		return pos, kw
+	}
+	return off, kw
 }
 
 // checkFormat refuses a printf format with a width or precision taken
@@ -501,6 +527,7 @@ func Truncate(s string, max int) string {
 
 // tmpl is a parsed template, compiled when its shape allows.
 type tmpl struct {
+	uses  []tmplUse // the fields and methods of TemplateData it reads
 	t     *template.Template
 	fast  bool   // render with parts (or konst) rather than t
 	parts []part // nil: the template is the constant text konst
