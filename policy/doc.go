@@ -44,6 +44,18 @@
 // builtins (in, matches, startsWith, endsWith, contains, lower, any, ...).
 // A rule without "if" always applies.
 //
+// A condition may not build data without bound (expr's memory budget
+// counts list elements, not the size of strings): the range operator
+// (1..n) but in x in 1..10 with literal bounds, let, and the builtins reduce, map, sortBy, groupBy, repeat,
+// replace, join, string, toJSON and toBase64 are refused. The builtins
+// allowed are all, none, any, one, filter, find, findIndex, findLast,
+// findLastIndex, count, sum, len, type, abs, ceil, floor, round, int,
+// float, trim, trimPrefix, trimSuffix, upper, lower, split, splitAfter,
+// indexOf, lastIndexOf, hasPrefix, hasSuffix, max, min, mean, median,
+// first, last, get, take, keys, values, reverse, uniq, sort, concat,
+// flatten, now, duration, date, timezone and the bit functions; a builtin
+// of a later expr is refused until it is added to that list.
+//
 // From the names a stage's conditions and templates use, the engine knows
 // which checks they read: Engine.Needs(stage) tells the gateway which
 // checks to run or await before evaluating that stage. Engine.EvaluateLazy

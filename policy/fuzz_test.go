@@ -29,6 +29,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("lists: {x: {type: cidr, file: /dev/zero}}\n"))
 	f.Add([]byte("rules:\n- {name: a, stage: data, action: add_header, header: {name: X-A, value: '{{ if .SPF }}{{ range 10000000000 }}{{ end }}{{ end }}'}}\n"))
 	f.Add([]byte("rules:\n- {name: a, stage: data, action: add_header, header: {name: X-A, value: '{{ printf \"%x\" (printf \"%x\" .Header) }}'}}\n"))
+	f.Add([]byte("rules:\n- {name: a, stage: helo, if: 'len(reduce(1..28, #acc + #acc, helo)) > 0', action: score, score: 1}\n"))
+	f.Add([]byte("rules:\n- {name: a, stage: data, if: 'count(split(header(\"x\"), \"\"), # in headers(\"x\")) > 1', action: score, score: 1}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), src, 0o644); err != nil {

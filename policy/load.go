@@ -953,7 +953,7 @@ func (l *loader) compileCond(f *ruleFile, n *yaml.Node, src, what string) *compi
 		l.exprErr(f, n, src, what, err)
 		return nil
 	}
-	w := &condWalker{l: l, f: f, n: n, src: src, what: what}
+	w := &condWalker{l: l, f: f, n: n, src: src, what: what, inRange: literalRanges(&tree.Node)}
 	ast.Walk(&tree.Node, w)
 	if w.bad {
 		return nil
@@ -994,17 +994,102 @@ type condWalker struct {
 	needs NeedSet
 	use   facets
 	bad   bool
+	// inRange are the ranges x in 1..10 with literal bounds, which the
+	// range operator may build (a list of at most the VM's memory
+	// budget; for an int x, two comparisons).
+	inRange map[*ast.BinaryNode]bool
 }
 
 func (w *condWalker) errAt(node ast.Node, format string, args ...any) {
-	line, col := offsetPos(w.src, node.Location().From)
+	w.errAtOffset(node.Location().From, format, args...)
+}
+
+// errAtOffset reports an error at the rune offset off of the condition.
+func (w *condWalker) errAtOffset(off int, format string, args ...any) {
+	line, col := offsetPos(w.src, off)
 	fl, fc := w.f.exprPos(w.n, w.src, line, col)
 	w.l.errs.add(w.f.name, fl, fc, "%s: %s", w.what, fmt.Sprintf(format, args...))
 	w.bad = true
 }
 
+// literalRanges returns the ranges of tree that are the right operand of
+// in, with literal bounds.
+func literalRanges(tree *ast.Node) map[*ast.BinaryNode]bool {
+	out := map[*ast.BinaryNode]bool{}
+	ast.Walk(tree, rangeVisitor(func(n *ast.Node) {
+		if in, ok := (*n).(*ast.BinaryNode); ok && in.Operator == "in" {
+			if r, ok := in.Right.(*ast.BinaryNode); ok && r.Operator == ".." {
+				_, lo := r.Left.(*ast.IntegerNode)
+				_, hi := r.Right.(*ast.IntegerNode)
+				out[r] = lo && hi
+			}
+		}
+	}))
+	return out
+}
+
+type rangeVisitor func(*ast.Node)
+
+func (f rangeVisitor) Visit(n *ast.Node) { f(n) }
+
+// condBuiltins are the builtins of expr a condition may use: tests,
+// numbers, and functions whose result is no larger than what they read.
+// The others can build data without bound (the VM's memory budget counts
+// list elements, not the size of strings): reduce(1..28, #acc + #acc,
+// helo) is 2^28 times helo, repeat and replace multiply a text, join
+// puts its separator between every element (of a split of a 1 MiB
+// header, say), map, sortBy and groupBy keep a new value per element, and
+// string, toJSON and toBase64 grow a text at each nesting. A builtin
+// added to a later expr is refused until it is judged here.
+var condBuiltins = map[string]bool{
+	"all": true, "none": true, "any": true, "one": true, "filter": true, "find": true, "findIndex": true,
+	"findLast": true, "findLastIndex": true, "count": true, "sum": true,
+	"len": true, "type": true, "abs": true, "ceil": true, "floor": true, "round": true, "int": true, "float": true,
+	"trim": true, "trimPrefix": true, "trimSuffix": true, "upper": true, "lower": true, "split": true,
+	"splitAfter": true, "indexOf": true, "lastIndexOf": true, "hasPrefix": true, "hasSuffix": true,
+	"max": true, "min": true, "mean": true, "median": true,
+	"first": true, "last": true, "get": true, "take": true, "keys": true, "values": true, "reverse": true,
+	"uniq": true, "sort": true, "concat": true, "flatten": true,
+	"now": true, "duration": true, "date": true, "timezone": true,
+	"bitand": true, "bitor": true, "bitxor": true, "bitnand": true, "bitnot": true, "bitshl": true,
+	"bitshr": true, "bitushr": true,
+}
+
+// condRefused says why a builtin is not in condBuiltins.
+var condRefused = map[string]string{
+	"reduce":   "it accumulates a value without bound",
+	"map":      "it builds a list of new values (test them with any, all, filter or count instead)",
+	"sortBy":   "it builds a new value for every element",
+	"groupBy":  "it builds a new value for every element",
+	"repeat":   "it multiplies a text",
+	"replace":  "it can multiply a text (replace(s, \"\", t) puts t between every character)",
+	"join":     "it puts its separator between every element, and can multiply a text",
+	"string":   "it can build a text larger than what it reads",
+	"toJSON":   "it can build a text larger than what it reads",
+	"toBase64": "it builds a text larger than what it reads",
+}
+
 func (w *condWalker) Visit(node *ast.Node) {
 	switch x := (*node).(type) {
+	case *ast.BuiltinNode:
+		if !condBuiltins[x.Name] {
+			why := condRefused[x.Name]
+			if why == "" {
+				why = "it is not one of the builtins a condition may use"
+			}
+			w.errAt(x, "%s is not allowed in conditions: %s", x.Name, why)
+		}
+	case *ast.BinaryNode:
+		if x.Operator == ".." && !w.inRange[x] {
+			w.errAt(x, "the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)")
+		}
+	case *ast.VariableDeclaratorNode:
+		// The node is at the name; the error goes to its "let".
+		off := x.Location().From
+		if i := strings.LastIndex(string([]rune(w.src)[:min(off, utf8.RuneCountInString(w.src))]), "let"); i >= 0 {
+			off = utf8.RuneCountInString(w.src[:i])
+		}
+		w.errAtOffset(off, "let is not allowed in conditions: a variable used twice doubles what it holds (let a = helo + helo; let b = a + a; ...)")
 	case *ast.IdentifierNode:
 		w.noteName(x.Value)
 	case *ast.MemberNode:

@@ -65,7 +65,23 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:5:12: rule "r1": reply text: reply:1: unclosed action`}},
 		{"template_field", []string{
 			`rules.yaml:5:30: rule "r1": reply text: TemplateData has no field or method HeloName`}},
-		// Templates may not loop or allocate without bound.
+		// Conditions may not build data without bound.
+		{"cond_unbounded", []string{
+			`rules.yaml:3:42: rule "reduce": if: reduce is not allowed in conditions: it accumulates a value without bound`,
+			`rules.yaml:3:50: rule "reduce": if: the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)`,
+			`rules.yaml:4:42: rule "range": if: the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)`,
+			`rules.yaml:5:45: rule "repeat": if: repeat is not allowed in conditions: it multiplies a text`,
+			`rules.yaml:6:39: rule "replace": if: replace is not allowed in conditions: it can multiply a text (replace(s, "", t) puts t between every character)`,
+			`rules.yaml:7:36: rule "join": if: join is not allowed in conditions: it puts its separator between every element, and can multiply a text`,
+			`rules.yaml:8:39: rule "map": if: map is not allowed in conditions: it builds a list of new values (test them with any, all, filter or count instead)`,
+			`rules.yaml:9:35: rule "let": if: let is not allowed in conditions: a variable used twice doubles what it holds (let a = helo + helo; let b = a + a; ...)`,
+			`rules.yaml:9:56: rule "let": if: let is not allowed in conditions: a variable used twice doubles what it holds (let a = helo + helo; let b = a + a; ...)`,
+			`rules.yaml:10:39: rule "to_json": if: toJSON is not allowed in conditions: it can build a text larger than what it reads`,
+			`rules.yaml:10:46: rule "to_json": if: toJSON is not allowed in conditions: it can build a text larger than what it reads`,
+			`rules.yaml:10:53: rule "to_json": if: toJSON is not allowed in conditions: it can build a text larger than what it reads`,
+			`rules.yaml:11:43: rule "sort_by": if: sortBy is not allowed in conditions: it builds a new value for every element`,
+			`rules.yaml:12:46: rule "from_pairs": if: fromPairs is not allowed in conditions: it is not one of the builtins a condition may use`,
+			`rules.yaml:14:62: rule "not_literal": if: the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)`}},
 		// Every field chain, call and function of every branch.
 		{"template_check", []string{
 			`rules.yaml:4:100: rule "after_nil": reply text: TemplateData has no field or method ClientAddr`,
@@ -87,6 +103,7 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:20:65: rule "redefine": detail: define "detail" is not allowed (a template may not call templates)`,
 			`rules.yaml:28:42: rule "multi_line": header.value: []checks.DKIMSignature has no field or method Domain`,
 			`rules.yaml:30:64: threshold reject: reply text: TemplateData has no field or method Scor`}},
+		// Templates may not loop or allocate without bound.
 		{"template_loop", []string{
 			`rules.yaml:7:36: rule "range_int": header.value: range is not allowed (a template may not loop: a reply is one line)`,
 			`rules.yaml:11:49: rule "range_in_if": header.value: range is not allowed (a template may not loop: a reply is one line)`,
