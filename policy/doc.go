@@ -44,6 +44,20 @@
 // builtins (in, matches, startsWith, endsWith, contains, lower, any, ...).
 // A rule without "if" always applies.
 //
+// What can never hold is a load error. A variable has a value from the
+// stage that gives it on: helo, tls, tls_version and domainbl from helo
+// (domainbl[zone]["helo"]); mail_from, mail_from_domain, null_sender and
+// spf from mail (domainbl[zone]["mail_from"]); rcpt, rcpt_domain, rcpts
+// and greylist from rcpt; header(), headers(), size, dkim,
+// dkim_pass_domain(), dmarc and domainbl[zone]["from"] at data. A rule
+// may read only what its stage has, a threshold what one of its stages
+// has; the same holds for the fields of its texts (.SPF, .HeaderValue).
+// A result compared with a literal (spf.result == "Fail", iprev.result in
+// ["temp_error"], dnsbl[zone].status, dkim.signatures' result,
+// dmarc.result, .policy and .applied, spf.identity, greylist, stage,
+// tls_version) must be one of the values the check gives, and the second
+// key of domainbl one of helo, mail_from and from. $env is refused.
+//
 // A condition may not build data without bound (expr's memory budget
 // counts list elements, not the size of strings): the range operator
 // (1..n) but in x in 1..10 with literal bounds, let, and the builtins reduce, map, sortBy, groupBy, repeat,

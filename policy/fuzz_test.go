@@ -30,6 +30,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("rules:\n- {name: a, stage: data, action: add_header, header: {name: X-A, value: '{{ if .SPF }}{{ range 10000000000 }}{{ end }}{{ end }}'}}\n"))
 	f.Add([]byte("rules:\n- {name: a, stage: data, action: add_header, header: {name: X-A, value: '{{ printf \"%x\" (printf \"%x\" .Header) }}'}}\n"))
 	f.Add([]byte("rules:\n- {name: a, stage: helo, if: 'len(reduce(1..28, #acc + #acc, helo)) > 0', action: score, score: 1}\n"))
+	f.Add([]byte("rules:\n- {name: a, stage: rcpt, if: 'dmarc.result == \"fail\"', action: reject}\n- {name: b, stage: mail, action: continue, detail: '{{ .DKIM }}'}\n"))
+	f.Add([]byte("rules:\n- {name: a, stage: connect, if: '$env[\"dmarc\"].result == \"fail\"', action: reject}\n"))
 	f.Add([]byte("rules:\n- {name: a, stage: data, if: 'count(split(header(\"x\"), \"\"), # in headers(\"x\")) > 1', action: score, score: 1}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		dir := t.TempDir()
@@ -44,6 +46,18 @@ func FuzzLoad(f *testing.F) {
 			_ = e.Evaluate(facts(s, helo("x.test"), from("a@b.test"), rcpt("c@d.test"), header("Subject: x")))
 			_ = e.Needs(s)
 			lazyMatchesEager(t, e, s)
+		}
+		// No rule reads a check before the stage that has its result
+		// (only rules apply before rcpt; a threshold may read at rcpt
+		// what it has at data).
+		for s, later := range map[policy.Stage]policy.NeedSet{
+			policy.StageConnect: {DomainBL: true, SPF: true, DKIM: true, DMARC: true, Greylist: true},
+			policy.StageHelo:    {SPF: true, DKIM: true, DMARC: true, Greylist: true},
+			policy.StageMail:    {DKIM: true, DMARC: true, Greylist: true},
+		} {
+			if n := e.Needs(s).Intersect(later); !n.Empty() {
+				t.Errorf("stage %s reads %v, which it cannot have", s, n)
+			}
 		}
 		_ = e.Summary()
 	})

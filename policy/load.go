@@ -531,10 +531,14 @@ func (l *loader) loadRule(f *ruleFile, n *yaml.Node) {
 	}
 	var needs NeedSet
 	var use facets
+	var stages []Stage // where the rule applies, for what its condition and texts read
+	if stageOK {
+		stages = []Stage{r.Stage}
+	}
 	if kv, ok := get["if"]; ok {
 		if src, ok := l.condSource(f, kv.val, what); ok {
 			r.Condition = src
-			c := l.compileCond(f, kv.val, src, what+": if")
+			c := l.compileCond(f, kv.val, src, what+": if", stages)
 			if c != nil {
 				r.cond, needs, use = c.prog, c.needs, c.use
 			}
@@ -566,7 +570,7 @@ func (l *loader) loadRule(f *ruleFile, n *yaml.Node) {
 	case "reject", "defer", "greylist":
 		r.kind = kindTerminal
 		if stageOK {
-			r.reply = l.loadReply(f, replyKV.val, hasReply, Action(act), r.Stage, what, &needs)
+			r.reply = l.loadReply(f, replyKV.val, hasReply, Action(act), r.Stage, stages, what, &needs)
 		}
 	case "accept", "drop", "quarantine":
 		r.kind = kindTerminal
@@ -585,7 +589,7 @@ func (l *loader) loadRule(f *ruleFile, n *yaml.Node) {
 		if !hasHeader {
 			l.errAt(f, actKV.val, "%s: action add_header needs header: {name: ..., value: ...}", what)
 		} else {
-			r.header = l.loadHeader(f, headerKV.val, what, &needs)
+			r.header = l.loadHeader(f, headerKV.val, stages, what, &needs)
 		}
 	case "continue":
 		r.kind = kindContinue
@@ -601,7 +605,7 @@ func (l *loader) loadRule(f *ruleFile, n *yaml.Node) {
 	}
 	if kv, ok := get["detail"]; ok {
 		if s, ok := l.str(f, kv.val, what+": detail"); ok {
-			r.detail = l.template(f, kv.val, 0, "detail", s, what+": detail", &needs)
+			r.detail = l.template(f, kv.val, 0, "detail", s, what+": detail", stages, &needs)
 		}
 	}
 	if act == "greylist" {
@@ -660,8 +664,9 @@ var replyFields = []string{"code", "enhanced", "text"}
 var replyShortRE = regexp.MustCompile(`^(\d{3})(?:\s+([0-9+-]+\.[0-9+-]*\.[0-9+-]*))?(?:\s+(.*))?$`)
 
 // loadReply reads reply: {code, enhanced, text} or reply: "550 5.7.1 text"
-// and checks it against the action and the stage.
-func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s Stage, what string, needs *NeedSet) replyTmpl {
+// and checks it against the action and the stage s; its text is checked
+// against the stages where it is used.
+func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s Stage, stages []Stage, what string, needs *NeedSet) replyTmpl {
 	def := defaultReply(a, s)
 	out := replyTmpl{code: def.Code, enhanced: def.Enhanced, deftext: def.Text}
 	if !given {
@@ -750,25 +755,43 @@ func (l *loader) loadReply(f *ruleFile, n *yaml.Node, given bool, a Action, s St
 	}
 	out.code, out.enhanced = code, enhanced
 	if hasText {
-		out.text = l.template(f, textNode, textAt, "reply", text, what+": reply text", needs)
+		out.text = l.template(f, textNode, textAt, "reply", text, what+": reply text", stages, needs)
 	}
 	return out
 }
 
 // template parses the template src of node n (a reply text, header value
-// or detail), adds the checks it reads to needs, and reports its problems
-// at their place in the file. src starts at the offset at of n's value.
-func (l *loader) template(f *ruleFile, n *yaml.Node, at int, name, src, what string, needs *NeedSet) *tmpl {
+// or detail) used at stages, adds the checks it reads to needs, and
+// reports its problems at their place in the file. src starts at the
+// offset at of n's value.
+func (l *loader) template(f *ruleFile, n *yaml.Node, at int, name, src, what string, stages []Stage, needs *NeedSet) *tmpl {
+	report := func(off int, msg string) {
+		line, col := byteOffsetPos(n.Value, at+off)
+		fl, fc := f.exprPos(n, n.Value, line, col)
+		l.errs.add(f.name, fl, fc, "%s: %s", what, msg)
+	}
 	t, tn, err := parseTemplate(name, src)
 	if err != nil {
 		var te *tmplError
 		if errors.As(err, &te) && te.off >= 0 {
-			line, col := byteOffsetPos(n.Value, at+te.off)
-			fl, fc := f.exprPos(n, n.Value, line, col)
-			l.errs.add(f.name, fl, fc, "%s: %s", what, te.msg)
+			report(te.off, te.msg)
 		} else {
 			l.errAt(f, n, "%s: %v", what, err)
 		}
+		return nil
+	}
+	bad := false
+	seen := map[string]bool{}
+	for _, u := range t.uses {
+		if from, ok := templateFactFrom[u.name]; ok && !seen[u.name] {
+			seen[u.name] = true
+			if why := factMissing("."+u.name, from, stages); why != "" {
+				report(u.off, why)
+				bad = true
+			}
+		}
+	}
+	if bad {
 		return nil
 	}
 	*needs = needs.Union(tn)
@@ -784,7 +807,7 @@ var headerNameRE = regexp.MustCompile(`^[!-9;-~]+$`)
 // ourHeaders are fields the gateway writes itself; a rule may not add one.
 var ourHeaders = []string{"received", "authentication-results", "return-path"}
 
-func (l *loader) loadHeader(f *ruleFile, n *yaml.Node, what string, needs *NeedSet) headerTmpl {
+func (l *loader) loadHeader(f *ruleFile, n *yaml.Node, stages []Stage, what string, needs *NeedSet) headerTmpl {
 	var h headerTmpl
 	kvs, ok := l.mapping(f, n, what+": header")
 	if !ok {
@@ -815,7 +838,7 @@ func (l *loader) loadHeader(f *ruleFile, n *yaml.Node, what string, needs *NeedS
 		h.name = name
 	}
 	if v, ok := l.str(f, valueNode, what+": header.value"); ok {
-		h.value = l.template(f, valueNode, 0, "header", v, what+": header.value", needs)
+		h.value = l.template(f, valueNode, 0, "header", v, what+": header.value", stages, needs)
 	}
 	return h
 }
@@ -868,7 +891,7 @@ func (l *loader) loadThresholds(f *ruleFile, n *yaml.Node) {
 				t.score, _ = l.number(f, fkv.val, what+": score")
 			case "if":
 				if src, ok := l.condSource(f, fkv.val, what); ok {
-					if c := l.compileCond(f, fkv.val, src, what+": if"); c != nil {
+					if c := l.compileCond(f, fkv.val, src, what+": if", stages); c != nil {
 						t.cond, needs, use = c.prog, c.needs, c.use
 					}
 				}
@@ -912,14 +935,14 @@ func (l *loader) loadThresholds(f *ruleFile, n *yaml.Node) {
 		if t.action == ActionReject || t.action == ActionGreylist {
 			// The reply is checked against the stricter stage it applies
 			// at (rcpt); connect does not come into it.
-			t.reply = l.loadReply(f, replyNode, replyNode != nil, t.action, StageRcpt, what, &needs)
+			t.reply = l.loadReply(f, replyNode, replyNode != nil, t.action, StageRcpt, stages, what, &needs)
 			if replyNode == nil && name == "reject" {
 				t.reply.deftext = "Rejected as spam"
 			}
 		}
 		if name == "add_header" {
 			if headerNode != nil {
-				t.header = l.loadHeader(f, headerNode, what, &needs)
+				t.header = l.loadHeader(f, headerNode, stages, what, &needs)
 			} else {
 				t.header.name = "X-Spam-Flag"
 				t.header.value, _, _ = parseTemplate("header", "YES")
@@ -944,23 +967,27 @@ type compiled struct {
 	use   facets
 }
 
-// compileCond parses, checks and compiles a condition. The names it uses
-// give the checks it needs; the literal arguments of in_list, ip_in and
-// dnsbl_code are checked here.
-func (l *loader) compileCond(f *ruleFile, n *yaml.Node, src, what string) *compiled {
+// compileCond parses, checks and compiles a condition used at stages.
+// The names it uses give the checks it needs; the literal arguments of
+// in_list, ip_in and dnsbl_code are checked here, and so is what can
+// never hold (see known.go).
+func (l *loader) compileCond(f *ruleFile, n *yaml.Node, src, what string, stages []Stage) *compiled {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		l.exprErr(f, n, src, what, err)
 		return nil
 	}
-	w := &condWalker{l: l, f: f, n: n, src: src, what: what, inRange: literalRanges(&tree.Node)}
+	w := &condWalker{l: l, f: f, n: n, src: src, what: what, stages: stages, elems: closureElems(&tree.Node),
+		inRange: literalRanges(&tree.Node), seen: map[string]bool{}}
 	ast.Walk(&tree.Node, w)
-	if w.bad {
-		return nil
-	}
+	// The type check too, when the walker found problems: all are
+	// reported at once.
 	prog, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool())
 	if err != nil {
 		l.exprErr(f, n, src, what, err)
+		return nil
+	}
+	if w.bad {
 		return nil
 	}
 	return &compiled{prog: prog, needs: w.needs, use: w.use}
@@ -986,18 +1013,21 @@ func (l *loader) exprErr(f *ruleFile, n *yaml.Node, src, what string, err error)
 }
 
 type condWalker struct {
-	l     *loader
-	f     *ruleFile
-	n     *yaml.Node
-	src   string
-	what  string
-	needs NeedSet
-	use   facets
-	bad   bool
+	l      *loader
+	f      *ruleFile
+	n      *yaml.Node
+	src    string
+	what   string
+	stages []Stage                       // where the condition is evaluated
+	elems  map[*ast.PointerNode]ast.Node // the list each # ranges over
+	seen   map[string]bool               // the facts reported missing
 	// inRange are the ranges x in 1..10 with literal bounds, which the
 	// range operator may build (a list of at most the VM's memory
 	// budget; for an int x, two comparisons).
 	inRange map[*ast.BinaryNode]bool
+	needs   NeedSet
+	use     facets
+	bad     bool
 }
 
 func (w *condWalker) errAt(node ast.Node, format string, args ...any) {
@@ -1016,7 +1046,7 @@ func (w *condWalker) errAtOffset(off int, format string, args ...any) {
 // in, with literal bounds.
 func literalRanges(tree *ast.Node) map[*ast.BinaryNode]bool {
 	out := map[*ast.BinaryNode]bool{}
-	ast.Walk(tree, rangeVisitor(func(n *ast.Node) {
+	ast.Walk(tree, visitFunc(func(n *ast.Node) {
 		if in, ok := (*n).(*ast.BinaryNode); ok && in.Operator == "in" {
 			if r, ok := in.Right.(*ast.BinaryNode); ok && r.Operator == ".." {
 				_, lo := r.Left.(*ast.IntegerNode)
@@ -1027,10 +1057,6 @@ func literalRanges(tree *ast.Node) map[*ast.BinaryNode]bool {
 	}))
 	return out
 }
-
-type rangeVisitor func(*ast.Node)
-
-func (f rangeVisitor) Visit(n *ast.Node) { f(n) }
 
 // condBuiltins are the builtins of expr a condition may use: tests,
 // numbers, and functions whose result is no larger than what they read.
@@ -1083,6 +1109,7 @@ func (w *condWalker) Visit(node *ast.Node) {
 		if x.Operator == ".." && !w.inRange[x] {
 			w.errAt(x, "the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)")
 		}
+		w.checkValues(x)
 	case *ast.VariableDeclaratorNode:
 		// The node is at the name; the error goes to its "let".
 		off := x.Location().From
@@ -1091,7 +1118,20 @@ func (w *condWalker) Visit(node *ast.Node) {
 		}
 		w.errAtOffset(off, "let is not allowed in conditions: a variable used twice doubles what it holds (let a = helo + helo; let b = a + a; ...)")
 	case *ast.IdentifierNode:
+		if x.Value == "$env" {
+			w.errAt(x, "$env is not allowed in conditions: name the variables (what a condition reads decides which checks run, and at which stage it has a value)")
+		}
 		w.noteName(x.Value)
+		if from, ok := factFrom[x.Value]; ok && !w.seen[x.Value] {
+			w.seen[x.Value] = true
+			name := x.Value
+			if name == "header" || name == "headers" || name == "dkim_pass_domain" {
+				name += "()"
+			}
+			if why := factMissing(name, from, w.stages); why != "" {
+				w.errAt(x, "%s", why)
+			}
+		}
 	case *ast.MemberNode:
 		// dnsbl["zone"], domainbl["zone"]
 		if id, ok := x.Node.(*ast.IdentifierNode); ok && (id.Value == "dnsbl" || id.Value == "domainbl") {
@@ -1099,6 +1139,7 @@ func (w *condWalker) Visit(node *ast.Node) {
 				w.noteZone(x.Property, s.Value)
 			}
 		}
+		w.checkDomainBLKey(x)
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
 		if !ok {

@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -65,6 +66,31 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:5:12: rule "r1": reply text: reply:1: unclosed action`}},
 		{"template_field", []string{
 			`rules.yaml:5:30: rule "r1": reply text: TemplateData has no field or method HeloName`}},
+		// What could never hold: result values the checks never give, a
+		// domainbl key that does not exist, facts read before the stage
+		// that has them (in conditions and in texts).
+		{"never_true", []string{
+			`rules.yaml:5:54: rule "spf_case": if: spf.result is never "Fail" (its values: "", "none", "neutral", "pass", "fail", "softfail", "temperror", "permerror")`,
+			`rules.yaml:6:65: rule "iprev_spelling": if: iprev.result is never "temp_error" (its values: "", "pass", "fail", "temperror", "permerror")`,
+			`rules.yaml:7:68: rule "in_array": if: iprev.result is never "perm_error" (its values: "", "pass", "fail", "temperror", "permerror")`,
+			`rules.yaml:8:40: rule "reversed": if: dmarc.applied is never "quarantined" (its values: "", "none", "quarantine", "reject")`,
+			`rules.yaml:9:82: rule "zone_status": if: dnsbl[...].status is never "error" (its values: "", "listed", "notlisted", "temperror", "zoneerror")`,
+			`rules.yaml:10:76: rule "dkim_closure": if: dkim.signatures[...].result is never "passed" (its values: "none", "pass", "fail", "neutral", "temperror", "permerror")`,
+			`rules.yaml:11:71: rule "dkim_index": if: dkim.signatures[...].result is never "ok" (its values: "none", "pass", "fail", "neutral", "temperror", "permerror")`,
+			`rules.yaml:12:58: rule "greylist_value": if: greylist is never "passed" (its values: "", "pass", "defer", "allowed", "autoallowed", "failopen")`,
+			`rules.yaml:13:58: rule "tls_version": if: tls_version is never "TLSv1.3" (its values: "", "TLS1.0", "TLS1.1", "TLS1.2", "TLS1.3")`,
+			`rules.yaml:14:68: rule "domainbl_key": if: domainbl has no key "mailfrom" (the keys: "helo", "mail_from", "from")`,
+			`rules.yaml:15:89: rule "domainbl_status": if: domainbl[...][...].status is never "listd" (its values: "", "listed", "notlisted", "temperror", "zoneerror")`,
+			`rules.yaml:16:70: rule "domainbl_early": if: domainbl[...]["from"] has no value yet at stage helo: it has one from data on`,
+			`rules.yaml:17:45: rule "dmarc_at_rcpt": if: dmarc has no value yet at stage rcpt: it has one from data on`,
+			`rules.yaml:18:43: rule "spf_at_helo": if: spf has no value yet at stage helo: it has one from mail on`,
+			`rules.yaml:19:46: rule "header_at_mail": if: header() has no value yet at stage mail: it has one from data on`,
+			`rules.yaml:20:50: rule "helo_at_connect": if: helo has no value yet at stage connect: it has one from helo on`,
+			`rules.yaml:21:44: rule "size_at_rcpt": if: size has no value yet at stage rcpt: it has one from data on`,
+			`rules.yaml:22:38: rule "env": if: $env is not allowed in conditions: name the variables (what a condition reads decides which checks run, and at which stage it has a value)`,
+			`rules.yaml:23:87: rule "reply_stage": reply text: .SPF has no value yet at stage helo: it has one from mail on`,
+			`rules.yaml:24:69: rule "detail_stage": detail: .HeaderValue has no value yet at stage rcpt: it has one from data on`,
+			`rules.yaml:33:29: threshold greylist: if: dmarc has no value yet at stage rcpt: it has one from data on`}},
 		// Conditions may not build data without bound.
 		{"cond_unbounded", []string{
 			`rules.yaml:3:42: rule "reduce": if: reduce is not allowed in conditions: it accumulates a value without bound`,
@@ -169,6 +195,49 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestDocExamplesLoad loads the rule examples of the README and of the
+// package documentation: what the loader refuses must not be in them.
+func TestDocExamplesLoad(t *testing.T) {
+	var examples []string
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range strings.Split(string(readme), "```yaml\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		if strings.HasPrefix(block, "lists:") || strings.HasPrefix(block, "rules:") || strings.HasPrefix(block, "thresholds:") {
+			examples = append(examples, block)
+		}
+	}
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for _, line := range strings.Split(string(doc), "\n") {
+		if rest, ok := strings.CutPrefix(line, "//\t"); ok {
+			sb.WriteString(rest + "\n")
+		} else if sb.Len() > 0 {
+			break // the first example only: the others are not rule files
+		}
+	}
+	examples = append(examples, sb.String())
+	if len(examples) < 2 {
+		t.Fatalf("%d examples found", len(examples))
+	}
+	for i, ex := range examples {
+		if !strings.Contains(ex, "rules:") {
+			t.Errorf("example %d has no rules:\n%s", i, ex)
+		}
+		dir := t.TempDir()
+		write(t, dir, "rules.yaml", ex)
+		write(t, dir, "lists/allow_networks.txt", "")
+		if _, err := policy.Load(dir); err != nil {
+			t.Errorf("example %d does not load: %v\n%s", i, err, ex)
+		}
 	}
 }
 
