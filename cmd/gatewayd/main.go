@@ -205,11 +205,20 @@ func gatewayConfig(cfg *config.Config, certs *certHolder) gateway.Config {
 		ProxyTrusted:        cfg.ProxyTrusted(),
 		ProxyHeaderTimeout:  cfg.ProxyProtocol.HeaderTimeout.D(),
 	}
-	if certs.cert.Load() != nil {
+	// STARTTLS is offered while the holder has a certificate; a reload
+	// that removes tls.cert and tls.key empties it, and the configuration
+	// built then offers none.
+	if offered := certs.cert.Load(); offered != nil {
 		gc.TLS = &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return certs.cert.Load(), nil
+				// The current certificate (SIGHUP renews it); a session
+				// offered STARTTLS before a reload removed TLS finishes
+				// with the certificate it was offered.
+				if c := certs.cert.Load(); c != nil {
+					return c, nil
+				}
+				return offered, nil
 			},
 		}
 	}
@@ -533,11 +542,9 @@ func reload(srv *gateway.Server, started *config.Config, path string, certs *cer
 		return nil
 	}
 	cfg, err := config.Load(path)
+	var cert *tls.Certificate // nil: the file has no tls block
 	if err == nil {
-		var cert *tls.Certificate
-		if cert, err = buildTLS(cfg); err == nil && cert != nil {
-			certs.cert.Store(cert)
-		}
+		cert, err = buildTLS(cfg)
 	}
 	if err != nil {
 		logger.Error("reload failed; keeping the running configuration", "err", err)
@@ -551,6 +558,9 @@ func reload(srv *gateway.Server, started *config.Config, path string, certs *cer
 		logger.Error("reload failed; keeping the running configuration", "err", err)
 		return nil
 	}
+	// The certificate, or none when tls was removed, goes in with the rest
+	// of the file: a reload that fails keeps the running one.
+	certs.cert.Store(cert)
 	srv.Reload(gatewayConfig(cfg, certs), up, nil)
 	logger.Info("configuration reloaded", "file", path)
 	return cfg

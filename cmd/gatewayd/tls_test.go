@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,5 +71,89 @@ func TestSIGHUPReloadsCertificate(t *testing.T) {
 	waitLog(t, d, "configuration reloaded")
 	if got := servedSerial(t, addr); got != 2 {
 		t.Fatalf("after SIGHUP: serial %d, want 2", got)
+	}
+}
+
+// TestSIGHUPRemovesAndRestoresTLS: removing tls.cert and tls.key and
+// sending SIGHUP stops offering STARTTLS to new sessions (README: SIGHUP
+// reloads the TLS certificate); a session that was offered STARTTLS before
+// the reload still completes it with the certificate it was offered. Adding
+// them back offers STARTTLS again.
+func TestSIGHUPRemovesAndRestoresTLS(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := writeCert(t, dir, 1)
+	addr := freePort(t)
+	base := fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\n", addr)
+	withTLS := base + fmt.Sprintf("tls:\n  cert: %q\n  key: %q\n", certPath, keyPath)
+	cfgPath := writeConfig(t, withTLS)
+	d := startDaemon(t, "-config", cfgPath)
+	offered := func() bool {
+		c, err := smtp.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Hello("c.test"); err != nil {
+			t.Fatal(err)
+		}
+		ok, _ := c.Extension("STARTTLS")
+		return ok
+	}
+	if !offered() {
+		t.Fatal("STARTTLS not offered with tls.cert and tls.key")
+	}
+	// A session that saw STARTTLS offered before the reload.
+	early := dialSMTP(t, addr)
+	early.send("EHLO c.test")
+	early.expect("250")
+
+	os.WriteFile(cfgPath, []byte(base), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "configuration reloaded")
+	if offered() {
+		t.Errorf("tls removed and reloaded: STARTTLS still offered\n%s", d.stderr.String())
+	}
+	early.send("STARTTLS")
+	early.expect("220")
+	tc := tls.Client(early.c, &tls.Config{InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Errorf("a session offered STARTTLS before the reload: handshake: %v", err)
+	} else if serial := tc.ConnectionState().PeerCertificates[0].SerialNumber.Int64(); serial != 1 {
+		t.Errorf("a session offered STARTTLS before the reload: serial %d, want 1", serial)
+	}
+
+	os.WriteFile(cfgPath, []byte(withTLS), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(d.stderr.String(), "configuration reloaded") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("second reload not logged:\n%s", d.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := servedSerial(t, addr); got != 1 {
+		t.Errorf("tls back: serial %d, want 1", got)
+	}
+}
+
+// TestSIGHUPFailedReloadKeepsCertificate: a reload that fails after the
+// certificate was read (here the delivery Maildir cannot be opened) keeps
+// the running configuration, certificate included.
+func TestSIGHUPFailedReloadKeepsCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := writeCert(t, dir, 1)
+	file := filepath.Join(dir, "a-file")
+	os.WriteFile(file, nil, 0o600)
+	addr := freePort(t)
+	base := fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\ntls:\n  cert: %q\n  key: %q\n", addr, certPath, keyPath)
+	cfgPath := writeConfig(t, base)
+	d := startDaemon(t, "-config", cfgPath)
+	writeCert(t, dir, 2)
+	os.WriteFile(cfgPath, []byte(base+fmt.Sprintf("maildir: %q\n", filepath.Join(file, "md"))), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "reload failed")
+	if got := servedSerial(t, addr); got != 1 {
+		t.Errorf("after a failed reload: serial %d, want 1 (the running certificate)", got)
 	}
 }
