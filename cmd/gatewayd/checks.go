@@ -41,8 +41,10 @@ type runtimeChecks struct {
 	// collectors registered on the registry, unregistered when replaced.
 	collectors []prometheus.Collector
 	cancel     context.CancelFunc // the DNSBL health loop
-	ownStore   bool               // this greylister opened its store
-	cfg        *config.Config
+	// ownStore: stop closes the greylist store; this runtime opened it,
+	// or it was carried over from the runtime that did.
+	ownStore bool
+	cfg      *config.Config
 }
 
 // stop ends what this runtime started: the health loop, the resolver's
@@ -52,8 +54,11 @@ func (rc *runtimeChecks) stop() {
 	if rc.judge != nil && rc.judge.Checks.Resolver != nil {
 		rc.judge.Checks.Resolver.Close()
 	}
+	// The store itself, not Greylister.Close: a store carried over by a
+	// reload is owned here but sits under a Greylister made with
+	// greylist.New, whose Close leaves the store open.
 	if rc.greylist != nil && rc.ownStore {
-		rc.greylist.Close()
+		rc.greylist.Store().Close()
 	}
 }
 

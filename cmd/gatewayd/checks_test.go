@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mxgate/gatewayd/config"
 	"github.com/mxgate/gatewayd/gateway"
 	"github.com/mxgate/gatewayd/greylist"
+	"github.com/mxgate/gatewayd/internal/redistest"
 )
 
 // TestReloadKeepsGreylistState: a reload that changes
@@ -53,5 +56,56 @@ func TestReloadKeepsGreylistState(t *testing.T) {
 	}
 	if ms.Len() != 2 {
 		t.Errorf("%d entries after lowering the cap to 2", ms.Len())
+	}
+}
+
+// TestReloadClosesCarriedRedisStore: a Redis store carried over by a
+// reload (greylist.redis unchanged) belongs to the new runtime, which
+// closes it when a later reload changes greylist.redis and replaces it;
+// the reload in between does not close it.
+func TestReloadClosesCarriedRedisStore(t *testing.T) {
+	rs := redistest.Start(t)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	policy := func() gateway.Evaluator { return gateway.DefaultPolicy }
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	withRedis := func(edit func(*config.Config)) *config.Config {
+		c := config.Default()
+		c.Greylist.Redis.Addrs = []string{rs.Addr}
+		edit(c)
+		return c
+	}
+	rc0, err := buildChecks(withRedis(func(*config.Config) {}), reg, logger, policy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, ok := rc0.greylist.Store().(*greylist.RedisStore)
+	if !ok {
+		t.Fatalf("store %T", rc0.greylist.Store())
+	}
+	// Carried over: greylist.redis unchanged.
+	rc1, err := buildChecks(withRedis(func(c *config.Config) { c.Greylist.MaxMemoryEntries = 1000 }), reg, logger, policy, rc0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc1.greylist.Store() != greylist.Store(first) {
+		t.Fatal("the store was not carried over")
+	}
+	rc0.stop()
+	if err := first.Client().Ping(ctx).Err(); err != nil {
+		t.Fatalf("the runtime the store was carried from closed it: %v", err)
+	}
+	// Replaced: greylist.redis changed.
+	rc2, err := buildChecks(withRedis(func(c *config.Config) { c.Greylist.Redis.DB = 1 }), reg, logger, policy, rc1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc2.stop()
+	rc1.stop()
+	if err := first.Client().Ping(ctx).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Errorf("the replaced Redis store is still open (ping: %v): its client and pool leak", err)
+	}
+	if err := rc2.greylist.Store().(*greylist.RedisStore).Client().Ping(ctx).Err(); err != nil {
+		t.Errorf("the new store: %v", err)
 	}
 }
