@@ -62,12 +62,29 @@ func checkStart(cfg *config.Config) []error {
 	return errs
 }
 
+// maxLinkHops bounds the symlinks followed to a missing file (the
+// kernel's own bound, 40 on Linux, stops Stat first).
+const maxLinkHops = 40
+
 // canAppend tells whether the daemon could open path as it opens the
 // decision log: for appending, created when missing.
-func canAppend(path string) error {
+func canAppend(path string) error { return canAppendHops(path, 0) }
+
+func canAppendHops(path string, hops int) error {
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		// A dangling symlink: the daemon's open follows it and creates
+		// its target, in the target's directory.
+		if target, ok := danglingLink(path); ok {
+			if hops >= maxLinkHops {
+				return fmt.Errorf("cannot create %s: too many levels of symbolic links", path)
+			}
+			if err := canAppendHops(target, hops+1); err != nil {
+				return fmt.Errorf("%s is a symlink to %s: %w", path, target, err)
+			}
+			return nil
+		}
 		// Created in its directory, which is not made.
 		d := filepath.Dir(path)
 		dst, err := os.Stat(d)
@@ -121,7 +138,13 @@ func canMaildir(path string) error {
 // canCreate tells whether path, which does not exist, could be made
 // (with its missing parent directories): the nearest existing ancestor
 // must be a directory that takes new files.
+//
+// A dangling symlink on the way (path itself or a missing ancestor) fails
+// as os.MkdirAll does: it makes no directory over it, nor follows it.
 func canCreate(path string) error {
+	if target, ok := danglingLink(path); ok {
+		return fmt.Errorf("cannot create %s: it is a symlink to %s, which does not exist", path, target)
+	}
 	d := filepath.Dir(path)
 	for {
 		st, err := os.Stat(d)
@@ -137,12 +160,34 @@ func canCreate(path string) error {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("cannot create %s: %w", path, err)
 		}
+		if target, ok := danglingLink(d); ok {
+			return fmt.Errorf("cannot create %s: %s is a symlink to %s, which does not exist", path, d, target)
+		}
 		parent := filepath.Dir(d)
 		if parent == d {
 			return fmt.Errorf("cannot create %s: %w", path, err)
 		}
 		d = parent
 	}
+}
+
+// danglingLink tells whether path, which Stat found missing, is a symlink
+// (to a missing file, or to another such symlink) and returns where it
+// points, relative targets taken from the link's directory as the kernel
+// does.
+func danglingLink(path string) (target string, ok bool) {
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode()&fs.ModeSymlink == 0 {
+		return "", false
+	}
+	target, err = os.Readlink(path)
+	if err != nil {
+		return "", false
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(path), target)
+	}
+	return target, true
 }
 
 // canCreateIn tells whether a file can be created in the directory dir,

@@ -389,6 +389,16 @@ func TestCheckAgreesWithDaemon(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "a-file")
 	os.WriteFile(file, nil, 0o600)
+	// Dangling symlinks: the daemon follows them (the decision log's open
+	// creates the target) or cannot make a directory over them (Maildir).
+	links := t.TempDir()
+	danglingLog := filepath.Join(links, "decisions.log")
+	os.Symlink(filepath.Join(links, "not-mounted", "decisions.log"), danglingLog)
+	danglingTmp := filepath.Join(links, "q")
+	os.Mkdir(danglingTmp, 0o750)
+	os.Symlink(filepath.Join(links, "gone"), filepath.Join(danglingTmp, "tmp"))
+	danglingRoot := filepath.Join(links, "q2")
+	os.Symlink("gone2", danglingRoot)
 	cases := []struct{ name, cfg, want string }{
 		{"rules that do not load", fmt.Sprintf("rules:\n  dir: %q\n", abs("../../policy/testdata/errors/many")),
 			"9 errors in rules"},
@@ -397,6 +407,12 @@ func TestCheckAgreesWithDaemon(t *testing.T) {
 		{"decision log in a missing directory", "log:\n  decisions: /nonexistent/dir/file.log\n",
 			"gatewayd.yaml:5:14: log.decisions: "},
 		{"quarantine under a file", fmt.Sprintf("quarantine: %q\n", filepath.Join(file, "q")),
+			"gatewayd.yaml:4:13: quarantine: "},
+		{"decision log a symlink into a missing directory", fmt.Sprintf("log:\n  decisions: %q\n", danglingLog),
+			"gatewayd.yaml:5:14: log.decisions: "},
+		{"quarantine whose tmp is a dangling symlink", fmt.Sprintf("quarantine: %q\n", danglingTmp),
+			"gatewayd.yaml:4:13: quarantine: "},
+		{"quarantine a dangling symlink", fmt.Sprintf("quarantine: %q\n", danglingRoot),
 			"gatewayd.yaml:4:13: quarantine: "},
 	}
 	for _, c := range cases {
@@ -432,6 +448,28 @@ func TestCheckCreatesNothing(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("check left %v behind", ents)
+	}
+}
+
+// TestCheckFollowsSymlinks: a decision log that is a symlink to a file not
+// yet made, in a directory that exists, is created there by the daemon;
+// check accepts it and creates nothing, and the daemon starts.
+func TestCheckFollowsSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "logs"), 0o750)
+	link := filepath.Join(dir, "decisions.log")
+	os.Symlink(filepath.Join("logs", "decisions.log"), link)
+	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nlog:\n  decisions: %q\n", freePort(t), link))
+	out, err := exec.Command(binary, "check", "-config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration OK") {
+		t.Fatalf("check refused: %v\n%s", err, out)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "logs")); len(ents) != 0 {
+		t.Errorf("check left %v behind", ents)
+	}
+	startDaemon(t, "-config", cfg)
+	if _, err := os.Stat(filepath.Join(dir, "logs", "decisions.log")); err != nil {
+		t.Errorf("the daemon did not create the link's target: %v", err)
 	}
 }
 
