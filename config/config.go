@@ -239,6 +239,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	c.pos = d.pos
+	c.trimRootDots()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -467,6 +468,19 @@ func hostPort(a string) error {
 		return fmt.Errorf("%q: the port must be a number from 1 to 65535", a)
 	}
 	return nil
+}
+
+// trimRootDots drops the root dot of a fully qualified hostname or
+// upstream.helo ("mx.example.com." names mx.example.com): they are sent
+// in the greeting, the Received field and EHLO as RFC 5321 Domains, which
+// have none. A value that is no domain name is left as written, for
+// Validate to refuse ("." is not an empty hostname).
+func (c *Config) trimRootDots() {
+	for _, name := range []*string{&c.Hostname, &c.Upstream.Helo} {
+		if validDomain(*name) {
+			*name = strings.TrimSuffix(*name, ".")
+		}
+	}
 }
 
 func validDomain(d string) bool {

@@ -205,6 +205,9 @@ func TestHostnames(t *testing.T) {
 		{"upstream:\n  helo: bad host name\n", `f.yaml:2:9: upstream.helo: "bad host name" is not a domain name or an address literal`},
 		{"upstream:\n  helo: \"[192.0.2.300]\"\n", `f.yaml:2:9: upstream.helo: "[192.0.2.300]" is not`},
 		{"upstream:\n  helo: \"[2001:db8::1]\"\n", `upstream.helo: "[2001:db8::1]" is not`},
+		{"hostname: .\n", `f.yaml:1:11: hostname: "." is not a domain name`},
+		{"hostname: mx.example.com..\n", `hostname: "mx.example.com.." is not a domain name`},
+		{"upstream:\n  helo: .\n", `f.yaml:2:9: upstream.helo: "." is not a domain name`},
 	}
 	for _, c := range cases {
 		_, err := Parse("f.yaml", []byte(c.in))
@@ -222,5 +225,18 @@ func TestHostnames(t *testing.T) {
 		if _, err := Parse("f.yaml", []byte(ok)); err != nil {
 			t.Errorf("%q refused: %v", ok, err)
 		}
+	}
+}
+
+// TestHostnameTrailingDot: a fully qualified name written with its root
+// dot is accepted, and the dot is dropped at load: the name goes into the
+// greeting, the Received field and EHLO, where RFC 5321's Domain has none.
+func TestHostnameTrailingDot(t *testing.T) {
+	c, err := Parse("f.yaml", []byte("hostname: MX.Example.COM.\nupstream:\n  helo: gw1.example.com.\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "MX.Example.COM" || c.Upstream.Helo != "gw1.example.com" {
+		t.Errorf("hostname %q, upstream.helo %q: want the names without the trailing dot", c.Hostname, c.Upstream.Helo)
 	}
 }

@@ -375,6 +375,51 @@ func TestUpstreamHeloDefault(t *testing.T) {
 	}
 }
 
+// TestHostnameTrailingDot: hostname and upstream.helo written with the
+// root dot are sent without it, in the greeting and in EHLO upstream.
+func TestHostnameTrailingDot(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	ehlo := make(chan string, 1)
+	go func() {
+		c, err := up.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "220 upstream.test ESMTP\r\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		ehlo <- strings.TrimSpace(line)
+	}()
+	addr := freePort(t)
+	startDaemon(t, "-config", writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nhostname: mx.example.com.\nupstream:\n  addrs: [%q]\n  helo: gw1.example.com.\n",
+		addr, up.Addr().String())))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &smtpConn{t: t, c: c, r: bufio.NewReader(c)}
+	if got := s.expect("220"); !strings.HasPrefix(got, "220 mx.example.com ") {
+		t.Errorf("greeting %q, want the hostname without its trailing dot", got)
+	}
+	s.send("EHLO c.test")
+	s.expect("250")
+	s.send("MAIL FROM:<a@s.test>")
+	s.send("RCPT TO:<bob@example.com>")
+	select {
+	case got := <-ehlo:
+		if got != "EHLO gw1.example.com" {
+			t.Errorf("upstream got %q, want %q", got, "EHLO gw1.example.com")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the internal MTA was never contacted")
+	}
+}
+
 // TestCheckAgreesWithDaemon: `gatewayd check` (and -check-config) refuses
 // what the daemon refuses at start, with the same message: rule files that
 // do not load, rules naming a zone that is not configured, a decision log
