@@ -51,20 +51,7 @@ func TestHandoffSessionGoesOn(t *testing.T) {
 // TestHandoffTLS: a TLS session waits through tls.Conn; the cut read is a
 // timeout the TLS layer recovers from.
 func TestHandoffTLS(t *testing.T) {
-	cfg := testConfig()
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
-	g := startGateway(t, cfg, nil, nil)
-	raw, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	runDialog(t, raw, "< 220\n> EHLO client.test\n< 250\n> STARTTLS\n< 220 2.0.0")
-	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	runDialog(t, tc, "> EHLO client.test\n< 250")
+	g, tc := startTLSSession(t, testConfig())
 	handOff(t, g.srv)
 	runDialog(t, tc, "> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< 250")
 	handOff(t, g.srv)
@@ -235,19 +222,7 @@ func TestHandoffDataInBetween(t *testing.T) {
 func TestHandoffKeepsIdleDeadlineTLS(t *testing.T) {
 	cfg := testConfig()
 	cfg.IdleTimeout = 2 * time.Second // a 64th (the deadline's slack) is 31 ms
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
-	g := startGateway(t, cfg, nil, nil)
-	raw, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	runDialog(t, raw, "< 220\n> EHLO client.test\n< 250\n> STARTTLS\n< 220 2.0.0")
-	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	runDialog(t, tc, "> EHLO client.test\n< 250")
+	g, tc := startTLSSession(t, cfg)
 	var sess *session
 	waitFor(t, "the session", func() bool {
 		g.srv.mu.Lock()
@@ -271,4 +246,24 @@ func TestHandoffKeepsIdleDeadlineTLS(t *testing.T) {
 		t.Errorf("idle deadline moved by %v at the handoff", after.Sub(before))
 	}
 	runDialog(t, tc, "> NOOP\n< 250\n> QUIT\n< 221")
+}
+
+// startTLSSession runs a gateway with cfg and a certificate, and opens a
+// session that has said EHLO again inside TLS.
+func startTLSSession(t *testing.T, cfg Config) (*testGateway, *tls.Conn) {
+	t.Helper()
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	g := startGateway(t, cfg, nil, nil)
+	raw, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	runDialog(t, raw, "< 220\n> EHLO client.test\n< 250\n> STARTTLS\n< 220 2.0.0")
+	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	runDialog(t, tc, "> EHLO client.test\n< 250")
+	return g, tc
 }

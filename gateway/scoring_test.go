@@ -120,10 +120,7 @@ func TestGreylistPassReasonsOnce(t *testing.T) {
   - {name: rcpt_pts, stage: rcpt, action: score, score: 2}
   - {name: grey, stage: rcpt, action: greylist}
 `)
-	try := "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< %s\n> QUIT\n< 221"
-	dialog(t, e.g.addr, strings.Replace(try, "%s", "451", 1))
-	e.clock.Advance(10 * time.Minute)
-	dialog(t, e.g.addr, strings.Replace(try, "%s", "250", 1))
+	greylistThen(t, e, "250")
 	line := e.lastLine(t, "rcpt")
 	if got := strings.Join(ruleNames(line), ","); got != "rcpt_pts,grey,greylist" {
 		t.Errorf("reasons %s, want rcpt_pts,grey,greylist", got)
@@ -204,10 +201,7 @@ func TestThresholdAfterGreylistNamesItsRules(t *testing.T) {
 thresholds:
   reject: {score: 5}
 `)
-	try := "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< %s\n> QUIT\n< 221"
-	dialog(t, e.g.addr, strings.Replace(try, "%s", "451", 1))
-	e.clock.Advance(10 * time.Minute)
-	dialog(t, e.g.addr, strings.Replace(try, "%s", "550", 1))
+	greylistThen(t, e, "550")
 	if got := strings.Join(ruleNames(e.lastLine(t, "rcpt")), ","); got != "conn6,grey,greylist,threshold:reject" {
 		t.Errorf("reasons %s, want conn6,grey,greylist,threshold:reject", got)
 	}
@@ -242,4 +236,14 @@ func TestHeloAgainForgetsItsListing(t *testing.T) {
 	if _, ok := checks["domainbl_helo"]; ok {
 		t.Errorf("the rcpt line still shows the first HELO's listing: %v", checks)
 	}
+}
+
+// greylistThen sends one recipient twice, the delay passing between: the
+// first try is greylisted, the second answered want.
+func greylistThen(t *testing.T, e *judgeEnv, want string) {
+	t.Helper()
+	try := "< 220\n> EHLO mail.client.test\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< %s\n> QUIT\n< 221"
+	dialog(t, e.g.addr, strings.Replace(try, "%s", "451", 1))
+	e.clock.Advance(10 * time.Minute)
+	dialog(t, e.g.addr, strings.Replace(try, "%s", want, 1))
 }

@@ -341,22 +341,7 @@ func TestUpstreamHeloDefault(t *testing.T) {
 	if err != nil || want == "" || want == "localhost" {
 		t.Skipf("the machine's host name (%q, %v) cannot tell the default from localhost", want, err)
 	}
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	ehlo := make(chan string, 1)
-	go func() {
-		c, err := up.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "220 upstream.test ESMTP\r\n")
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		ehlo <- strings.TrimSpace(line)
-	}()
+	up, ehlo := ehloCatcher(t)
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nupstream:\n  addrs: [%q]\n", addr, up.Addr().String()))
 	startDaemon(t, "-config", cfg)
@@ -378,22 +363,7 @@ func TestUpstreamHeloDefault(t *testing.T) {
 // TestHostnameTrailingDot: hostname and upstream.helo written with the
 // root dot are sent without it, in the greeting and in EHLO upstream.
 func TestHostnameTrailingDot(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	ehlo := make(chan string, 1)
-	go func() {
-		c, err := up.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "220 upstream.test ESMTP\r\n")
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		ehlo <- strings.TrimSpace(line)
-	}()
+	up, ehlo := ehloCatcher(t)
 	addr := freePort(t)
 	startDaemon(t, "-config", writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nhostname: mx.example.com.\nupstream:\n  addrs: [%q]\n  helo: gw1.example.com.\n",
 		addr, up.Addr().String())))
@@ -626,4 +596,27 @@ func TestCLIHelp(t *testing.T) {
 	if !strings.Contains(string(out), "http://127.0.0.1:9025") || strings.Contains(string(out), "8025") {
 		t.Errorf("greylist -admin help does not show the default port 9025:\n%s", out)
 	}
+}
+
+// ehloCatcher listens as an internal MTA that greets its first client and
+// hands over the first line it says (the EHLO), then hangs up.
+func ehloCatcher(t *testing.T) (net.Listener, <-chan string) {
+	t.Helper()
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	ehlo := make(chan string, 1)
+	go func() {
+		c, err := up.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "220 upstream.test ESMTP\r\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		ehlo <- strings.TrimSpace(line)
+	}()
+	return up, ehlo
 }
