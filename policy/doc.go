@@ -68,7 +68,11 @@
 // indexOf, lastIndexOf, hasPrefix, hasSuffix, max, min, mean, median,
 // first, last, get, take, keys, values, reverse, uniq, sort, concat,
 // flatten, now, duration, date, timezone and the bit functions; a builtin
-// of a later expr is refused until it is added to that list.
+// of a later expr is refused until it is added to that list. A method may
+// be called only on a date (now(), date()) or a duration, and only one
+// that gives a number, a boolean, a date or a duration (Hour, Minute,
+// Weekday, Year, Month, Day, Unix, Before, After, Equal, Sub, Hours, ...):
+// Format and String build a text, doubled at each nesting.
 //
 // From the names a stage's conditions and templates use, the engine knows
 // which checks they read: Engine.Needs(stage) tells the gateway which

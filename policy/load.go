@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -977,6 +980,12 @@ func (l *loader) compileCond(f *ruleFile, n *yaml.Node, src, what string, stages
 		l.exprErr(f, n, src, what, err)
 		return nil
 	}
+	// The walker's checks that depend on a type (the receiver of a method,
+	// the left operand of in 1..10) read the types the checker gives the
+	// nodes; its errors are reported by expr.Compile below.
+	cfg := conf.CreateNew()
+	expr.Env(Env{})(cfg)
+	_, _ = checker.Check(tree, cfg)
 	w := &condWalker{l: l, f: f, n: n, src: src, what: what, stages: stages, elems: closureElems(&tree.Node),
 		inRange: literalRanges(&tree.Node), seen: map[string]bool{}}
 	ast.Walk(&tree.Node, w)
@@ -1143,6 +1152,7 @@ func (w *condWalker) Visit(node *ast.Node) {
 	case *ast.CallNode:
 		id, ok := x.Callee.(*ast.IdentifierNode)
 		if !ok {
+			w.checkMethod(x)
 			return
 		}
 		lit := func(i int, what string) (string, bool) {
@@ -1190,6 +1200,40 @@ func (w *condWalker) Visit(node *ast.Node) {
 			}
 		}
 	}
+}
+
+// condMethods are the methods a condition may call, by the type of their
+// receiver: those of time.Time (from now() and date()) and time.Duration
+// (from duration() and Sub) whose result is a number, a boolean, a time or
+// a duration. The others can build a text without bound: Format and
+// String of a date give a text as long as their layout, and a layout made
+// by another Format doubles at each nesting (a 974-octet condition
+// allocated 651 MB).
+var condMethods = map[reflect.Type]map[string]bool{
+	reflect.TypeOf(time.Time{}): {
+		"Year": true, "Month": true, "Day": true, "Hour": true, "Minute": true, "Second": true,
+		"Nanosecond": true, "Weekday": true, "YearDay": true, "Unix": true, "UnixMilli": true,
+		"UnixMicro": true, "UnixNano": true, "Before": true, "After": true, "Equal": true,
+		"Compare": true, "IsZero": true, "Sub": true, "Add": true, "UTC": true,
+	},
+	reflect.TypeOf(time.Duration(0)): {
+		"Hours": true, "Minutes": true, "Seconds": true, "Milliseconds": true, "Microseconds": true,
+		"Nanoseconds": true, "Abs": true,
+	},
+}
+
+// checkMethod refuses a call of a method not in condMethods.
+func (w *condWalker) checkMethod(x *ast.CallNode) {
+	if m, ok := x.Callee.(*ast.MemberNode); ok {
+		if name, ok := m.Property.(*ast.StringNode); ok {
+			if t := m.Node.Type(); t != nil && condMethods[t][name.Value] {
+				return
+			}
+			w.errAt(x, "the method %s is not allowed in conditions: only methods of now(), date() and duration() that give a number, a boolean, a date or a duration are (Hour, Minute, Weekday, Year, Month, Day, Unix, Before, After, Equal, Sub, Hours, ...); Format and String can build a text without bound", name.Value)
+			return
+		}
+	}
+	w.errAt(x, "this call is not allowed in conditions: only the functions and builtins of conditions, and some methods of dates and durations, may be called")
 }
 
 func (w *condWalker) noteZone(at ast.Node, zone string) {

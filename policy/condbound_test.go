@@ -1,0 +1,56 @@
+package policy_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/mxgate/gatewayd/policy"
+)
+
+func loadCond(t *testing.T, cond string) (*policy.Engine, error) {
+	t.Helper()
+	y := fmt.Sprintf("rules:\n  - name: r\n    stage: data\n    if: '%s'\n    action: continue\n", cond)
+	return loadRules(t, y)
+}
+
+// A method of time.Time (Format) doubles a text at each nesting: a call
+// of a method that can build a text is refused at load.
+func TestMethodCallsRefused(t *testing.T) {
+	nested := `"1"`
+	for i := 0; i < 26; i++ {
+		nested = `date("2020-12-31T23:59:59Z").Format(` + nested + `)`
+	}
+	for _, c := range []string{
+		"len(" + nested + ") > 0",
+		`len(now().Format("2006")) > 0`,
+		`now().String() != ""`,
+		`len(string(now().AppendFormat([], "2006"))) > 0`,
+		`now().AddDate(1, 0, 0).Year() > 0`,
+		`len(duration("1h").String()) > 0`,
+	} {
+		_, err := loadCond(t, c)
+		if err == nil || !strings.Contains(err.Error(), "not allowed in conditions") {
+			t.Errorf("%s: loaded (err %v)", c, err)
+		}
+	}
+}
+
+func TestMethodCallsAllowed(t *testing.T) {
+	for _, c := range []string{
+		`now().Hour() >= 0 && now().Minute() < 60`,
+		`int(now().Weekday()) < 7 && int(now().Month()) > 0 && now().Year() > 2000`,
+		`date("2020-12-31T23:59:59Z").Before(now())`,
+		`now().Sub(date("2020-12-31T23:59:59Z")).Hours() > 1`,
+	} {
+		e, err := loadCond(t, c)
+		if err != nil {
+			t.Errorf("%s: %v", c, err)
+			continue
+		}
+		o := e.Evaluate(facts(policy.StageData))
+		if len(o.Errors) > 0 || len(o.Reasons) != 1 {
+			t.Errorf("%s: reasons %v, errors %v", c, reasons(o), o.Errors)
+		}
+	}
+}
