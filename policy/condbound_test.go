@@ -54,3 +54,27 @@ func TestMethodCallsAllowed(t *testing.T) {
 		}
 	}
 }
+
+// x in a..b with literal bounds is two comparisons for an int x, with
+// negative bounds too; for an int64 or a float x expr would build the
+// list at every evaluation (size in 1..5000000 exceeded the memory
+// budget on every message): refused at load.
+func TestInRange(t *testing.T) {
+	for _, c := range []string{`int(score) in -5..5`, `client_port in 1..65535`, `int(size) in 1..5000000`} {
+		e, err := loadCond(t, c)
+		if err != nil {
+			t.Errorf("%s: %v", c, err)
+			continue
+		}
+		o := e.Evaluate(facts(policy.StageData, size(100), score(3)))
+		if len(o.Errors) > 0 || len(o.Reasons) != 1 {
+			t.Errorf("%s: reasons %v, errors %v", c, reasons(o), o.Errors)
+		}
+	}
+	for _, c := range []string{`size in 1..5000000`, `score in 0..2000000`, `get(rcpts, 0) in 1..3`} {
+		_, err := loadCond(t, c)
+		if err == nil || !strings.Contains(err.Error(), "write x >= a && x <= b") {
+			t.Errorf("%s: loaded (err %v)", c, err)
+		}
+	}
+}

@@ -60,7 +60,9 @@
 //
 // A condition may not build data without bound (expr's memory budget
 // counts list elements, not the size of strings): the range operator
-// (1..n) but in x in 1..10 with literal bounds, let, and the builtins reduce, map, sortBy, groupBy, repeat,
+// (1..n) but in x in 1..10 with literal bounds (-5 too) and an x of
+// type int (size, an int64, and score, a float, are refused: expr would
+// build the list; write x >= 1 && x <= 10), let, and the builtins reduce, map, sortBy, groupBy, repeat,
 // replace, join, string, toJSON and toBase64 are refused. The builtins
 // allowed are all, none, any, one, filter, find, findIndex, findLast,
 // findLastIndex, count, sum, len, type, abs, ceil, floor, round, int,

@@ -1058,13 +1058,21 @@ func literalRanges(tree *ast.Node) map[*ast.BinaryNode]bool {
 	ast.Walk(tree, visitFunc(func(n *ast.Node) {
 		if in, ok := (*n).(*ast.BinaryNode); ok && in.Operator == "in" {
 			if r, ok := in.Right.(*ast.BinaryNode); ok && r.Operator == ".." {
-				_, lo := r.Left.(*ast.IntegerNode)
-				_, hi := r.Right.(*ast.IntegerNode)
-				out[r] = lo && hi
+				out[r] = intLiteral(r.Left) && intLiteral(r.Right)
 			}
 		}
 	}))
 	return out
+}
+
+// intLiteral says whether n is an integer literal, or one with a sign
+// (-5: expr folds it into a literal before it rewrites x in -5..0).
+func intLiteral(n ast.Node) bool {
+	if u, ok := n.(*ast.UnaryNode); ok && (u.Operator == "-" || u.Operator == "+") {
+		n = u.Node
+	}
+	_, ok := n.(*ast.IntegerNode)
+	return ok
 }
 
 // condBuiltins are the builtins of expr a condition may use: tests,
@@ -1117,6 +1125,19 @@ func (w *condWalker) Visit(node *ast.Node) {
 	case *ast.BinaryNode:
 		if x.Operator == ".." && !w.inRange[x] {
 			w.errAt(x, "the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)")
+		}
+		if r, ok := x.Right.(*ast.BinaryNode); ok && x.Operator == "in" && r.Operator == ".." && w.inRange[r] {
+			// expr turns x in a..b into two comparisons only for an x of
+			// type int; for another (size is an int64, score a float) it
+			// builds the list at every evaluation, which exceeds the
+			// memory budget once it is long.
+			if t := x.Left.Type(); t == nil || t.Kind() != reflect.Int {
+				what := "unknown"
+				if t != nil {
+					what = t.String()
+				}
+				w.errAt(x, "x in a..b is allowed only for an x of type int (here %s): write x >= a && x <= b", what)
+			}
 		}
 		w.checkValues(x)
 	case *ast.VariableDeclaratorNode:

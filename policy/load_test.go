@@ -107,7 +107,9 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:10:53: rule "to_json": if: toJSON is not allowed in conditions: it can build a text larger than what it reads`,
 			`rules.yaml:11:43: rule "sort_by": if: sortBy is not allowed in conditions: it builds a new value for every element`,
 			`rules.yaml:12:46: rule "from_pairs": if: fromPairs is not allowed in conditions: it is not one of the builtins a condition may use`,
-			`rules.yaml:14:62: rule "not_literal": if: the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)`}},
+			`rules.yaml:13:81: rule "in_range": if: x in a..b is allowed only for an x of type int (here float64): write x >= a && x <= b`,
+			`rules.yaml:14:62: rule "not_literal": if: the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)`,
+			`rules.yaml:15:50: rule "in_range_size": if: x in a..b is allowed only for an x of type int (here int64): write x >= a && x <= b`}},
 		// Every field chain, call and function of every branch.
 		{"template_check", []string{
 			`rules.yaml:4:100: rule "after_nil": reply text: TemplateData has no field or method ClientAddr`,
