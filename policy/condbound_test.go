@@ -78,3 +78,21 @@ func TestInRange(t *testing.T) {
 		}
 	}
 }
+
+// The first word of a one-line reply is an enhanced code only when it
+// starts with a class digit and a dot; a date is text.
+func TestReplyTextStartingWithDate(t *testing.T) {
+	y := "rules:\n  - name: maint\n    stage: connect\n    action: defer\n    reply: \"421 24.12.2025 maintenance, try again later\"\n"
+	e, err := loadRules(t, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.Evaluate(facts(policy.StageConnect))
+	if o.Reply.Code != 421 || o.Reply.Text != "24.12.2025 maintenance, try again later" || !strings.HasPrefix(o.Reply.Enhanced, "4.") {
+		t.Errorf("reply %+v", o.Reply)
+	}
+	y = "rules:\n  - name: maint\n    stage: connect\n    action: defer\n    reply: \"421 4.07.1 maintenance\"\n"
+	if _, err := loadRules(t, y); err == nil {
+		t.Errorf("421 4.07.1 loaded")
+	}
+}

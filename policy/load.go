@@ -660,11 +660,12 @@ func defaultReply(a Action, s Stage) Reply {
 
 var replyFields = []string{"code", "enhanced", "text"}
 
-// replyShortRE is the one-line form "550 5.7.1 text". A second word of
-// two dots, digits and signs is taken as the enhanced code, for
-// ValidateEnhanced to judge: "550 5.07.001 text" is an error, not a text
-// after a default code.
-var replyShortRE = regexp.MustCompile(`^(\d{3})(?:\s+([0-9+-]+\.[0-9+-]*\.[0-9+-]*))?(?:\s+(.*))?$`)
+// replyShortRE is the one-line form "550 5.7.1 text". A second word that
+// starts with a class digit and a dot (2., 4., 5.) and has two dots,
+// digits and signs is taken as the enhanced code, for ValidateEnhanced to
+// judge: "550 5.07.001 text" is an error, not a text after a default
+// code. Another word is text: "421 24.12.2025 maintenance" is a date.
+var replyShortRE = regexp.MustCompile(`^(\d{3})(?:\s+([245]\.[0-9+-]*\.[0-9+-]*))?(?:\s+(.*))?$`)
 
 // loadReply reads reply: {code, enhanced, text} or reply: "550 5.7.1 text"
 // and checks it against the action and the stage s; its text is checked

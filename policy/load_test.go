@@ -54,7 +54,7 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:9:34: rule "minus": reply.enhanced: enhanced code "5.-0.1": the subject "-0" is not a number of 1 to 3 digits`,
 			`rules.yaml:13:12: rule "zeros": reply: enhanced code "4.07.001": the subject "07" has a leading zero`,
 			`rules.yaml:17:34: rule "too_long": reply.enhanced: enhanced code "5.7.1000": the detail "1000" is not a number of 1 to 3 digits`,
-			`rules.yaml:21:12: rule "class": reply: enhanced code "3.0.0": class must be 2, 4 or 5`,
+			`rules.yaml:21:34: rule "class": reply.enhanced: enhanced code "3.0.0": class must be 2, 4 or 5`,
 			`rules.yaml:25:12: rule "short_sign": reply: enhanced code "5.+7.1": the subject "+7" is not a number of 1 to 3 digits`}},
 		{"connect_code", []string{
 			`rules.yaml:5:12: rule "r1": at connect a reject is 554 (RFC 5321 section 3.1), not 550`}},
