@@ -96,3 +96,17 @@ func TestReplyTextStartingWithDate(t *testing.T) {
 		t.Errorf("421 4.07.1 loaded")
 	}
 }
+
+// A pattern that is not a literal is compiled at every evaluation, and
+// the sender can choose it (a 64 KB X-Filter took 5 s): refused at load.
+func TestMatchesLiteralPattern(t *testing.T) {
+	for _, c := range []string{`header("Subject") matches header("X-Filter")`, `helo matches lower(helo)`, `helo matches "a" + "b"`} {
+		_, err := loadCond(t, c)
+		if err == nil || !strings.Contains(err.Error(), "the pattern must be a literal string") {
+			t.Errorf("%s: loaded (err %v)", c, err)
+		}
+	}
+	if _, err := loadCond(t, `header("Subject") matches "^(?i)viagra" && !(helo matches "^[0-9.]+$")`); err != nil {
+		t.Error(err)
+	}
+}

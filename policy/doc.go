@@ -74,7 +74,9 @@
 // be called only on a date (now(), date()) or a duration, and only one
 // that gives a number, a boolean, a date or a duration (Hour, Minute,
 // Weekday, Year, Month, Day, Unix, Before, After, Equal, Sub, Hours, ...):
-// Format and String build a text, doubled at each nesting.
+// Format and String build a text, doubled at each nesting. The pattern
+// of matches must be a literal string: another is compiled at every
+// evaluation, and could come from the message.
 //
 // From the names a stage's conditions and templates use, the engine knows
 // which checks they read: Engine.Needs(stage) tells the gateway which

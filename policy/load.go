@@ -1124,6 +1124,11 @@ func (w *condWalker) Visit(node *ast.Node) {
 			w.errAt(x, "%s is not allowed in conditions: %s", x.Name, why)
 		}
 	case *ast.BinaryNode:
+		if _, lit := x.Right.(*ast.StringNode); x.Operator == "matches" && !lit {
+			// expr compiles a pattern that is not a literal at every
+			// evaluation, and this one can come from the message.
+			w.errAt(x.Right, "matches: the pattern must be a literal string (one read from the message is compiled at every evaluation, and the sender chooses it)")
+		}
 		if x.Operator == ".." && !w.inRange[x] {
 			w.errAt(x, "the range operator .. is allowed only as x in 1..10, with literal bounds (elsewhere it builds a list of any length)")
 		}
