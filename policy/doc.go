@@ -42,7 +42,9 @@
 // header(), headers(), in_list(), ip_in(), dnsbl_listed(), dnsbl_code(),
 // dkim_pass_domain(), domain_match(); plus expr's own operators and
 // builtins (in, matches, startsWith, endsWith, contains, lower, any, ...).
-// A rule without "if" always applies.
+// A rule without "if" always applies. header(name) is the first value of
+// a field, headers(name) the first 1000 (a closure over them, even nested,
+// stays bounded); the header section is parsed once per evaluation.
 //
 // What can never hold is a load error. A variable has a value from the
 // stage that gives it on: helo, tls, tls_version and domainbl from helo

@@ -57,7 +57,8 @@ type Env struct {
 	Score float64 `expr:"score"`
 
 	// header(name) is the first value of the header field name ("" when
-	// absent), unfolded and trimmed; headers(name) all of them.
+	// absent), unfolded and trimmed; headers(name) all of them, up to
+	// the first maxHeaderValues (1000).
 	HeaderFn  func(string) string   `expr:"header"`
 	HeadersFn func(string) []string `expr:"headers"`
 	// in_list(list, value) tests value against a named list. The list
@@ -86,7 +87,19 @@ type Env struct {
 	// next, and dnsblKeys the zones filled in by this one.
 	dnsbl     map[string]Zone
 	dnsblKeys []string
+	// hdr holds the values of the header section's fields by lower-case
+	// name, at most maxHeaderValues each: made at the first header() or
+	// headers() of an evaluation, so that a call in a closure (any of
+	// headers("To"), # == header("From")) does not parse the section
+	// again for every element. hdrDone says it is made.
+	hdr     map[string][]string
+	hdrDone bool
 }
+
+// maxHeaderValues is the most values headers(name) gives: the first
+// ones. A closure over them stays bounded, and a nested one (over
+// headers("To") within one over headers("Cc")) at most its square.
+const maxHeaderValues = 1000
 
 // Zone is one DNSBL or DNSWL zone's answer (checks.ZoneResult).
 type Zone struct {
@@ -178,6 +191,7 @@ func newEnv(e *Engine) *Env {
 // left empty.
 func (env *Env) fill(f *Facts, use facets) {
 	env.facts = f
+	env.hdr, env.hdrDone = nil, false
 	env.Stage = string(f.Stage)
 	env.ClientIP = ""
 	if f.ClientIP.IsValid() {
@@ -266,6 +280,7 @@ func (env *Env) fill(f *Facts, use facets) {
 // of a finished evaluation alive.
 func (env *Env) clear() {
 	env.facts = nil
+	env.hdr, env.hdrDone = nil, false
 	env.Rcpts = nil
 	env.DNSBL = nil
 	for _, k := range env.dnsblKeys {
@@ -283,20 +298,36 @@ func zoneOf(z checks.ZoneResult) Zone {
 }
 
 func (env *Env) header(name string) string {
-	if env.facts == nil {
-		return ""
-	}
-	if v := env.facts.HeaderValues(name); len(v) > 0 {
+	if v := env.headerValues(name); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
 func (env *Env) headers(name string) []string {
+	return env.headerValues(name)
+}
+
+// headerValues returns the first maxHeaderValues values of the fields
+// named name (case-insensitive), unfolded and trimmed, in order. The
+// header section is parsed once per evaluation.
+func (env *Env) headerValues(name string) []string {
 	if env.facts == nil {
 		return nil
 	}
-	return env.facts.HeaderValues(name)
+	if !env.hdrDone {
+		env.hdrDone = true
+		m := map[string][]string{}
+		for _, h := range checks.HeaderFields(env.facts.Header) {
+			k := strings.ToLower(h.Name)
+			if v := m[k]; len(v) < maxHeaderValues {
+				m[k] = append(v, strings.TrimSpace(h.Value))
+			}
+		}
+		env.hdr = m
+	}
+	v := env.hdr[strings.ToLower(name)]
+	return v[:len(v):len(v)] // an append by the caller does not write into the cache
 }
 
 func (env *Env) inList(name, v string) bool {
