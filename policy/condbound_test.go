@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -147,5 +148,39 @@ func TestHeaderInClosureBounded(t *testing.T) {
 	}
 	if o = e.Evaluate(f); len(o.Reasons) != 1 {
 		t.Errorf("reasons %v, errors %v", reasons(o), o.Errors)
+	}
+}
+
+// A printf width applies to every element of a slice: "%999v" of a
+// 110 KB header section padded each octet (555 MB). With an argument
+// that is not a number, boolean or string, a width or precision is an
+// error; the detail stays bounded.
+func TestPrintfWidthPerElement(t *testing.T) {
+	f := facts(policy.StageData, headerFields("To", 10000))
+	for _, tmpl := range []string{`{{ printf "%999v" .Header }}`, `{{ printf "%999s" (.HeaderValues "To") }}`, `{{ printf "%.900v" .Rcpts }}`} {
+		y := fmt.Sprintf("rules:\n  - name: r\n    stage: data\n    action: continue\n    detail: '%s'\n", tmpl)
+		e, err := loadRules(t, y)
+		if err != nil {
+			t.Fatalf("load: %v", err)
+		}
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		o := e.Evaluate(f)
+		runtime.ReadMemStats(&m1)
+		if len(o.Errors) == 0 || !strings.Contains(strings.Join(o.Errors, " "), "width or precision") {
+			t.Errorf("%s: no error: %v", tmpl, o.Errors)
+		}
+		if a := m1.TotalAlloc - m0.TotalAlloc; a > 16<<20 {
+			t.Errorf("%s: %d MB allocated for a %d KB header section", tmpl, a>>20, len(f.Header)>>10)
+		}
+	}
+	y := "rules:\n  - name: r\n    stage: data\n    action: continue\n    detail: '{{ printf \"%05.1f %03d %.1s\" .Score .Size .Helo }} {{ printf \"%v\" .Header }}'\n"
+	e, err := loadRules(t, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := e.Evaluate(facts(policy.StageData, score(2.5), size(7), helo("mx"))); len(o.Errors) > 0 || o.Reasons[0].Detail != "002.5 007 m []" {
+		t.Errorf("detail %q, errors %v", o.Reasons[0].Detail, o.Errors)
 	}
 }

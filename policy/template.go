@@ -82,11 +82,53 @@ var templateFuncs = template.FuncMap{
 	"upper":    strings.ToUpper,
 	"join":     joinCapped,
 	"print":    func(args ...any) string { return capRendered(fmt.Sprint(args...)) },
-	"printf":   func(format string, args ...any) string { return capRendered(fmt.Sprintf(format, args...)) },
+	"printf":   printfCapped,
 	"println":  func(args ...any) string { return capRendered(fmt.Sprintln(args...)) },
 	"html":     func(args ...any) string { return capRendered(template.HTMLEscaper(args...)) },
 	"js":       func(args ...any) string { return capRendered(template.JSEscaper(args...)) },
 	"urlquery": func(args ...any) string { return capRendered(template.URLQueryEscaper(args...)) },
+}
+
+// printfCapped is fmt.Sprintf cut to maxRendered octets. A width or
+// precision is refused (an error, which ends the template) when an
+// argument is not a number, a boolean or a string: fmt applies it to
+// every element of a slice, array or map, and every field of a struct
+// (printf "%999v" .Header pads each octet of the header section: 555 MB
+// for a 106 KB one).
+func printfCapped(format string, args ...any) (string, error) {
+	if formatHasWidth(format) {
+		for _, a := range args {
+			switch reflect.ValueOf(a).Kind() {
+			case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+				reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+			default:
+				return "", fmt.Errorf("printf %q: a width or precision is allowed only with numbers, booleans and strings, not a %T (it would apply to every element)", format, a)
+			}
+		}
+	}
+	return capRendered(fmt.Sprintf(format, args...)), nil
+}
+
+// formatHasWidth says whether a printf format gives a width or a
+// precision (a digit after the flags, or a dot) to one of its verbs.
+func formatHasWidth(f string) bool {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		j := i + 1
+		for j < len(f) && strings.IndexByte("+-# 0", f[j]) >= 0 {
+			j++
+		}
+		for ; j < len(f) && strings.IndexByte("0123456789.[]*", f[j]) >= 0; j++ {
+			if f[j] != '0' && f[j] != '[' && f[j] != ']' {
+				return true
+			}
+		}
+		i = j // the verb (%% included)
+	}
+	return false
 }
 
 // maxRendered bounds the text a template produces, before it is made one
