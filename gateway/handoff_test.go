@@ -31,12 +31,7 @@ func handOff(t *testing.T, s *Server) {
 
 func TestHandoffSessionGoesOn(t *testing.T) {
 	g := startGateway(t, testConfig(), nil, nil)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runDialog(t, c, "< 220\n> EHLO client.test\n< 250")
+	c := dialEHLO(t, g.addr)
 	handOff(t, g.srv) // idle, outside a transaction
 	runDialog(t, c, "> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< 250")
 	handOff(t, g.srv) // waiting inside a transaction
@@ -67,12 +62,7 @@ func TestHandoffIdleTimeout(t *testing.T) {
 	cfg := testConfig()
 	cfg.IdleTimeout = 2 * time.Second
 	g := startGateway(t, cfg, nil, nil)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runDialog(t, c, "< 220\n> EHLO client.test\n< 250")
+	c := dialEHLO(t, g.addr)
 	handOff(t, g.srv)
 	runDialog(t, c, "< 421 4.4.2\n<EOF")
 	if log := g.log.String(); !strings.Contains(log, `"rule":"idle_timeout"`) {
@@ -85,12 +75,7 @@ func TestHandoffIdleTimeout(t *testing.T) {
 // any idle one.
 func TestHandoffShutdown(t *testing.T) {
 	g := startGateway(t, testConfig(), nil, nil)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runDialog(t, c, "< 220\n> EHLO client.test\n< 250")
+	c := dialEHLO(t, g.addr)
 	handOff(t, g.srv)
 	done := make(chan error, 1)
 	go func() {
@@ -200,12 +185,7 @@ func noopClient(addr string, id int) error {
 // than wait for a readiness that was reported before it began.
 func TestHandoffDataInBetween(t *testing.T) {
 	g := startGateway(t, testConfig(), nil, nil)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	runDialog(t, c, "< 220\n> EHLO client.test\n< 250")
+	c := dialEHLO(t, g.addr)
 	testHandoffHook = func() {
 		c.Write([]byte("NOOP\r\n"))
 		time.Sleep(100 * time.Millisecond) // for the poller to see it
@@ -266,4 +246,17 @@ func startTLSSession(t *testing.T, cfg Config) (*testGateway, *tls.Conn) {
 	}
 	runDialog(t, tc, "> EHLO client.test\n< 250")
 	return g, tc
+}
+
+// dialEHLO opens a session to addr that has been greeted and said EHLO;
+// the test's end closes it.
+func dialEHLO(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	runDialog(t, c, "< 220\n> EHLO client.test\n< 250")
+	return c
 }
