@@ -647,9 +647,24 @@ func addrDomains(addrs []*mail.Address) ([]string, error) {
 // shown, must be the one checked. Only the domains matter to DMARC. nil
 // when there is no "@", or one with no domain after it: nothing to check
 // for it, and a spoofer must not be able to hide a domain that way.
+//
+// The field is also read as it stands, comments kept, and the domains of
+// both readings are checked: a "(" in a quoted display name, or one that
+// is not a comment to some reader, must not hide an address.
 func looseAddresses(v string) []*mail.Address {
-	v = closeUp(dropComments(v))
-	var out []*mail.Address
+	out, ok := atDomains(closeUp(dropComments(v)), nil, true)
+	if !ok {
+		return nil
+	}
+	out, _ = atDomains(closeUp(v), out, false)
+	return out
+}
+
+// atDomains appends to out an address for each "@" of v followed by a
+// domain. strict: false when an "@" has no domain after it. Otherwise
+// (the second reading) a domain already in out, or one a comment cuts,
+// is not added again.
+func atDomains(v string, out []*mail.Address, strict bool) ([]*mail.Address, bool) {
 	for i := 0; i < len(v); i++ {
 		if v[i] != '@' {
 			continue
@@ -659,13 +674,20 @@ func looseAddresses(v string) []*mail.Address {
 			j++
 		}
 		d := strings.TrimRight(v[i+1:j], ".")
-		if d == "" {
-			return nil
-		}
-		out = append(out, &mail.Address{Address: "@" + d})
 		i = j - 1
+		switch {
+		case d == "" && strict:
+			return nil, false
+		case strict:
+			out = append(out, &mail.Address{Address: "@" + d})
+		case d == "" || j < len(v) && v[j] == '(':
+			// Nothing, or a domain a comment continues: the reading
+			// without comments has it whole.
+		case !slices.ContainsFunc(out, func(a *mail.Address) bool { return a.Address == "@"+d }):
+			out = append(out, &mail.Address{Address: "@" + d})
+		}
 	}
-	return out
+	return out, true
 }
 
 // domainOctet reports whether c can be part of a domain name as written
@@ -678,16 +700,28 @@ func domainOctet(c byte) bool {
 
 // dropComments removes RFC 5322 comments, nested, with their quoted
 // pairs ("\)"), and replaces each with a space; an unclosed one runs to
-// the end.
+// the end. A "(" inside a quoted string starts no comment.
 func dropComments(v string) string {
 	if strings.IndexByte(v, '(') < 0 {
 		return v
 	}
 	var b strings.Builder
 	depth := 0
+	quoted := false
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch {
+		case depth == 0 && quoted:
+			b.WriteByte(c)
+			if c == '\\' && i+1 < len(v) {
+				i++
+				b.WriteByte(v[i])
+			} else if c == '"' {
+				quoted = false
+			}
+		case depth == 0 && c == '"':
+			quoted = true
+			b.WriteByte(c)
 		case depth > 0 && c == '\\':
 			i++
 		case c == '(':

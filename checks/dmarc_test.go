@@ -278,6 +278,10 @@ func TestFromDomains(t *testing.T) {
 		{"From: ceo@strict(x).test\r\n\r\n", "strict.test", 1, ""},
 		{"From: a@x.example, ceo@(x)y.example\r\n\r\n", "x.example y.example", 2, ""},
 		{"From: a@x.example, ceo@(unclosed\r\n\r\n", "", 0, "From header field"},
+		// A "(" in a quoted display name is no comment; and every "@"
+		// as written is read too.
+		{"From: Smith, \"John (\" <ceo@paypal.com>, \"x)\" <me@evil.example>\r\n\r\n", "paypal.com evil.example", 2, ""},
+		{"From: Smith, John (see ceo@bank.example) <j@x.example>\r\n\r\n", "x.example bank.example", 2, ""},
 		// An "@" in an encoded display name, quotes around an address.
 		{"From: =?UTF-8?Q?info@x.example?= <info@x.example>\r\n\r\n", "x.example", 2, ""},
 		{"From: <'john@x.example'>\r\n\r\n", "x.example", 1, ""},
