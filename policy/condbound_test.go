@@ -43,6 +43,10 @@ func TestMethodCallsAllowed(t *testing.T) {
 		`int(now().Weekday()) < 7 && int(now().Month()) > 0 && now().Year() > 2000`,
 		`date("2020-12-31T23:59:59Z").Before(now())`,
 		`now().Sub(date("2020-12-31T23:59:59Z")).Hours() > 1`,
+		`now().In(timezone("Europe/Berlin")).Hour() >= 0`, // business hours in local time
+		`now().Truncate(duration("1h")).Minute() == 0`,
+		// Two levels of closures over bounded lists.
+		`any(headers("To"), any(headers("Cc"), # == "x")) || true`,
 	} {
 		e, err := loadCond(t, c)
 		if err != nil {

@@ -72,7 +72,9 @@
 // indexOf, lastIndexOf, hasPrefix, hasSuffix, max, min, mean, median,
 // first, last, get, take, keys, values, reverse, uniq, sort, concat,
 // flatten, now, duration, date, timezone and the bit functions; a builtin
-// of a later expr is refused until it is added to that list. A method may
+// of a later expr is refused until it is added to that list. Closures
+// nest two deep at most, may not run over split or splitAfter of a text,
+// and may not build texts with + (a copy of the text per element). A method may
 // be called only on a date (now(), date()) or a duration, and only one
 // that gives a number, a boolean, a date or a duration (Hour, Minute,
 // Weekday, Year, Month, Day, Unix, Before, After, Equal, Sub, Hours, ...):

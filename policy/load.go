@@ -1035,6 +1035,8 @@ type condWalker struct {
 	// range operator may build (a list of at most the VM's memory
 	// budget; for an int x, two comparisons).
 	inRange map[*ast.BinaryNode]bool
+	// nesting is how deep the closures a closure holds go (itself 1).
+	nesting map[*ast.PredicateNode]int
 	needs   NeedSet
 	use     facets
 	bad     bool
@@ -1123,6 +1125,13 @@ func (w *condWalker) Visit(node *ast.Node) {
 			}
 			w.errAt(x, "%s is not allowed in conditions: %s", x.Name, why)
 		}
+		if len(x.Arguments) > 0 && closureBuiltins[x.Name] {
+			if b, ok := x.Arguments[0].(*ast.BuiltinNode); ok && (b.Name == "split" || b.Name == "splitAfter") {
+				w.errAt(x, "%s over %s is not allowed in conditions: it runs once per piece of a text the sender writes, which has no bound (test the text with contains, matches or in_list instead)", x.Name, b.Name)
+			}
+		}
+	case *ast.PredicateNode:
+		w.checkClosure(x)
 	case *ast.BinaryNode:
 		if _, lit := x.Right.(*ast.StringNode); x.Operator == "matches" && !lit {
 			// expr compiles a pattern that is not a literal at every
@@ -1241,12 +1250,51 @@ var condMethods = map[reflect.Type]map[string]bool{
 		"Year": true, "Month": true, "Day": true, "Hour": true, "Minute": true, "Second": true,
 		"Nanosecond": true, "Weekday": true, "YearDay": true, "Unix": true, "UnixMilli": true,
 		"UnixMicro": true, "UnixNano": true, "Before": true, "After": true, "Equal": true,
-		"Compare": true, "IsZero": true, "Sub": true, "Add": true, "UTC": true,
+		"Compare": true, "IsZero": true, "Sub": true, "Add": true, "UTC": true, "In": true,
+		"Truncate": true, "Round": true, "Local": true,
 	},
 	reflect.TypeOf(time.Duration(0)): {
 		"Hours": true, "Minutes": true, "Seconds": true, "Milliseconds": true, "Microseconds": true,
-		"Nanoseconds": true, "Abs": true,
+		"Nanoseconds": true, "Abs": true, "Truncate": true, "Round": true,
 	},
+}
+
+// closureBuiltins are the builtins that run a closure over a list.
+var closureBuiltins = map[string]bool{
+	"all": true, "none": true, "any": true, "one": true, "filter": true, "find": true, "findIndex": true,
+	"findLast": true, "findLastIndex": true, "count": true, "sum": true,
+}
+
+// maxClosureNesting is how deep closures may nest: a closure in a closure
+// runs its body once per pair, and lists are bounded (headers() gives at
+// most 1,000 values), so two levels stay within a million steps; a third
+// would not.
+const maxClosureNesting = 2
+
+// checkClosure refuses closures nested deeper than maxClosureNesting and
+// text built with + in a closure (a copy of the text per element: a
+// condition quadratic in the size of a header the sender writes). The
+// walk is depth first, children before parents: the closures inside c
+// are known already.
+func (w *condWalker) checkClosure(c *ast.PredicateNode) {
+	if w.nesting == nil {
+		w.nesting = map[*ast.PredicateNode]int{}
+	}
+	depth := 1
+	ast.Walk(&c.Node, visitFunc(func(n *ast.Node) {
+		switch y := (*n).(type) {
+		case *ast.PredicateNode:
+			depth = max(depth, w.nesting[y]+1)
+		case *ast.BinaryNode:
+			if t := y.Type(); y.Operator == "+" && t != nil && t.Kind() == reflect.String {
+				w.errAt(y, "+ of texts is not allowed inside a closure: it copies a text for every element (compare the parts instead)")
+			}
+		}
+	}))
+	w.nesting[c] = depth
+	if depth == maxClosureNesting+1 {
+		w.errAt(c, "closures may nest %d deep at most (each level multiplies the steps by the length of its list)", maxClosureNesting)
+	}
 }
 
 // checkMethod refuses a call of a method not in condMethods.
