@@ -115,3 +115,30 @@ func TestBufferedLogWriteAfterClose(t *testing.T) {
 		t.Fatalf("wrote %q", out.String())
 	}
 }
+
+// TestBufferedLogReusesBatchBuffer: a batch goes on in the buffer of the
+// one written before it, so steady logging allocates nothing per batch,
+// and the reuse never mixes one batch's lines into another's.
+func TestBufferedLogReusesBatchBuffer(t *testing.T) {
+	var out bytes.Buffer
+	b := newBufferedLog(&out, time.Hour, nil)
+	defer b.Close()
+	line := []byte(strings.Repeat("x", 200) + "\n")
+	batch := func() {
+		for range 50 {
+			b.Write(line)
+		}
+		b.flush()
+	}
+	batch() // the first batch grows its buffer
+	batch() // and the second grows the spare
+	out.Reset()
+	out.Grow(1 << 20)
+	if a := testing.AllocsPerRun(20, batch); a != 0 {
+		t.Errorf("a batch allocated %v times, want 0", a)
+	}
+	want := bytes.Repeat(line, 50*21) // AllocsPerRun runs once more to warm up
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Errorf("wrote %d octets, want %d identical lines", out.Len(), 50*21)
+	}
+}
