@@ -46,7 +46,7 @@ import (
 // blitiri.com.ar/go/spf needs (it type-asserts *net.DNSError and does not
 // unwrap), and what go-msgauth needs (a net.Error whose Temporary() is
 // true). So a *Resolver is an spf.DNSResolver as it is (SPF wraps it to ask
-// the client's address family alone, see spfResolver), and TXTLookup
+// the address family each mechanism needs, see spfResolver), and TXTLookup
 // adapts it to go-msgauth.
 //
 // A Resolver is safe for concurrent use.

@@ -90,6 +90,11 @@ func (s *SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) S
 	ip = ip.Unmap()
 	res, err := spf.CheckHostWithSender(net.IP(ip.AsSlice()), heloArg, librarySender(local, domain),
 		spf.WithContext(ctx), spf.WithResolver(&spfResolver{Resolver: s.res, ipv6: ip.Is6()}))
+	if errors.Is(err, errExistsNoDomain) {
+		// The library's result for an exists term that expands to
+		// nothing, had it not been marked (see spfResolver).
+		res, err = spf.PermError, spf.ErrInvalidDomain
+	}
 	r.Result = SPFStatus(res)
 	if err != nil {
 		switch {
@@ -159,7 +164,8 @@ func librarySender(local, domain string) string {
 }
 
 // spfResolver is the resolver SPF gives the library for one check: our
-// Resolver, but LookupIPAddr asks the client's address family alone.
+// Resolver, but LookupIPAddr asks one address family, the one the
+// mechanism asking needs.
 //
 // The library asks LookupIPAddr for the "a", "mx" and "ptr" mechanisms,
 // which RFC 7208 sections 5.3-5.5 evaluate with an A or an AAAA lookup as
@@ -170,13 +176,31 @@ func librarySender(local, domain string) string {
 //
 // The library asks LookupIPAddr for "exists" too, which RFC 7208 section
 // 5.7 evaluates with an A lookup whatever the client, and nothing in the
-// call tells the mechanisms apart. For an IPv4 client A serves both. For an
-// IPv6 client, once a record read in this check has an exists term (the
-// library reads every record, included or redirected to, before it
-// evaluates the record's terms), LookupIPAddr asks both types and fails if
-// either fails for now (Resolver.LookupIP): at worst a temperror where the
-// other type's failure did not matter, never a match or a miss decided on
-// an incomplete answer.
+// call tells the mechanisms apart: not the context, not the method, and
+// not the name, which may be the name an "a" term or an MX host asks. For
+// an IPv4 client A serves both. For an IPv6 client, LookupTXT ends the
+// domain-spec of every exists term of the SPF records it returns with
+// existsMark (see markExists). The library expands the macros of the
+// domain-spec and copies the mark, which holds none, after the expansion,
+// so the name of an exists lookup, and no other, ends with the mark:
+// LookupIPAddr removes it and asks A alone. An exists target with AAAA
+// records and no A record is a void lookup and does not match (the
+// library took an IPv4-mapped AAAA for a match), and a failure of its AAAA
+// lookup is no matter; "a", "mx" and "ptr" ask AAAA alone, on any name.
+//
+// Two things follow from asking the name after the mark is copied. The
+// library checks a domain-spec that expands to nothing (such as %{l-} of
+// the sender "-@example.com") before it counts the lookup, and the mark
+// makes it not empty: LookupIPAddr fails such a lookup with
+// errExistsNoDomain, which ends the evaluation, and Check reports the
+// permerror the library gives, with its error, spf.ErrInvalidDomain; only
+// when the term is past the limit of 10 lookups does the library report
+// the limit instead. And a name from elsewhere would be taken for an
+// exists lookup if it ended with the mark: names from DNS answers never
+// do (miekg/dns writes control characters \DDD), nor those from the
+// sender and HELO name (the SMTP parser refuses control characters), so
+// only a domain's own record could, and an A lookup never gives an IPv6
+// client a match.
 //
 // One more consequence, the RFC's: for an IPv6 client an "a" host without
 // AAAA records is a void lookup (RFC 7208 section 4.6.4), as it was not
@@ -185,33 +209,78 @@ func librarySender(local, domain string) string {
 // The library calls it from the goroutine of SPF.Check only.
 type spfResolver struct {
 	*Resolver
-	ipv6   bool // the client is IPv6
-	exists bool // a record read so far has an exists term
+	ipv6 bool // the client is IPv6
 }
 
-// LookupTXT is Resolver.LookupTXT, noting exists terms.
+// existsMark ends the domain-spec of the exists terms given to the
+// library for an IPv6 client (see spfResolver). It holds no "%", which
+// starts a macro, no "}", which ends one, no "/" and no space, and is
+// valid UTF-8: the library copies it as it is.
+const existsMark = "\x00exists"
+
+// errExistsNoDomain is the error of an exists lookup whose domain-spec
+// expanded to nothing (see spfResolver).
+var errExistsNoDomain = errors.New("exists domain-spec expands to nothing")
+
+// LookupTXT is Resolver.LookupTXT, with exists terms marked for an IPv6
+// client.
 func (r *spfResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	txts, err := r.Resolver.LookupTXT(ctx, name)
-	for _, t := range txts {
-		if strings.Contains(lowerDNSName(t), "exists:") {
-			r.exists = true
+	if r.ipv6 {
+		for i, t := range txts {
+			txts[i] = markExists(t)
 		}
 	}
 	return txts, err
 }
 
-// LookupIPAddr asks the address family of the client (see spfResolver).
-// An IP literal is returned as it is, as by Resolver.LookupIPAddr.
+// markExists ends the domain-spec of each exists term of txt with
+// existsMark, if txt is an SPF record. It reads txt as the library does:
+// a record starts with "v=spf1 " in any case, its terms are separated by
+// single spaces, a term may start with a qualifier, and one that then
+// starts with "exists:" in any case is an exists term. A term with an
+// empty domain-spec is left as it is: the library fails it before any
+// lookup.
+func markExists(txt string) string {
+	if !strings.HasPrefix(strings.ToLower(txt), "v=spf1 ") {
+		return txt
+	}
+	terms := strings.Split(txt, " ")
+	marked := false
+	for i, t := range terms {
+		m := t
+		if m != "" && strings.IndexByte("+-~?", m[0]) >= 0 {
+			m = m[1:]
+		}
+		if len(m) > len("exists:") && strings.HasPrefix(strings.ToLower(m), "exists:") {
+			terms[i] = t + existsMark
+			marked = true
+		}
+	}
+	if !marked {
+		return txt
+	}
+	return strings.Join(terms, " ")
+}
+
+// LookupIPAddr asks the address family the mechanism needs (see
+// spfResolver). An IP literal is returned as it is, as by
+// Resolver.LookupIPAddr.
 func (r *spfResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	exists := false
+	if r.ipv6 {
+		host, exists = strings.CutSuffix(host, existsMark)
+		if exists && host == "" {
+			return nil, errExistsNoDomain
+		}
+	}
 	switch a, err := netip.ParseAddr(host); {
 	case err == nil:
 		return ipAddrs([]netip.Addr{a}, nil)
-	case !r.ipv6:
+	case !r.ipv6 || exists:
 		return ipAddrs(r.Resolver.LookupA(ctx, host))
-	case !r.exists:
-		return ipAddrs(r.Resolver.LookupAAAA(ctx, host))
 	default:
-		return ipAddrs(r.Resolver.LookupIP(ctx, host))
+		return ipAddrs(r.Resolver.LookupAAAA(ctx, host))
 	}
 }
 

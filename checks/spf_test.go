@@ -59,6 +59,19 @@ func TestSPF(t *testing.T) {
 		{"a A timeout ipv6", "2001:db8::42", "mx.client.example", "user@a4.spf.example", SPFPass, IdentityMailFrom, "a4.spf.example", ""},
 		{"exists ipv6 asks A", "2001:db8::99", "mx.client.example", "user@exists.spf.example", SPFPass, IdentityMailFrom, "exists.spf.example", ""},
 		{"exists then a AAAA timeout ipv6", "2001:db8::40", "mx.client.example", "user@existsa6.spf.example", SPFTempError, IdentityMailFrom, "existsa6.spf.example", "timeout"},
+		// exists asks A alone, for an IPv6 client too, and "a" the
+		// client's type alone, even on the same name (see spfResolver).
+		{"exists ipv6 AAAA only, IPv4-mapped", "2001:db8::99", "mx.client.example", "user@existsmapped.spf.example", SPFPass, IdentityMailFrom, "existsmapped.spf.example", ""},
+		{"exists ipv4 AAAA only, IPv4-mapped", "192.0.2.1", "mx.client.example", "user@existsmapped.spf.example", SPFFail, IdentityMailFrom, "existsmapped.spf.example", ""},
+		{"exists in include ipv6 AAAA only", "2001:db8::99", "mx.client.example", "user@incexists.spf.example", SPFPass, IdentityMailFrom, "incexists.spf.example", ""},
+		{"exists ipv6 AAAA only is void", "2001:db8::99", "mx.client.example", "user@existsvoid.spf.example", SPFPermError, IdentityMailFrom, "existsvoid.spf.example", "void lookup limit"},
+		{"exists AAAA timeout ipv6", "2001:db8::99", "mx.client.example", "user@exists6slow.spf.example", SPFPass, IdentityMailFrom, "exists6slow.spf.example", ""},
+		{"exists A timeout ipv6", "2001:db8::99", "mx.client.example", "user@exists4slow.spf.example", SPFTempError, IdentityMailFrom, "exists4slow.spf.example", "timeout"},
+		{"exists then a A timeout ipv6", "2001:db8::42", "mx.client.example", "user@existsa4.spf.example", SPFPass, IdentityMailFrom, "existsa4.spf.example", ""},
+		{"a then exists on one name ipv6", "2001:db8::42", "mx.client.example", "user@existsboth.spf.example", SPFFail, IdentityMailFrom, "existsboth.spf.example", ""},
+		{"exists then a on one name ipv6", "2001:db8::40", "mx.client.example", "user@bothexists.spf.example", SPFPass, IdentityMailFrom, "bothexists.spf.example", ""},
+		{"exists expands to nothing ipv6", "2001:db8::1", "mx.client.example", "-@emptyexists.spf.example", SPFPermError, IdentityMailFrom, "emptyexists.spf.example", "invalid domain"},
+		{"exists expands to nothing ipv4", "192.0.2.1", "mx.client.example", "-@emptyexists.spf.example", SPFPermError, IdentityMailFrom, "emptyexists.spf.example", "invalid domain"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -135,5 +148,26 @@ func TestSPFLocalPartWithAt(t *testing.T) {
 	}
 	if n := srv.QueryCount(`"c%40d".l.spf.example`, dns.TypeA); n != 1 {
 		t.Errorf(`%%{l} of "c@d": "c%%40d".l.spf.example asked %d times, want 1`, n)
+	}
+}
+
+// TestMarkExists: the exists terms of an SPF record, as the library reads
+// them, and only they, have their domain-spec marked (see spfResolver).
+func TestMarkExists(t *testing.T) {
+	const m = existsMark
+	for _, c := range []struct{ in, want string }{
+		{"v=spf1 exists:%{i}.x.example -all", "v=spf1 exists:%{i}.x.example" + m + " -all"},
+		{"V=SPF1 -EXISTS:a.example ~exists:b.example ?Exists:c +exists:d", "V=SPF1 -EXISTS:a.example" + m + " ~exists:b.example" + m + " ?Exists:c" + m + " +exists:d" + m},
+		{"v=spf1  exists:a.example", "v=spf1  exists:a.example" + m},
+		{"v=spf1 exists: -all", "v=spf1 exists: -all"},
+		{"v=spf1 a:exists.example mx:exists:x include:exists.example -all", "v=spf1 a:exists.example mx:exists:x include:exists.example -all"},
+		{"v=spf1 redirect=exists.example", "v=spf1 redirect=exists.example"},
+		{"v=spf1", "v=spf1"},
+		{"v=spf10 exists:a.example", "v=spf10 exists:a.example"},
+		{"note exists:a.example", "note exists:a.example"},
+	} {
+		if got := markExists(c.in); got != c.want {
+			t.Errorf("markExists(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }
