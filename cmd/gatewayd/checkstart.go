@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/config"
@@ -86,7 +87,7 @@ func canAppendHops(path string, hops int) error {
 			return nil
 		}
 		// Created in its directory, which is not made.
-		d := filepath.Dir(path)
+		d := parentDir(path)
 		dst, err := os.Stat(d)
 		switch {
 		case err != nil:
@@ -114,7 +115,8 @@ func canAppendHops(path string, hops int) error {
 
 // canMaildir tells whether maildir.Open(path) would succeed and a
 // message could be written into it: tmp, new and cur directories, made
-// when missing, and a file created in tmp.
+// when missing, and a file created in tmp. The directories are named with
+// filepath.Join, which cleans path, as maildir.Open names them.
 func canMaildir(path string) error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		p := filepath.Join(path, sub)
@@ -145,7 +147,7 @@ func canCreate(path string) error {
 	if target, ok := danglingLink(path); ok {
 		return fmt.Errorf("cannot create %s: it is a symlink to %s, which does not exist", path, target)
 	}
-	d := filepath.Dir(path)
+	d := parentDir(path)
 	for {
 		st, err := os.Stat(d)
 		if err == nil {
@@ -163,7 +165,7 @@ func canCreate(path string) error {
 		if target, ok := danglingLink(d); ok {
 			return fmt.Errorf("cannot create %s: %s is a symlink to %s, which does not exist", path, d, target)
 		}
-		parent := filepath.Dir(d)
+		parent := parentDir(d)
 		if parent == d {
 			return fmt.Errorf("cannot create %s: %w", path, err)
 		}
@@ -174,7 +176,9 @@ func canCreate(path string) error {
 // danglingLink tells whether path, which Stat found missing, is a symlink
 // (to a missing file, or to another such symlink) and returns where it
 // points, relative targets taken from the link's directory as the kernel
-// does.
+// does: the target is put after parentDir(path), and neither is cleaned,
+// so a ".." in either is resolved by the kernel, after the symlinks before
+// it (see parentDir).
 func danglingLink(path string) (target string, ok bool) {
 	st, err := os.Lstat(path)
 	if err != nil || st.Mode()&fs.ModeSymlink == 0 {
@@ -185,9 +189,37 @@ func danglingLink(path string) (target string, ok bool) {
 		return "", false
 	}
 	if !filepath.IsAbs(target) {
-		target = filepath.Join(filepath.Dir(path), target)
+		target = joinUncleaned(parentDir(path), target)
 	}
 	return target, true
+}
+
+// parentDir returns the directory that holds the last element of path as
+// the kernel finds it: path without that element, not cleaned (as
+// os.MkdirAll takes a parent). filepath.Dir cleans, and cleaning resolves
+// ".." by text, where the kernel resolves it after the symlinks before it:
+// when link is a symlink to a directory, "link/../logs/d.log" is in the
+// logs directory beside the link's target, not the one beside the link.
+func parentDir(path string) string {
+	dir, _ := filepath.Split(path)
+	if dir == "" {
+		return "."
+	}
+	if d := strings.TrimRight(dir, string(filepath.Separator)); d != "" {
+		return d
+	}
+	return dir // the root
+}
+
+// joinUncleaned is dir/name, without cleaning (see parentDir).
+func joinUncleaned(dir, name string) string {
+	switch {
+	case dir == ".":
+		return name
+	case strings.HasSuffix(dir, string(filepath.Separator)):
+		return dir + name
+	}
+	return dir + string(filepath.Separator) + name
 }
 
 // canCreateIn tells whether a file can be created in the directory dir,

@@ -488,6 +488,71 @@ func TestCheckFollowsSymlinks(t *testing.T) {
 	}
 }
 
+// TestCheckResolvesLinksAsTheKernel: a ".." after a symlinked directory,
+// in the decision log's path or in the relative target of a dangling
+// symlink, goes to the parent of the directory linked to, as the daemon's
+// open finds it, not to the parent of the link: check accepts the path
+// when the directory the daemon creates the file in exists, and refuses
+// it when only the one beside the link does.
+func TestCheckResolvesLinksAsTheKernel(t *testing.T) {
+	cases := []struct {
+		name string
+		// log is the decision log's path in dir, where link is a symlink
+		// to real/sub; sublink, if not "", is made a symlink in real/sub
+		// to it.
+		log, sublink string
+		mkdir        string // the logs directory made: "real/logs" or "logs"
+	}{
+		{"path, beside the target", "link/../logs/d.log", "", "real/logs"},
+		{"path, beside the link", "link/../logs/d.log", "", "logs"},
+		{"dangling relative link, beside the target", "link/d.log", "../logs/d.log", "real/logs"},
+		{"dangling relative link, beside the link", "link/d.log", "../logs/d.log", "logs"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "real", "sub"), 0o750)
+			os.MkdirAll(filepath.Join(dir, c.mkdir), 0o750)
+			if err := os.Symlink(filepath.Join("real", "sub"), filepath.Join(dir, "link")); err != nil {
+				t.Fatal(err)
+			}
+			if c.sublink != "" {
+				if err := os.Symlink(c.sublink, filepath.Join(dir, "real", "sub", "d.log")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Not filepath.Join, which would clean the "..".
+			log := dir + "/" + c.log
+			created := filepath.Join(dir, "real", "logs", "d.log")
+			opens := c.mkdir == "real/logs"
+			if !opens {
+				// What the daemon's open does.
+				if f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+					f.Close()
+					t.Fatalf("the open of %s succeeded", log)
+				}
+			}
+			cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nlog:\n  decisions: %q\n", freePort(t), log))
+			out, err := exec.Command(binary, "check", "-config", cfg).CombinedOutput()
+			switch {
+			case opens && (err != nil || !strings.Contains(string(out), "configuration OK")):
+				t.Fatalf("check refused: %v\n%s", err, out)
+			case !opens && (err == nil || !strings.Contains(string(out), "log.decisions: ")):
+				t.Fatalf("check did not refuse the decision log: %v\n%s", err, out)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(dir, c.mkdir)); len(ents) != 0 {
+				t.Errorf("check left %v behind", ents)
+			}
+			if opens {
+				startDaemon(t, "-config", cfg)
+				if _, err := os.Stat(created); err != nil {
+					t.Errorf("the daemon did not create %s: %v", created, err)
+				}
+			}
+		})
+	}
+}
+
 // TestSIGHUPRestartOnlyKeys: a reload that changes keys only a restart
 // applies says so, naming them, on every reload until the restart.
 func TestSIGHUPRestartOnlyKeys(t *testing.T) {
