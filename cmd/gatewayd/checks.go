@@ -67,16 +67,33 @@ func (rc *runtimeChecks) stop() {
 // nil). With prev, the greylist store and metrics are carried over when
 // greylist.redis did not change, so the in-process store keeps its state
 // across a reload (resized when greylist.max_memory_entries changed).
+//
+// A build that fails leaves prev as it was and nothing of its own: the
+// store it opened is closed, the collectors it registered unregistered,
+// and a store carried over from prev stays prev's to close, and its size,
+// as it moves to the new runtime (resized) only with a build that
+// succeeds.
 func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logger, policy func() gateway.Evaluator, prev *runtimeChecks) (*runtimeChecks, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &runtimeChecks{cancel: cancel, cfg: cfg}
 	var res *checks.Resolver
+	var opened greylist.Store // the store this build opened
+	carried := false          // the store is prev's, carried over
+	// kept: the metrics registered here that later builds carry over
+	// rather than replace (greylist, rules), so not in rc.collectors.
+	var kept []prometheus.Collector
 	fail := func(err error) (*runtimeChecks, error) {
 		cancel()
 		if res != nil {
 			res.Close() // the DNSBL health check may have pooled sockets already
 		}
+		if opened != nil {
+			opened.Close()
+		}
 		for _, c := range rc.collectors {
+			reg.Unregister(c)
+		}
+		for _, c := range kept {
 			reg.Unregister(c)
 		}
 		if prev != nil && reg != nil {
@@ -94,6 +111,21 @@ func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logg
 			return err
 		}
 		rc.collectors = append(rc.collectors, c)
+		return nil
+	}
+	// registerKept registers cs one by one, noting each registered: only
+	// those are unregistered on failure (Unregister removes any collector
+	// with the same descriptors, the running one whose name was taken).
+	registerKept := func(what string, cs ...prometheus.Collector) error {
+		if reg == nil {
+			return nil
+		}
+		for _, c := range cs {
+			if err := reg.Register(c); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			kept = append(kept, c)
+		}
 		return nil
 	}
 	if prev != nil {
@@ -140,10 +172,8 @@ func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logg
 			rc.gmetrics = prev.gmetrics
 		} else {
 			rc.gmetrics = greylist.NewMetrics()
-			if reg != nil {
-				if err := rc.gmetrics.Register(reg); err != nil {
-					return fail(err)
-				}
+			if err := registerKept("greylist: register metrics", rc.gmetrics.Collectors()...); err != nil {
+				return fail(err)
 			}
 		}
 		var g *greylist.Greylister
@@ -151,17 +181,18 @@ func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logg
 		if prev != nil && prev.greylist != nil && reflect.DeepEqual(prev.cfg.Greylist.Redis, cfg.Greylist.Redis) {
 			g, err = greylist.New(cfg.Greylist, prev.greylist.Store(), greylist.WithMetrics(rc.gmetrics))
 			if err == nil {
+				// The store moves to the new runtime, and is resized,
+				// when the build succeeds (below): until then it is
+				// prev's, as it was.
 				rc.ownStore = prev.ownStore
-				prev.ownStore = false // the store now belongs to the new runtime
-				// A new max_memory_entries resizes the in-process store
-				// rather than emptying it.
-				if ms, ok := g.Store().(*greylist.MemoryStore); ok && prev.cfg.Greylist.MaxMemoryEntries != cfg.Greylist.MaxMemoryEntries {
-					ms.SetMax(cfg.Greylist.MaxMemoryEntries, time.Now())
-				}
+				carried = true
 			}
 		} else {
 			g, err = greylist.Open(cfg.Greylist, greylist.WithMetrics(rc.gmetrics))
-			rc.ownStore = true
+			if err == nil {
+				rc.ownStore = true
+				opened = g.Store()
+			}
 		}
 		if err != nil {
 			return fail(fmt.Errorf("greylist: %w", err))
@@ -173,11 +204,19 @@ func buildChecks(cfg *config.Config, reg *prometheus.Registry, logger *slog.Logg
 		rc.rmetrics = prev.rmetrics
 	} else if reg != nil {
 		rc.rmetrics = gateway.NewRuleMetrics()
-		if err := rc.rmetrics.Register(reg); err != nil {
+		if err := registerKept("rule metrics", rc.rmetrics.Matches, rc.rmetrics.Errors); err != nil {
 			return fail(err)
 		}
 	}
 	rc.judge = &gateway.Judge{Checks: c, Policy: policy, Logger: logger, Hostname: cfg.Hostname, Rules: rc.rmetrics}
+	if carried {
+		prev.ownStore = false // the store now belongs to the new runtime
+		// A new max_memory_entries resizes the in-process store rather
+		// than emptying it.
+		if ms, ok := rc.greylist.Store().(*greylist.MemoryStore); ok && prev.cfg.Greylist.MaxMemoryEntries != cfg.Greylist.MaxMemoryEntries {
+			ms.SetMax(cfg.Greylist.MaxMemoryEntries, time.Now())
+		}
+	}
 	return rc, nil
 }
 

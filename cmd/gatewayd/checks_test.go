@@ -109,3 +109,94 @@ func TestReloadClosesCarriedRedisStore(t *testing.T) {
 		t.Errorf("the new store: %v", err)
 	}
 }
+
+// TestFailedReloadLeavesNothing: a rebuild that fails after the greylist
+// block leaves the running runtime as it was and nothing of its own
+// behind. A Redis store carried over is still the running runtime's, to
+// close when it stops, and the failed rebuild does not close it; an
+// in-process store carried over keeps its size and entries; the greylist
+// metrics the failed rebuild registered are unregistered, so a later
+// build can register its own.
+//
+// The step after the greylist block that can fail is the registration of
+// the rule metrics, made when the running runtime has none: it was built
+// without a registry here, and the rule metrics' names are taken.
+func TestFailedReloadLeavesNothing(t *testing.T) {
+	rs := redistest.Start(t)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	policy := func() gateway.Evaluator { return gateway.DefaultPolicy }
+	ctx := context.Background()
+	cfgWith := func(greylisting, redis bool, maxEntries int) *config.Config {
+		c := config.Default()
+		c.Greylist.Enabled = greylisting
+		if redis {
+			c.Greylist.Redis.Addrs = []string{rs.Addr}
+		}
+		c.Greylist.MaxMemoryEntries = maxEntries
+		return c
+	}
+	cases := []struct {
+		name      string
+		running   *config.Config
+		reloaded  *config.Config
+		carryOver bool // the running store is carried over
+	}{
+		{"Redis store carried over", cfgWith(true, true, 100), cfgWith(true, true, 1000), true},
+		{"memory store carried over, cap lowered", cfgWith(true, false, 100), cfgWith(true, false, 2), true},
+		{"greylisting turned on", cfgWith(false, true, 100), cfgWith(true, true, 100), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			running, err := buildChecks(c.running, nil, logger, policy, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped := false
+			defer func() {
+				if !stopped {
+					running.stop()
+				}
+			}()
+			networks := []string{"203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24"}
+			if running.greylist != nil {
+				for _, n := range networks {
+					if _, err := running.greylist.Allow(ctx, greylist.Query{Network: n}, time.Hour); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			reg := prometheus.NewRegistry()
+			taken := gateway.NewRuleMetrics()
+			if err := taken.Register(reg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := buildChecks(c.reloaded, reg, logger, policy, running); err == nil {
+				t.Fatal("the rebuild did not fail")
+			}
+			var store greylist.Store
+			if running.greylist != nil {
+				store = running.greylist.Store()
+			}
+			if ms, ok := store.(*greylist.MemoryStore); ok && ms.Len() != len(networks) {
+				t.Errorf("the running store has %d entries after the failed rebuild, want %d", ms.Len(), len(networks))
+			}
+			if store, ok := store.(*greylist.RedisStore); ok && c.carryOver {
+				if err := store.Client().Ping(ctx).Err(); err != nil {
+					t.Fatalf("the failed rebuild closed the running store: %v", err)
+				}
+				running.stop()
+				stopped = true
+				if err := store.Client().Ping(ctx).Err(); !errors.Is(err, redis.ErrClosed) {
+					t.Errorf("the running store is still open once its runtime stopped (ping: %v): its client and pool leak", err)
+				}
+			}
+			reg.Unregister(taken.Matches)
+			reg.Unregister(taken.Errors)
+			rc, err := buildChecks(cfgWith(true, true, 100), reg, logger, policy, nil)
+			if err != nil {
+				t.Fatalf("a build after the failed one: %v", err)
+			}
+			rc.stop()
+		})
+	}
+}
