@@ -45,8 +45,9 @@ func TestMethodCallsAllowed(t *testing.T) {
 		`now().Sub(date("2020-12-31T23:59:59Z")).Hours() > 1`,
 		`now().In(timezone("Europe/Berlin")).Hour() >= 0`, // business hours in local time
 		`now().Truncate(duration("1h")).Minute() == 0`,
-		// Two levels of closures over bounded lists.
-		`any(headers("To"), any(headers("Cc"), # == "x")) || true`,
+		// Two levels of closures, the inner one over a list of the rule's
+		// own (two over headers() are refused: TestSenderClosureCost).
+		`any(headers("To"), any(["x", "y"], # == "x")) || true`,
 	} {
 		e, err := loadCond(t, c)
 		if err != nil {
@@ -186,5 +187,80 @@ func TestPrintfWidthPerElement(t *testing.T) {
 	}
 	if o := e.Evaluate(facts(policy.StageData, score(2.5), size(7), helo("mx"))); len(o.Errors) > 0 || o.Reasons[0].Detail != "002.5 007 m []" {
 		t.Errorf("detail %q, errors %v", o.Reasons[0].Detail, o.Errors)
+	}
+}
+
+// A closure over a list the sender sizes (headers(), rcpts) runs its body
+// up to 1,000 times: another such list run over there (two headers():
+// 1,000,000 steps), or a text of the header scanned there (lower of a
+// 900 KB Subject at each of 1,000 Received: 884 MB; split of it: 14 GB),
+// is refused at load. What remains costs about the size of the message.
+func TestSenderClosureCost(t *testing.T) {
+	const nested = "is run over in a closure over"
+	const perElem = "is read at every element of"
+	for _, tc := range []struct{ cond, want string }{
+		{`any(headers("Received"), {any(headers("X"), {# == "a"})})`, nested},
+		{`any(headers("Received"), any(headers("X"), # == "a"))`, nested},
+		{`any(headers("To"), {# in headers("Cc")})`, nested},
+		{`any(headers("To"), {# in rcpts})`, nested},
+		{`any(rcpts, {count(headers("To"), {# == "a"}) > 0})`, nested},
+		{`any(headers("To"), {len(sort(headers("Cc"))) > 0})`, nested},
+		{`any(filter(headers("To"), {# != ""}), {none(take(headers("Cc"), 5), {# == "a"})})`, nested},
+		{`any(headers("To"), {any(["a", "b"], {count(headers("Cc"), {# == "a"}) > 1})})`, nested},
+		{`any(headers("Received"), {header("Subject") contains "x"})`, perElem},
+		{`any(headers("Received"), {lower(header("Subject")) == "x"})`, perElem},
+		{`any(headers("Received"), {len(split(header("Subject"), "")) > 1})`, perElem},
+		{`any(headers("Received"), {header(#) matches "^a"})`, perElem},
+		{`any(headers("Received"), {header("From") == header("Sender")})`, perElem},
+		{`any(headers("Received"), {domain_match(header("From"), "example.com")})`, perElem},
+		{`any(headers("Received"), {headers("X")[0] startsWith "a" || indexOf(first(headers("X")), "a") > 0})`, perElem},
+		{`any(rcpts, {header("To") contains #})`, perElem},
+		{`any(headers("Received"), {any(["a", "b"], {header("Subject") contains #})})`, perElem},
+		{`any(headers("Received"), {any(dkim.signatures, {.domain contains "x"})})`, perElem},
+		// split anywhere in the list of a closure, not only as the list.
+		{`any(reverse(split(header("Subject"), "")), # == "x")`, "any over split is not allowed"},
+	} {
+		_, err := loadCond(t, tc.cond)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: loaded or another error (want %q): %v", tc.cond, tc.want, err)
+		}
+	}
+
+	// 1,000 Received, 1,000 To and a 900 KB Subject.
+	var b strings.Builder
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&b, "Received: from a%d\r\nTo: b%d@example.com\r\n", i, i)
+	}
+	b.WriteString("Subject: " + strings.Repeat("Ab ", 300<<10) + "\r\n")
+	f := facts(policy.StageData, rcpts("b1@example.com", "c@example.com"), from("a@example.com"),
+		func(f *policy.Facts) { f.Header = []byte(b.String()) })
+	for _, c := range []string{
+		`any(headers("To"), # == header("From"))`,
+		`any(headers("Received"), {# contains "x" || lower(#) startsWith "from b"})`,
+		`any(headers("Received"), {# contains header("X-Tag") || header("Subject") == #})`,
+		`any(headers("To"), {any(["a", "b"], {# == "x"})})`,
+		`any(headers("To"), {len(headers("Cc")) > 0 && first(headers("Cc")) != # && headers("Cc")[0] == #})`,
+		`any(rcpts, {# endsWith mail_from_domain || # == mail_from || mail_from contains #})`,
+		`any(dkim.signatures, {header("Subject") contains .domain})`,
+		`any(["viagra", "casino"], {lower(header("Subject")) contains #})`,
+		`count(headers("Received"), {# matches "^from a[0-9]+$"}) > 2000`,
+		`any(headers("To"), {len(split(#, "@")) != 2})`,
+	} {
+		e, err := loadCond(t, c)
+		if err != nil {
+			t.Errorf("%s: %v", c, err)
+			continue
+		}
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		o := e.Evaluate(f)
+		runtime.ReadMemStats(&m1)
+		if len(o.Errors) > 0 {
+			t.Errorf("%s: errors %v", c, o.Errors)
+		}
+		if a := m1.TotalAlloc - m0.TotalAlloc; a > 32<<20 {
+			t.Errorf("%s: %d MB allocated for a %d KB header section", c, a>>20, len(f.Header)>>10)
+		}
 	}
 }

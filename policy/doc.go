@@ -43,8 +43,8 @@
 // dkim_pass_domain(), domain_match(); plus expr's own operators and
 // builtins (in, matches, startsWith, endsWith, contains, lower, any, ...).
 // A rule without "if" always applies. header(name) is the first value of
-// a field, headers(name) the first 1000 (a closure over them, even nested,
-// stays bounded); the header section is parsed once per evaluation.
+// a field, headers(name) the first 1000 (a closure over them stays
+// bounded); the header section is parsed once per evaluation.
 //
 // What can never hold is a load error. A variable has a value from the
 // stage that gives it on: helo, tls, tls_version and domainbl from helo
@@ -73,8 +73,20 @@
 // first, last, get, take, keys, values, reverse, uniq, sort, concat,
 // flatten, now, duration, date, timezone and the bit functions; a builtin
 // of a later expr is refused until it is added to that list. Closures
-// nest two deep at most, may not run over split or splitAfter of a text,
-// and may not build texts with + (a copy of the text per element). A method may
+// nest two deep at most, may not run over split or splitAfter of a text
+// (nor over a list made from one, reverse(split(...))), and may not
+// build texts with + (a copy of the text per element). In a closure over
+// a list whose length the sender sets (headers(), rcpts), whose body
+// runs up to 1000 times: another such list may only be measured or
+// indexed (len, first, last, get, [i]), not run over by a closure, in,
+// sort ... (two headers() nested are a million steps); and a text of the
+// header that is not the element # (header(), headers()[i], the fields
+// of dkim.signatures) may not be given to what costs its length at every
+// element: contains, matches and in (on their left), lower, upper, trim,
+// split, indexOf, int, date ..., the functions (in_list, domain_match,
+// header ...) and a key of a map. It may be compared (==, <, startsWith,
+// endsWith) with the element or a short text, which costs the length of
+// the shorter. A method may
 // be called only on a date (now(), date()) or a duration, and only one
 // that gives a number, a boolean, a date or a duration (Hour, Minute,
 // Weekday, Year, Month, Day, Unix, Before, After, Equal, Sub, Hours, ...):

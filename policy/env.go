@@ -97,8 +97,8 @@ type Env struct {
 }
 
 // maxHeaderValues is the most values headers(name) gives: the first
-// ones. A closure over them stays bounded, and a nested one (over
-// headers("To") within one over headers("Cc")) at most its square.
+// ones. A closure over them stays bounded; one over headers("To") within
+// one over headers("Cc"), its square, is refused at load (condcost.go).
 const maxHeaderValues = 1000
 
 // Zone is one DNSBL or DNSWL zone's answer (checks.ZoneResult).

@@ -1037,9 +1037,11 @@ type condWalker struct {
 	inRange map[*ast.BinaryNode]bool
 	// nesting is how deep the closures a closure holds go (itself 1).
 	nesting map[*ast.PredicateNode]int
-	needs   NeedSet
-	use     facets
-	bad     bool
+	// costs is what checkSenderClosure knows of each node.
+	costs map[ast.Node]costInfo
+	needs NeedSet
+	use   facets
+	bad   bool
 }
 
 func (w *condWalker) errAt(node ast.Node, format string, args ...any) {
@@ -1126,9 +1128,12 @@ func (w *condWalker) Visit(node *ast.Node) {
 			w.errAt(x, "%s is not allowed in conditions: %s", x.Name, why)
 		}
 		if len(x.Arguments) > 0 && closureBuiltins[x.Name] {
-			if b, ok := x.Arguments[0].(*ast.BuiltinNode); ok && (b.Name == "split" || b.Name == "splitAfter") {
-				w.errAt(x, "%s over %s is not allowed in conditions: it runs once per piece of a text the sender writes, which has no bound (test the text with contains, matches or in_list instead)", x.Name, b.Name)
+			// split anywhere in the list: any(reverse(split(...)), ...)
+			// runs as often as any(split(...), ...).
+			if s := w.splitList(x.Arguments[0]); s != "" {
+				w.errAt(x, "%s over %s is not allowed in conditions: it runs once per piece of a text the sender writes, which has no bound (test the text with contains, matches or in_list instead)", x.Name, strings.TrimSuffix(s, "()"))
 			}
+			w.checkSenderClosure(x)
 		}
 	case *ast.PredicateNode:
 		w.checkClosure(x)
@@ -1266,9 +1271,10 @@ var closureBuiltins = map[string]bool{
 }
 
 // maxClosureNesting is how deep closures may nest: a closure in a closure
-// runs its body once per pair, and lists are bounded (headers() gives at
-// most 1,000 values), so two levels stay within a million steps; a third
-// would not.
+// runs its body once per pair. Lists are bounded (headers() gives at most
+// 1,000 values), and two lists the sender sizes are not nested
+// (checkSenderClosure), so two levels stay within about the size of the
+// message times that of the condition; a third would multiply again.
 const maxClosureNesting = 2
 
 // checkClosure refuses closures nested deeper than maxClosureNesting and

@@ -99,6 +99,7 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:5:45: rule "repeat": if: repeat is not allowed in conditions: it multiplies a text`,
 			`rules.yaml:6:39: rule "replace": if: replace is not allowed in conditions: it can multiply a text (replace(s, "", t) puts t between every character)`,
 			`rules.yaml:7:36: rule "join": if: join is not allowed in conditions: it puts its separator between every element, and can multiply a text`,
+			`rules.yaml:8:35: rule "map": if: any over split is not allowed in conditions: it runs once per piece of a text the sender writes, which has no bound (test the text with contains, matches or in_list instead)`,
 			`rules.yaml:8:39: rule "map": if: map is not allowed in conditions: it builds a list of new values (test them with any, all, filter or count instead)`,
 			`rules.yaml:8:79: rule "map": if: + of texts is not allowed inside a closure: it copies a text for every element (compare the parts instead)`,
 			`rules.yaml:9:35: rule "let": if: let is not allowed in conditions: a variable used twice doubles what it holds (let a = helo + helo; let b = a + a; ...)`,
@@ -114,6 +115,8 @@ func TestLoadErrors(t *testing.T) {
 			`rules.yaml:15:50: rule "in_range_size": if: x in a..b is allowed only for an x of type int (here int64): write x >= a && x <= b`,
 			`rules.yaml:16:42: rule "over_split": if: any over split is not allowed in conditions: it runs once per piece of a text the sender writes, which has no bound (test the text with contains, matches or in_list instead)`,
 			`rules.yaml:17:58: rule "nested3": if: closures may nest 2 deep at most (each level multiplies the steps by the length of its list)`,
+			`rules.yaml:17:62: rule "nested3": if: headers("Cc") is run over in a closure over headers("To"): the sender sets the length of both lists, and the steps are their product (up to 1,000,000 for two headers()); there, use it only with len, first, last, get or [i]`,
+			`rules.yaml:17:81: rule "nested3": if: headers("Bcc") is run over in a closure over headers("Cc"): the sender sets the length of both lists, and the steps are their product (up to 1,000,000 for two headers()); there, use it only with len, first, last, get or [i]`,
 			`rules.yaml:18:79: rule "concat": if: + of texts is not allowed inside a closure: it copies a text for every element (compare the parts instead)`}},
 		// Every field chain, call and function of every branch.
 		{"template_check", []string{
