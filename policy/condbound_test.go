@@ -264,3 +264,41 @@ func TestSenderClosureCost(t *testing.T) {
 		}
 	}
 }
+
+// A width or precision applies to the argument its verb prints: one on a
+// number, boolean or text is fine beside a list printed without; one on
+// a list, map or structure is an error. Explicit argument indexes are
+// followed as fmt follows them.
+func TestPrintfWidthPerArgument(t *testing.T) {
+	f := facts(policy.StageData, helo("mx"), size(7), score(2.5), rcpts("a@b.test", "c@d.test"), header("To: x"))
+	for _, tc := range []struct {
+		tmpl, want string // want "" for an error
+	}{
+		{`{{ printf "%-6s|%v" .Helo .Rcpts }}`, "mx |[a@b.test c@d.test]"}, // runs of spaces are one in a detail
+		{`{{ printf "%v %05d" .Rcpts .Size }}`, "[a@b.test c@d.test] 00007"},
+		{`{{ printf "%05.1f %v %.1s" .Score .Header .Helo }}`, "002.5 [84 111 58 32 120 13 10] m"},
+		{`{{ printf "%[2]s %04[1]d|" .Size .Rcpts }}`, "[a@b.test c@d.test] 0007|"},
+		{`{{ .Rcpts | printf "%03d %v" .Size }}`, "007 [a@b.test c@d.test]"},
+		// %[2]5v: an index before a width is a bad index, which prints nothing.
+		{`{{ printf "%[2]5v %[1]s" .Helo .Rcpts }}`, "%!v(BADINDEX) mx"},
+		{`{{ printf "%-6s %5v" .Helo .Rcpts }}`, ""},
+		{`{{ printf "%v %.3v" .Helo .Rcpts }}`, ""},
+		{`{{ printf "%5[2]v %[1]s" .Helo .Rcpts }}`, ""},
+		{`{{ printf "%s %s %9v" .Helo .Helo .Header }}`, ""},
+		{`{{ .Rcpts | printf "%3d %3v" .Size }}`, ""},
+	} {
+		y := fmt.Sprintf("rules:\n  - name: r\n    stage: data\n    action: continue\n    detail: '%s'\n", tc.tmpl)
+		e, err := loadRules(t, y)
+		if err != nil {
+			t.Errorf("%s: %v", tc.tmpl, err)
+			continue
+		}
+		o := e.Evaluate(f)
+		switch {
+		case tc.want == "" && (len(o.Errors) == 0 || !strings.Contains(strings.Join(o.Errors, " "), "width or precision")):
+			t.Errorf("%s: no error: %v %v", tc.tmpl, o.Errors, o.Reasons)
+		case tc.want != "" && (len(o.Errors) > 0 || len(o.Reasons) != 1 || o.Reasons[0].Detail != tc.want):
+			t.Errorf("%s: errors %v, reasons %+v, want detail %q", tc.tmpl, o.Errors, o.Reasons, tc.want)
+		}
+	}
+}

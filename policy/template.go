@@ -90,45 +90,163 @@ var templateFuncs = template.FuncMap{
 }
 
 // printfCapped is fmt.Sprintf cut to maxRendered octets. A width or
-// precision is refused (an error, which ends the template) when an
-// argument is not a number, a boolean or a string: fmt applies it to
-// every element of a slice, array or map, and every field of a struct
+// precision is refused (an error, which ends the template) on an
+// argument that is not a number, a boolean or a string: fmt applies it
+// to every element of a slice, array or map, and every field of a struct
 // (printf "%999v" .Header pads each octet of the header section: 555 MB
-// for a 106 KB one).
+// for a 106 KB one). Only the argument a verb with a width or precision
+// prints is judged: {{ printf "%-20s %v" .Helo .Rcpts }} is fine.
 func printfCapped(format string, args ...any) (string, error) {
-	if formatHasWidth(format) {
-		for _, a := range args {
-			switch reflect.ValueOf(a).Kind() {
-			case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-				reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
-			default:
-				return "", fmt.Errorf("printf %q: a width or precision is allowed only with numbers, booleans and strings, not a %T (it would apply to every element)", format, a)
-			}
+	for _, i := range widenedArgs(format, len(args)) {
+		switch reflect.ValueOf(args[i]).Kind() {
+		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+			reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		default:
+			return "", fmt.Errorf("printf %q: a width or precision is allowed only with numbers, booleans and strings, not a %T (argument %d; it would apply to every element)", format, args[i], i+1)
 		}
 	}
 	return capRendered(fmt.Sprintf(format, args...)), nil
 }
 
-// formatHasWidth says whether a printf format gives a width or a
-// precision (a digit after the flags, or a dot) to one of its verbs.
-func formatHasWidth(f string) bool {
-	for i := 0; i < len(f); i++ {
-		if f[i] != '%' {
+// widenedArgs returns the indexes of the arguments that fmt.Sprintf(f,
+// n arguments...) prints with a width or a precision. It reads f as
+// fmt's doPrintf does: verbs in order, each taking the next argument, a
+// * taking one for a width or precision (counted as one, whatever its
+// value), an explicit index [n] choosing the argument of what follows
+// it ("%[2]*[1]d" is argument 1 with the width argument 2), and a verb
+// whose index is bad ("%[3]2d", "%[9]d") printing none. %% takes no
+// argument and ignores its width. The arguments after the last verb are
+// printed without flags.
+func widenedArgs(f string, n int) []int {
+	var out []int
+	end := len(f)
+	argNum := 0
+	for i := 0; i < end; {
+		good := true
+		for i < end && f[i] != '%' {
+			i++
+		}
+		if i >= end {
+			break
+		}
+		i++
+		// Flags, and fmt's fast path: a lower-case verb right after them
+		// prints the next argument, without width or precision.
+		for i < end && strings.IndexByte("#0+- ", f[i]) >= 0 {
+			i++
+		}
+		if i < end && 'a' <= f[i] && f[i] <= 'z' && argNum < n {
+			argNum++
+			i++
 			continue
 		}
-		j := i + 1
-		for j < len(f) && strings.IndexByte("+-# 0", f[j]) >= 0 {
-			j++
-		}
-		for ; j < len(f) && strings.IndexByte("0123456789.[]*", f[j]) >= 0; j++ {
-			if f[j] != '0' && f[j] != '[' && f[j] != ']' {
-				return true
+		var afterIndex, widened bool
+		argNum, i, afterIndex = fmtArgNumber(f, i, argNum, n, &good)
+		if i < end && f[i] == '*' {
+			i++
+			widened = true
+			if argNum < n {
+				argNum++
+			}
+			afterIndex = false
+		} else {
+			var present bool
+			i, present = fmtParseNum(f, i, end)
+			widened = present
+			if afterIndex && present { // "%[3]2d"
+				good = false
 			}
 		}
-		i = j // the verb (%% included)
+		if i+1 < end && f[i] == '.' {
+			i++
+			widened = true  // a precision, 0 when no digits follow
+			if afterIndex { // "%[3].2d"
+				good = false
+			}
+			argNum, i, afterIndex = fmtArgNumber(f, i, argNum, n, &good)
+			if i < end && f[i] == '*' {
+				i++
+				if argNum < n {
+					argNum++
+				}
+				afterIndex = false
+			} else {
+				i, _ = fmtParseNum(f, i, end)
+			}
+		}
+		if !afterIndex {
+			argNum, i, _ = fmtArgNumber(f, i, argNum, n, &good)
+		}
+		if i >= end {
+			break // "%!(NOVERB)"
+		}
+		verb, size := utf8.DecodeRuneInString(f[i:])
+		i += size
+		switch {
+		case verb == '%', !good, argNum >= n:
+		default:
+			if widened {
+				out = append(out, argNum)
+			}
+			argNum++
+		}
 	}
-	return false
+	return out
+}
+
+// fmtArgNumber reads an explicit argument index [n] at f[i:] as fmt's
+// argNumber does: the new argument number, the new i, and whether an
+// index was read; a bad index clears good.
+func fmtArgNumber(f string, i, argNum, n int, good *bool) (int, int, bool) {
+	if i >= len(f) || f[i] != '[' {
+		return argNum, i, false
+	}
+	// fmt's parseArgNumber: at least "[n]", the number up to the first ].
+	index, width, ok := 0, 1, false
+	if len(f)-i >= 3 {
+		for j := i + 1; j < len(f); j++ {
+			if f[j] == ']' {
+				k, present := fmtParseNum(f[:j], i+1, j)
+				width = j - i + 1
+				if present && k == j {
+					index, ok = fmtNum(f[i+1:j])-1, true
+				}
+				break
+			}
+		}
+	}
+	if ok && 0 <= index && index < n {
+		return index, i + width, true
+	}
+	*good = false
+	return argNum, i + width, ok
+}
+
+// fmtParseNum skips the digits of f[start:end] as fmt's parsenum does,
+// and says whether there were any; a number over 1e6 ends the format.
+func fmtParseNum(f string, start, end int) (int, bool) {
+	if start >= end {
+		return end, false
+	}
+	num, i := 0, start
+	for ; i < end && '0' <= f[i] && f[i] <= '9'; i++ {
+		if num > 1e6 {
+			return end, false
+		}
+		num = num*10 + int(f[i]-'0')
+	}
+	return i, i > start
+}
+
+// fmtNum is the value of the digits s (at most 1e6, as fmtParseNum let
+// them through).
+func fmtNum(s string) int {
+	n := 0
+	for _, c := range []byte(s) {
+		n = n*10 + int(c-'0')
+	}
+	return n
 }
 
 // maxRendered bounds the text a template produces, before it is made one
