@@ -992,7 +992,7 @@ func (l *loader) compileCond(f *ruleFile, n *yaml.Node, src, what string, stages
 	ast.Walk(&tree.Node, w)
 	// The type check too, when the walker found problems: all are
 	// reported at once.
-	prog, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool())
+	prog, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool(), expr.Patch(zonePatcher{}))
 	if err != nil {
 		l.exprErr(f, n, src, what, err)
 		return nil
@@ -1120,6 +1120,7 @@ var condRefused = map[string]string{
 func (w *condWalker) Visit(node *ast.Node) {
 	switch x := (*node).(type) {
 	case *ast.BuiltinNode:
+		w.checkZone(x)
 		if !condBuiltins[x.Name] {
 			why := condRefused[x.Name]
 			if why == "" {

@@ -1,0 +1,70 @@
+package policy_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mxgate/gatewayd/policy"
+)
+
+// TestTimeZones: a time zone in a condition is a literal the system knows,
+// checked at load, and the loaded zone gives the same times as expr's own
+// timezone() and date(..., zone).
+func TestTimeZones(t *testing.T) {
+	for _, tc := range []struct {
+		cond, err string // err: "" loads and holds
+	}{
+		{`date("2024-01-01T00:00:00Z").In(timezone("Asia/Kolkata")).Hour() == 5`, ""},
+		{`date("2024-01-01T00:00:00Z").In(timezone("Asia/Kolkata")).Minute() == 30`, ""},
+		{`date("2024-07-01 12:00", "2006-01-02 15:04", "Europe/Berlin").Unix() == 1719828000`, ""},
+		{`date("2024-01-01 12:00", "2006-01-02 15:04", "Europe/Berlin").Unix() == 1704106800`, ""},
+		{`date(timezone("America/New_York"), "2024-01-01 00:00", "2006-01-02 15:04").Unix() == 1704085200`, ""},
+		{`now(timezone("UTC")).Unix() > 0`, ""},
+		{`date("2024-01-01 00:00", "2006-01-02 15:04").Unix() == 1704067200`, ""},
+		{`now().In(timezone(helo)).Hour() >= 0`, "timezone: the time zone must be a literal string"},
+		{`now().In(timezone("Mars/Olympus_Mons")).Hour() >= 0`, `timezone: unknown time zone "Mars/Olympus_Mons"`},
+		{`now().In(timezone("../../etc/passwd")).Hour() >= 0`, "unknown time zone"},
+		{`date("2024-01-01 00:00", "2006-01-02 15:04", helo).Year() > 0`, "date: the time zone must be a literal string"},
+		{`date("2024-01-01 00:00", "2006-01-02 15:04", "Nowhere").Year() > 0`, `date: unknown time zone "Nowhere"`},
+	} {
+		e, err := loadCond(t, tc.cond)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want %q", tc.cond, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.cond, err)
+			continue
+		}
+		o := e.Evaluate(facts(policy.StageData))
+		if len(o.Errors) > 0 || len(o.Reasons) != 1 {
+			t.Errorf("%s: reasons %v, errors %v", tc.cond, reasons(o), o.Errors)
+		}
+	}
+}
+
+// TestTimeZoneLoadedOnce: the zone of a condition is not read again at
+// each evaluation. Reading it (expr's timezone() did, every time) is 17
+// allocations and more; the method call and the date parsing around it
+// are 5.
+func TestTimeZoneLoadedOnce(t *testing.T) {
+	allocs := func(cond string) float64 {
+		e, err := loadCond(t, cond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := facts(policy.StageData)
+		return testing.AllocsPerRun(50, func() { e.Evaluate(f) })
+	}
+	plain := allocs(`now().Hour() >= 0`)
+	for _, c := range []string{
+		`now().In(timezone("Europe/Berlin")).Hour() >= 0`,
+		`date("2024-07-01 12:00", "2006-01-02 15:04", "Europe/Berlin").Hour() >= 0`,
+	} {
+		if a := allocs(c); a > plain+10 {
+			t.Errorf("%s: %v allocations an evaluation, %v without a zone", c, a, plain)
+		}
+	}
+}
