@@ -56,6 +56,16 @@ func TestDialogs(t *testing.T) {
 			>> "Subject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n"
 			< 250 2.0.0
 			< 221`, 1},
+		{"message sent before the 354 (read on, not lost)", `
+			< 220
+			> EHLO client.test
+			< 250
+			>> "MAIL FROM:<a@sender.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nSubject: e\r\n\r\nearly\r\n.\r\nQUIT\r\n"
+			< 250 2.1.0
+			< 250 2.1.5
+			< 354
+			< 250 2.0.0
+			< 221`, 1},
 		{"commands out of order", `
 			< 220
 			> MAIL FROM:<a@sender.test>

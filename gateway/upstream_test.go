@@ -473,24 +473,29 @@ func TestUpstreamLargeMessage(t *testing.T) {
 		body.WriteString("Line " + strings.Repeat("x", i%90) + "\r\n")
 	}
 	msg := "Subject: big\r\n\r\n" + body.String()
-	for _, mode := range relayModes {
-		t.Run(mode.name, func(t *testing.T) {
-			m := startMTA(t)
-			cfg := testConfig()
-			cfg.MemoryThreshold = 4096
-			cfg.MaxMessageSize = 1 << 20
-			g := startGatewayMode(t, cfg, m, nil, mode.noPipelining, mode.noChunking)
-			if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, msg); err != nil {
-				t.Fatal(err)
-			}
-			msgs := m.messages()
-			if len(msgs) != 1 {
-				t.Fatalf("MTA holds %d messages", len(msgs))
-			}
-			if !strings.HasSuffix(string(msgs[0].Data), msg) {
-				t.Fatalf("relayed message differs (%d octets at the MTA, %d sent)", len(msgs[0].Data), len(msg))
-			}
-		})
+	for _, held := range []struct {
+		name      string
+		threshold int
+	}{{"file", 4096}, {"memory", 1 << 20}} {
+		for _, mode := range relayModes {
+			t.Run(held.name+"/"+mode.name, func(t *testing.T) {
+				m := startMTA(t)
+				cfg := testConfig()
+				cfg.MemoryThreshold = held.threshold
+				cfg.MaxMessageSize = 1 << 20
+				g := startGatewayMode(t, cfg, m, nil, mode.noPipelining, mode.noChunking)
+				if err := sendMail(g.addr, "a@sender.test", []string{"bob@example.com"}, msg); err != nil {
+					t.Fatal(err)
+				}
+				msgs := m.messages()
+				if len(msgs) != 1 {
+					t.Fatalf("MTA holds %d messages", len(msgs))
+				}
+				if !strings.HasSuffix(string(msgs[0].Data), msg) {
+					t.Fatalf("relayed message differs (%d octets at the MTA, %d sent)", len(msgs[0].Data), len(msg))
+				}
+			})
+		}
 	}
 }
 
