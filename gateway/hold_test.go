@@ -65,8 +65,9 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 // TestHoldBufferGrowsByDoubling: a message held in memory grows its buffer
-// by doubling, so a 1 MiB message goes through a handful of buffers
-// (append's growth by a quarter was a dozen, 5 MB allocated for 1 MB).
+// by doubling, then to the whole threshold, so a 1 MiB message goes
+// through a handful of buffers (append's growth by a quarter was a
+// dozen, 5 MB allocated for 1 MB).
 func TestHoldBufferGrowsByDoubling(t *testing.T) {
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB
 	h := newHoldBuffer(t.TempDir(), 2<<20)
