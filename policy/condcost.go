@@ -83,11 +83,11 @@ func (w *condWalker) info(n ast.Node) costInfo {
 		// The element of a closure over a sender's list is a part of
 		// what the sender sent (its work on it adds up to the size of
 		// the list); that of another closure is long when its list
-		// holds long texts ([header("Subject")], dkim.signatures).
-		if l, ok := w.elems[y]; ok && y.Name == "" {
-			if li := w.info(l); li.list == "" {
-				ci.long = li.long
-			}
+		// holds long texts ([header("Subject")], dkim.signatures), also
+		// beside a sender's list only measured there
+		// ([header("Subject"), headers("X")[0]]).
+		if l, ok := w.elems[y]; ok && y.Name == "" && !w.senderElems(l) {
+			ci.long = w.info(l).long
 		}
 	case *ast.PredicateNode:
 		w.costs[n] = ci
@@ -114,6 +114,36 @@ func (w *condWalker) info(n ast.Node) costInfo {
 // length is the rule's, and a closure over one of its elements, a list
 // of the sender's, runs as often as one over that list.)
 func (w *condWalker) senderList(n ast.Node) string { return w.info(n).list }
+
+// senderElems says whether every element of the list n is an element of
+// a list the sender sizes: n is one (headers("To"), rcpts, split()), or
+// is made of such lists only (filter, reverse, sort, take, uniq, concat,
+// a slice, a choice between two). The work of a closure over n on its
+// element then adds up to the size of those lists.
+func (w *condWalker) senderElems(n ast.Node) bool {
+	if w.listSource(n) != "" {
+		return true
+	}
+	switch y := n.(type) {
+	case *ast.BuiltinNode:
+		switch y.Name {
+		case "filter", "reverse", "sort", "take", "uniq":
+			return len(y.Arguments) > 0 && w.senderElems(y.Arguments[0])
+		case "concat":
+			for _, a := range y.Arguments {
+				if !w.senderElems(a) {
+					return false
+				}
+			}
+			return len(y.Arguments) > 0
+		}
+	case *ast.SliceNode:
+		return w.senderElems(y.Node)
+	case *ast.ConditionalNode:
+		return w.senderElems(y.Exp1) && w.senderElems(y.Exp2)
+	}
+	return false
+}
 
 // splitList is senderList for split() and splitAfter() only.
 func (w *condWalker) splitList(n ast.Node) string { return w.info(n).split }
