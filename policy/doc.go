@@ -72,7 +72,9 @@
 // indexOf, lastIndexOf, hasPrefix, hasSuffix, max, min, mean, median,
 // first, last, get, take, keys, values, reverse, uniq, sort, concat,
 // flatten, now, duration, date, timezone and the bit functions; a builtin
-// of a later expr is refused until it is added to that list. A time zone
+// of a later expr is refused until it is added to that list. uniq, which
+// compares every element with every other, may not take a list the
+// sender sizes (headers(), rcpts, split()). A time zone
 // (timezone's argument, date's third) is a literal the system knows,
 // read once when the rules load (tzpatch.go). Closures
 // nest two deep at most, may not run over split or splitAfter of a text
