@@ -74,7 +74,8 @@
 // flatten, now, duration, date, timezone and the bit functions; a builtin
 // of a later expr is refused until it is added to that list. uniq, which
 // compares every element with every other, may not take a list the
-// sender sizes (headers(), rcpts, split()). A time zone
+// sender sizes (headers(), rcpts, split()), and the characters trim
+// removes (its second argument) are a literal string. A time zone
 // (timezone's argument, date's third) is a literal the system knows,
 // read once when the rules load (tzpatch.go). Closures
 // nest two deep at most, may not run over split or splitAfter of a text

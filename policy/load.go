@@ -1128,6 +1128,13 @@ func (w *condWalker) Visit(node *ast.Node) {
 			}
 			w.errAt(x, "%s is not allowed in conditions: %s", x.Name, why)
 		}
+		if x.Name == "trim" && len(x.Arguments) == 2 {
+			if _, lit := x.Arguments[1].(*ast.StringNode); !lit {
+				// strings.Trim looks each character it trims up in the
+				// set (a scan of it) and reads the whole set first.
+				w.errAt(x.Arguments[1], "trim: the characters to trim must be a literal string (each character of the text is looked up in them: two texts of the header cost the product of their lengths)")
+			}
+		}
 		if x.Name == "uniq" && len(x.Arguments) > 0 {
 			// expr's uniq compares each element with every one kept
 			// (and allocates for each comparison of a []string).
