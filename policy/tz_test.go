@@ -68,3 +68,28 @@ func TestTimeZoneLoadedOnce(t *testing.T) {
 		}
 	}
 }
+
+// A method called on a date patched with its zone takes its arguments as
+// on any date: date(..., zone).In(timezone("UTC")) loaded and failed at
+// every evaluation ("reflect: Call using time.Location as type
+// *time.Location"), its rule never applying.
+func TestTimeZonePatchedDateMethods(t *testing.T) {
+	const berlin = `date("2024-01-01 00:00", "2006-01-02 15:04", "Europe/Berlin")`
+	for _, c := range []string{
+		berlin + `.In(timezone("UTC")).Hour() == 23`,
+		berlin + `.In(timezone("Asia/Kolkata")).Minute() == 30`,
+		berlin + `.Add(duration("1h")).In(timezone("UTC")).Hour() == 0`,
+		berlin + `.Truncate(duration("1h")).Equal(` + berlin + `)`,
+		berlin + `.Sub(date("2023-12-31 23:00", "2006-01-02 15:04", "UTC")).Hours() == 0`,
+		`any(["x"], {` + berlin + `.In(timezone("UTC")).Hour() == 23})`,
+	} {
+		e, err := loadCond(t, c)
+		if err != nil {
+			t.Errorf("%s: %v", c, err)
+			continue
+		}
+		if o := e.Evaluate(facts(policy.StageData)); len(o.Errors) > 0 || len(o.Reasons) != 1 {
+			t.Errorf("%s: reasons %v, errors %v", c, reasons(o), o.Errors)
+		}
+	}
+}

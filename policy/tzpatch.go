@@ -90,10 +90,19 @@ func (zonePatcher) Visit(node *ast.Node) {
 	if n.Name == "timezone" {
 		ast.Patch(node, zone)
 	} else {
-		ast.Patch(node, &ast.BuiltinNode{Name: "date", Arguments: []ast.Node{zone, n.Arguments[0], n.Arguments[1]}})
+		date := &ast.BuiltinNode{Name: "date", Arguments: []ast.Node{zone, n.Arguments[0], n.Arguments[1]}}
+		ast.Patch(node, date)
+		// Its type too, for the same reason: the compiler takes the
+		// receiver of date(...).In(timezone("UTC")) for an unknown
+		// value, counts the receiver among the method's parameters,
+		// and dereferences the zone given to In (an error at every
+		// evaluation).
+		date.SetType(timeType)
 	}
 	// The type, which expr's checker does not give again to a node under
 	// a method call (date(...).Unix()): without it the compiler takes
 	// the zone for an unknown value and dereferences it.
 	zone.SetType(locationType)
 }
+
+var timeType = reflect.TypeOf(time.Time{})
