@@ -76,7 +76,7 @@
 // compares every element with every other, may not take a list the
 // sender sizes (headers(), rcpts, split()), and the characters trim
 // removes (its second argument) are a literal string. A time zone
-// (timezone's argument, date's third) is a literal the system knows,
+// (timezone's argument, date's after the text and layout) is a literal the system knows,
 // read once when the rules load (tzpatch.go). Closures
 // nest two deep at most, may not run over split or splitAfter of a text
 // (nor over a list made from one, reverse(split(...))), and may not

@@ -93,3 +93,41 @@ func TestTimeZonePatchedDateMethods(t *testing.T) {
 		}
 	}
 }
+
+// date(zone, text, layout, "Zone") is expr's date with a location and a
+// zone, the latter used: its zone was neither checked nor patched, so a
+// zone from the message (helo) loaded and was looked up as a file name at
+// every evaluation, and an unknown one failed every evaluation.
+func TestTimeZoneDateFourArguments(t *testing.T) {
+	f := facts(policy.StageData, helo("Europe/Berlin"))
+	plainE, err := loadCond(t, `date(timezone("UTC"), "2024-01-01 12:00", "2006-01-02 15:04").Unix() > 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := testing.AllocsPerRun(20, func() { plainE.Evaluate(f) })
+	for _, tc := range []struct{ cond, err string }{
+		{`date(timezone("UTC"), "2024-01-01 00:00", "2006-01-02 15:04", helo).Year() > 0`, "date: the time zone must be a literal string"},
+		{`date(timezone("UTC"), "2024-01-01 00:00", "2006-01-02 15:04", "Mars/Olympus_Mons").Year() > 0`, `date: unknown time zone "Mars/Olympus_Mons"`},
+		{`date(timezone("UTC"), "2024-01-01 12:00", "2006-01-02 15:04", "Europe/Berlin").Unix() == 1704106800`, ""},
+		{`date(timezone("UTC"), "2024-01-01 12:00", "2006-01-02 15:04", "Europe/Berlin").In(timezone("UTC")).Hour() == 11`, ""},
+	} {
+		e, err := loadCond(t, tc.cond)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want %q", tc.cond, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.cond, err)
+			continue
+		}
+		if o := e.Evaluate(f); len(o.Errors) > 0 || len(o.Reasons) != 1 {
+			t.Errorf("%s: reasons %v, errors %v", tc.cond, reasons(o), o.Errors)
+		}
+		// Patched: no zone read at evaluation (see TestTimeZoneLoadedOnce).
+		if a := testing.AllocsPerRun(20, func() { e.Evaluate(f) }); a > plain+10 {
+			t.Errorf("%s: %v allocations an evaluation, %v without a zone", tc.cond, a, plain)
+		}
+	}
+}

@@ -21,13 +21,18 @@ import (
 var locationType = reflect.TypeOf((*time.Location)(nil))
 
 // zoneArg is the argument of n that names a time zone, if it has one:
-// timezone's only argument, date's third when its first is not a zone.
+// timezone's only argument, date's third when its first is not a zone,
+// and date's fourth (after a zone, which expr's date then ignores:
+// date(zone, text, layout, "Europe/Berlin") reads the text in Berlin's
+// time; the checker refuses four arguments after anything but a zone).
 func zoneArg(n *ast.BuiltinNode) (int, bool) {
 	switch {
 	case n.Name == "timezone" && len(n.Arguments) == 1:
 		return 0, true
 	case n.Name == "date" && len(n.Arguments) == 3 && !isLocation(n.Arguments[0]):
 		return 2, true
+	case n.Name == "date" && len(n.Arguments) == 4:
+		return 3, true
 	}
 	return 0, false
 }
@@ -64,8 +69,9 @@ func (w *condWalker) checkZone(n *ast.BuiltinNode) {
 
 // zonePatcher puts the zones of a condition, loaded once, in the place of
 // the calls that would load them at every evaluation: timezone("Z")
-// becomes the zone, and date(t, layout, "Z") date(zone, t, layout), which
-// expr's date reads the same way (time.ParseInLocation). A zone that does
+// becomes the zone, and date(t, layout, "Z") (or date(other, t, layout,
+// "Z")) date(zone, t, layout), which expr's date reads the same way
+// (time.ParseInLocation). A zone that does
 // not load is left to checkZone's error.
 type zonePatcher struct{}
 
@@ -90,7 +96,8 @@ func (zonePatcher) Visit(node *ast.Node) {
 	if n.Name == "timezone" {
 		ast.Patch(node, zone)
 	} else {
-		date := &ast.BuiltinNode{Name: "date", Arguments: []ast.Node{zone, n.Arguments[0], n.Arguments[1]}}
+		// The text and layout are the two arguments before the zone.
+		date := &ast.BuiltinNode{Name: "date", Arguments: []ast.Node{zone, n.Arguments[i-2], n.Arguments[i-1]}}
 		ast.Patch(node, date)
 		// Its type too, for the same reason: the compiler takes the
 		// receiver of date(...).In(timezone("UTC")) for an unknown
