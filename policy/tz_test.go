@@ -27,21 +27,7 @@ func TestTimeZones(t *testing.T) {
 		{`date("2024-01-01 00:00", "2006-01-02 15:04", helo).Year() > 0`, "date: the time zone must be a literal string"},
 		{`date("2024-01-01 00:00", "2006-01-02 15:04", "Nowhere").Year() > 0`, `date: unknown time zone "Nowhere"`},
 	} {
-		e, err := loadCond(t, tc.cond)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%s: error %v, want %q", tc.cond, err, tc.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tc.cond, err)
-			continue
-		}
-		o := e.Evaluate(facts(policy.StageData))
-		if len(o.Errors) > 0 || len(o.Reasons) != 1 {
-			t.Errorf("%s: reasons %v, errors %v", tc.cond, reasons(o), o.Errors)
-		}
+		condHolds(t, facts(policy.StageData), tc.cond, tc.err)
 	}
 }
 
@@ -111,23 +97,36 @@ func TestTimeZoneDateFourArguments(t *testing.T) {
 		{`date(timezone("UTC"), "2024-01-01 12:00", "2006-01-02 15:04", "Europe/Berlin").Unix() == 1704106800`, ""},
 		{`date(timezone("UTC"), "2024-01-01 12:00", "2006-01-02 15:04", "Europe/Berlin").In(timezone("UTC")).Hour() == 11`, ""},
 	} {
-		e, err := loadCond(t, tc.cond)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%s: error %v, want %q", tc.cond, err, tc.err)
-			}
+		e := condHolds(t, f, tc.cond, tc.err)
+		if e == nil {
 			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tc.cond, err)
-			continue
-		}
-		if o := e.Evaluate(f); len(o.Errors) > 0 || len(o.Reasons) != 1 {
-			t.Errorf("%s: reasons %v, errors %v", tc.cond, reasons(o), o.Errors)
 		}
 		// Patched: no zone read at evaluation (see TestTimeZoneLoadedOnce).
 		if a := testing.AllocsPerRun(20, func() { e.Evaluate(f) }); a > plain+10 {
 			t.Errorf("%s: %v allocations an evaluation, %v without a zone", tc.cond, a, plain)
 		}
 	}
+}
+
+// condHolds loads cond as a rule's condition: with wantErr, the load must
+// fail with an error holding it; else it must load and hold on f. It
+// returns the engine of a condition that held, nil otherwise.
+func condHolds(t *testing.T, f *policy.Facts, cond, wantErr string) *policy.Engine {
+	t.Helper()
+	e, err := loadCond(t, cond)
+	switch {
+	case wantErr != "":
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: error %v, want %q", cond, err, wantErr)
+		}
+		return nil
+	case err != nil:
+		t.Errorf("%s: %v", cond, err)
+		return nil
+	}
+	if o := e.Evaluate(f); len(o.Errors) > 0 || len(o.Reasons) != 1 {
+		t.Errorf("%s: reasons %v, errors %v", cond, reasons(o), o.Errors)
+		return nil
+	}
+	return e
 }
