@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"sync"
 )
@@ -132,27 +133,51 @@ var holdPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return 
 // them.
 const holdPoolMax = 256 << 10
 
-// bigHoldPool keeps buffers of a whole memory threshold, for messages
-// past holdPoolMax. sync.Pool gives them back to the collector when they
+// bigHoldPools keep the buffers of messages past holdPoolMax, by size:
+// bigHoldPools[k] holds buffers of holdPoolMax<<(k+1) octets (512 KiB,
+// 1 MiB, 2 MiB, ...). sync.Pool gives them back to the collector when they
 // go unused, so none is held for long without large messages; while they
-// come, a message is copied into memory that is already the process's
-// (a new 1 MiB buffer was a page fault per 4 KiB page as it was zeroed:
-// a tenth of the CPU of relaying a 1 MB message).
-var bigHoldPool sync.Pool
+// come, a message is copied into memory that is already the process's (a
+// new 1 MiB buffer was a page fault per 4 KiB page as it was zeroed: a
+// tenth of the CPU of relaying a 1 MB message). A message takes a buffer
+// of at most twice its size, never one of the whole memory threshold: a
+// threshold raised to keep large messages off disk would have made every
+// message past 256 KiB hold (and the pool keep) that much memory.
+var bigHoldPools [16]sync.Pool
 
-// grow gives h.mem room for need octets (need <= threshold): doubling up
-// to holdPoolMax, then a buffer of the whole threshold. Not append's
-// growth: past 256 octets append grows a slice by about a quarter, so a
-// 1 MB message was copied into 13 ever larger buffers (5.2 MB allocated).
+// bigClass is the size class of a buffer for n octets (n > holdPoolMax):
+// the index of its pool, and its size, the power of two times holdPoolMax
+// at or above n. Past the last class (or past what an int holds) the
+// buffer is of n octets and not pooled: k is -1.
+func bigClass(n int) (k, size int) {
+	k = bits.Len(uint((n-1)/holdPoolMax)) - 1
+	if k >= len(bigHoldPools) {
+		return -1, n
+	}
+	if size = holdPoolMax << (k + 1); size < n {
+		return -1, n
+	}
+	return k, size
+}
+
+// grow gives h.mem room for need octets (need <= threshold), by doubling
+// (capped at the threshold): up to holdPoolMax a new buffer, past it one
+// of the size classes of bigHoldPools. Not append's growth: past 256
+// octets append grows a slice by about a quarter, so a 1 MB message was
+// copied into 13 ever larger buffers (5.2 MB allocated).
 func (h *holdBuffer) grow(need int) {
 	var grown []byte
 	if c := min(max(2*cap(h.mem), need), h.threshold); c <= holdPoolMax {
 		grown = make([]byte, len(h.mem), c)
 	} else {
-		if b, ok := bigHoldPool.Get().(*[]byte); ok && cap(*b) >= h.threshold {
-			grown = (*b)[:len(h.mem)]
-		} else {
-			grown = make([]byte, len(h.mem), max(h.threshold, need))
+		k, size := bigClass(c)
+		if k >= 0 {
+			if b, ok := bigHoldPools[k].Get().(*[]byte); ok && cap(*b) == size {
+				grown = (*b)[:len(h.mem)]
+			}
+		}
+		if grown == nil {
+			grown = make([]byte, len(h.mem), size)
 		}
 	}
 	copy(grown, h.mem)
@@ -165,8 +190,10 @@ func (h *holdBuffer) putMem() {
 	case h.mem == nil:
 	case cap(b) <= holdPoolMax:
 		holdPool.Put(&b)
-	case cap(b) >= h.threshold:
-		bigHoldPool.Put(&b)
+	default:
+		if k, size := bigClass(cap(b)); k >= 0 && cap(b) == size {
+			bigHoldPools[k].Put(&b)
+		}
 	}
 	h.mem = nil
 }

@@ -65,8 +65,8 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 // TestHoldBufferGrowsByDoubling: a message held in memory grows its buffer
-// by doubling, then to the whole threshold, so a 1 MiB message goes
-// through a handful of buffers (append's growth by a quarter was a
+// by doubling (past 256 KiB into pooled buffers of its size class), so a
+// 1 MiB message goes through a handful of buffers (append's growth by a quarter was a
 // dozen, 5 MB allocated for 1 MB).
 func TestHoldBufferGrowsByDoubling(t *testing.T) {
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB
@@ -86,5 +86,43 @@ func TestHoldBufferGrowsByDoubling(t *testing.T) {
 		if caps[i] < 2*caps[i-1] && caps[i] != 2<<20 {
 			t.Fatalf("buffer capacities %v: grew by less than double", caps)
 		}
+	}
+}
+
+// TestHoldBufferMemoryFollowsMessage: the memory a message held in memory
+// takes follows the message, not the threshold. A message just past 256
+// KiB took a buffer of the whole memory threshold: with a threshold raised
+// to keep large messages off disk (64 MiB here), each session holding a
+// 300 KiB message held 64 MiB, and the pool kept them (also after a
+// reload lowered the threshold).
+func TestHoldBufferMemoryFollowsMessage(t *testing.T) {
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB
+	for _, threshold := range []int{1 << 20, 64 << 20, 1 << 30} {
+		for _, size := range []int{holdPoolMax + 1, 300 << 10, 600 << 10} {
+			h := newHoldBuffer(t.TempDir(), threshold)
+			for n := 0; n < size; n += len(chunk) {
+				if _, err := h.Write(chunk[:min(len(chunk), size-n)]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if h.OnDisk() || len(h.mem) != size {
+				t.Fatalf("threshold %d: held %d octets of %d (on disk: %v)", threshold, len(h.mem), size, h.OnDisk())
+			}
+			if c := cap(h.mem); c > 2*size {
+				t.Errorf("threshold %d: a message of %d octets holds a buffer of %d", threshold, size, c)
+			}
+			h.Reset()
+		}
+	}
+	// A buffer the pool kept from a larger message is not handed to a
+	// message that needs far less.
+	big := newHoldBuffer(t.TempDir(), 64<<20)
+	big.Write(bytes.Repeat(chunk, 40)) // 1.25 MiB
+	big.Reset()
+	h := newHoldBuffer(t.TempDir(), 64<<20)
+	defer h.Reset()
+	h.Write(bytes.Repeat(chunk, 9)) // 288 KiB
+	if c := cap(h.mem); c > 2*9*len(chunk) {
+		t.Errorf("a message of %d octets holds a buffer of %d", 9*len(chunk), c)
 	}
 }
