@@ -72,11 +72,13 @@ type State struct {
 	Rcpt    Address   // the recipient being judged (rcpt stage)
 	Rcpts   []Address // recipients accepted so far
 	// Header is the header section of the message (data stage), without the
-	// empty line that ends it.
+	// empty line that ends it. It is a slice of the buffer the message is
+	// held in, which goes back to a pool when the transaction ends: read
+	// it during Decide, and copy what must outlive the call.
 	Header []byte
 	Size   int64
 	// Message returns a new reader over the whole received message (data
-	// stage), as the sender sent it.
+	// stage), as the sender sent it; like Header, only during Decide.
 	Message func() io.Reader
 
 	Results map[string]any
