@@ -175,3 +175,77 @@ func TestSessionClientRewritten(t *testing.T) {
 	dialog(t, g.addr, "< 220\n> QUIT\n< 221\n<EOF")
 	sessionsEnded(t, g.srv)
 }
+
+// heldListener holds each accepted connection until the test lets Serve
+// have it: a connection accepted just as Shutdown closes the listener.
+type heldListener struct {
+	net.Listener
+	accepted chan struct{}
+	release  chan struct{}
+}
+
+func (l *heldListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.accepted <- struct{}{}
+	<-l.release
+	return c, nil
+}
+
+// TestShutdownLateAccept: a connection the accept loop gets after Shutdown
+// began waiting for its sessions (the last of which then ended) is
+// refused with 421 4.3.2 without being counted: counting it was an Add on
+// the WaitGroup Shutdown waits on, racing with that Wait (the race
+// detector's report; without it, Shutdown could return with the
+// connection still being served, or the Wait panic as "reused").
+func TestShutdownLateAccept(t *testing.T) {
+	cfg := testConfig()
+	cfg.TempDir = t.TempDir()
+	m := startMTA(t)
+	log := &syncBuffer{}
+	s := New(cfg, Options{Upstream: NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}}),
+		Decisions: NewDecisionLogJSON(log)})
+	defer s.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl := &heldListener{Listener: ln, accepted: make(chan struct{}, 2), release: make(chan struct{}, 2)}
+	go s.Serve(hl)
+	inTx, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inTx.Close()
+	<-hl.accepted
+	hl.release <- struct{}{}
+	// A transaction in flight keeps Shutdown waiting.
+	runDialog(t, inTx, "< 220\n> EHLO c\n< 250\n> MAIL FROM:<a@sender.test>\n< 250")
+	late, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	<-hl.accepted // accepted; Serve does not have it yet
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	waitFor(t, "Shutdown to wait for the session", func() bool {
+		buf := make([]byte, 1<<20)
+		st := string(buf[:runtime.Stack(buf, true)])
+		return strings.Contains(st, "(*Server).Shutdown.func1") && strings.Contains(st, "WaitGroup).Wait")
+	})
+	runDialog(t, inTx, "> QUIT\n< 221\n<EOF")
+	hl.release <- struct{}{} // Serve gets the late connection now
+	runDialog(t, late, "< 421 4.3.2\n<EOF")
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	sessionsEnded(t, s)
+	waitFor(t, "the refusal's decision line", func() bool { return strings.Contains(log.String(), `"rule":"shutdown"`) })
+}

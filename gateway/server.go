@@ -261,17 +261,21 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		delay = 0
 		s.mu.Lock()
+		if s.draining.Load() {
+			// Accepted as Shutdown closed the listener, which it may
+			// have waited for its sessions already: counting this one
+			// now (wg.Add) would race with that Wait (WaitGroup: an Add
+			// from zero must happen before Wait). Shutdown sets draining
+			// before it takes mu, so a connection counted below is one
+			// its Wait sees.
+			s.mu.Unlock()
+			go s.refuseUncounted(c, "shutdown", "", refusalShutdown)
+			continue
+		}
 		if s.total >= s.cfg.Load().MaxConnections {
 			s.mu.Unlock()
 			s.metrics.Connections.WithLabelValues("limit").Inc()
-			go func() {
-				// Here, not in the accept loop: RemoteAddr reads the PROXY
-				// header of a trusted peer, which may take its timeout.
-				client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-				client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
-				s.logRefusal(client, "connection_limit", "limits.max_connections", refusalTooMany)
-				refuse(c, refusalTooMany.String()+"\r\n")
-			}()
+			go s.refuseUncounted(c, "connection_limit", "limits.max_connections", refusalTooMany)
 			continue
 		}
 		s.total++
@@ -279,6 +283,16 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		s.workers.Go(c)
 	}
+}
+
+// refuseUncounted logs and refuses a connection the accept loop did not
+// count. Not in the accept loop: RemoteAddr reads the PROXY header of a
+// trusted peer, which may take its timeout.
+func (s *Server) refuseUncounted(c net.Conn, rule, detail string, r policy.Reply) {
+	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+	s.logRefusal(client, rule, detail, r)
+	refuse(c, r.String()+"\r\n")
 }
 
 // refuse answers a connection we will not serve and closes it.
