@@ -510,7 +510,10 @@ func (s *Server) Close() error {
 	}
 	s.listeners = nil
 	for sess := range s.sessions {
-		sess.conn.Close()
+		// The connection under any TLS: a tls.Conn's Close first writes
+		// close_notify, which may wait up to 5 s for a client that reads
+		// nothing, and this loop holds s.mu.
+		sess.raw.Close()
 	}
 	s.mu.Unlock()
 	return nil
