@@ -627,3 +627,44 @@ func TestLimitRefusalDoesNotBlockAccept(t *testing.T) {
 		t.Fatalf("next connection got %q: the accept loop waited on another client's PROXY header", line)
 	}
 }
+
+// TestCommandLineDeadline: a command line trickled an octet at a time,
+// each octet well within the idle timeout, must still come whole within
+// the idle timeout of its first octets; otherwise the session ends with
+// 421 4.4.2 and its decision line.
+func TestCommandLineDeadline(t *testing.T) {
+	cfg := testConfig()
+	// An idle timeout of 2 s against an octet every 100 ms (see
+	// TestDataDeadline for why not less).
+	cfg.IdleTimeout = 2 * time.Second
+	cfg.MaxLineLength = 512
+	g := startGateway(t, cfg, nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runDialog(t, c, "< 220\n> EHLO client.test\n< 250\n")
+	// 200 octets at one per 100 ms is 20 s: only the line deadline can
+	// end this (the line is within max_line_length, so nothing else).
+	var reply string
+	buf := make([]byte, 512)
+	for i := 0; i < 200; i++ {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte{"MAIL FROM:<"[min(i, 10)]}); err != nil {
+			break
+		}
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, _ := c.Read(buf)
+		if n > 0 {
+			reply = string(buf[:n])
+			break
+		}
+	}
+	if !strings.HasPrefix(reply, "421 4.4.2 Command line took longer than allowed") {
+		t.Fatalf("want the line deadline's 421 4.4.2, got %q", reply)
+	}
+	if log := g.log.String(); !strings.Contains(log, `"rule":"idle_timeout","detail":"command line not complete within limits.idle_timeout"`) {
+		t.Errorf("no decision line for the cut: %s", log)
+	}
+}

@@ -72,6 +72,11 @@ type session struct {
 	// wait handed off goes on in a read that would set it anew).
 	keepRD       bool
 	dataDeadline time.Time
+	// lineDeadline ends the reading of one command line: it must come
+	// whole within the idle timeout of its first octets, or a client
+	// sending one octet at a time (each read renews the idle timeout)
+	// would hold the session for ever (Postfix's smtpd_per_record_deadline).
+	lineDeadline time.Time
 
 	// Transaction state.
 	tx         UpstreamTx
@@ -108,6 +113,9 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	d := time.Now().Add(s.cfg.IdleTimeout)
 	if !s.dataDeadline.IsZero() && s.dataDeadline.Before(d) {
 		d = s.dataDeadline
+	}
+	if !s.lineDeadline.IsZero() && s.lineDeadline.Before(d) {
+		d = s.lineDeadline
 	}
 	if s.keepRD {
 		s.keepRD = false
@@ -224,6 +232,13 @@ type prefixReader struct {
 	b      [parkRead]byte
 	off, n int
 	r      io.Reader
+}
+
+// lineBuffered says whether a whole command line is already in memory:
+// in the reader, or in what park read that the reader has not taken yet.
+func (s *session) lineBuffered() bool {
+	b, _ := s.r.Peek(s.r.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0 || bytes.IndexByte(s.pre.b[s.pre.off:s.pre.n], '\n') >= 0
 }
 
 // parkRead is what an idle session reads without a pooled buffer: enough
@@ -491,8 +506,21 @@ func (s *session) run() (more bool) {
 		var line []byte
 		err := s.waitErr
 		s.waitErr = nil
+		lineTimeout := false
 		if err == nil {
-			line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
+			if s.lineBuffered() {
+				// The whole line is here: no read, no deadline.
+				line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
+			} else {
+				s.mu.Lock()
+				s.lineDeadline = time.Now().Add(s.cfg.IdleTimeout)
+				s.mu.Unlock()
+				line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
+				s.mu.Lock()
+				lineTimeout = err != nil && isTimeout(err) && !time.Now().Before(s.lineDeadline)
+				s.lineDeadline = time.Time{}
+				s.mu.Unlock()
+			}
 		}
 		s.setIdle(false)
 		if err != nil {
@@ -507,6 +535,11 @@ func (s *session) run() (more bool) {
 				s.cutOff("shutdown", policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down, try again later"})
 			case errors.Is(err, errWaitPanic):
 				s.cutOff("local_error", policy.Reply{Code: 421, Enhanced: "4.3.0", Text: "Local error, closing connection"})
+			case lineTimeout:
+				r := policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Command line took longer than allowed, closing connection"}
+				s.logDecision(&Decision{Stage: s.stageNow(), Action: policy.ActionDefer, Reply: r,
+					Reasons: []policy.Reason{{Rule: "idle_timeout", Detail: "command line not complete within limits.idle_timeout"}}})
+				s.writeReply(r)
 			case isTimeout(err):
 				s.cutOff("idle_timeout", policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Idle timeout, closing connection"})
 			default:
