@@ -240,7 +240,7 @@ func validDomain(d string) bool {
 	if d == "" || len(d) > 255*4 {
 		return false
 	}
-	for _, label := range strings.Split(d, ".") {
+	for label := range strings.SplitSeq(d, ".") {
 		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}

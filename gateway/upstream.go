@@ -694,7 +694,9 @@ func (c *upConn) close() { c.conn.Close() }
 func parseReply(code int, msg string) policy.Reply {
 	r := policy.Reply{Code: code}
 	var text strings.Builder
-	for i, line := range strings.Split(msg, "\n") {
+	one := "" // the text of a one-line reply, which needs no builder
+	i := 0
+	for line := range strings.SplitSeq(msg, "\n") {
 		rest := line
 		if first, after, _ := strings.Cut(line, " "); looksEnhanced(first) {
 			// The first line's code is ours when of our class; one of
@@ -705,6 +707,14 @@ func parseReply(code int, msg string) policy.Reply {
 			}
 			rest = after
 		}
+		i++
+		if i == 1 {
+			one = rest
+			continue
+		}
+		if i == 2 {
+			text.WriteString(one)
+		}
 		if text.Len() > 0 {
 			text.WriteByte(' ')
 		}
@@ -713,12 +723,15 @@ func parseReply(code int, msg string) policy.Reply {
 			break
 		}
 	}
+	if i > 1 {
+		one = text.String()
+	}
 	if r.Enhanced == "" {
 		// We offer ENHANCEDSTATUSCODES: every reply carries one, the
 		// class's own when the MTA gave none (RFC 3463 X.0.0).
 		r.Enhanced = strconv.Itoa(code/100) + ".0.0"
 	}
-	r.Text = policy.Truncate(oneLine(strings.TrimSpace(text.String())), maxRelayedText)
+	r.Text = policy.Truncate(oneLine(strings.TrimSpace(one)), maxRelayedText)
 	if r.Text == "" {
 		r.Text = "(no text)"
 	}
@@ -732,11 +745,12 @@ const maxRelayedText = 400
 // looksEnhanced reports whether s has the shape of an enhanced status
 // code, whatever its class.
 func looksEnhanced(s string) bool {
-	parts := strings.Split(s, ".")
-	if len(parts) != 3 || len(parts[0]) != 1 || parts[0][0] < '2' || parts[0][0] > '5' {
+	class, rest, ok1 := strings.Cut(s, ".")
+	subject, detail, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || len(class) != 1 || class[0] < '2' || class[0] > '5' {
 		return false
 	}
-	for _, p := range parts[1:] {
+	for _, p := range []string{subject, detail} {
 		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
 			return false
 		}
