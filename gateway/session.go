@@ -517,7 +517,11 @@ func (s *session) run() (more bool) {
 				s.mu.Unlock()
 				line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
 				s.mu.Lock()
-				lineTimeout = err != nil && isTimeout(err) && !time.Now().Before(s.lineDeadline)
+				// Every read of the line wanted the line deadline, so any
+				// timeout here is its (closeEnough may have kept a deadline
+				// up to a 64th of the idle timeout earlier: the clock is no
+				// guide).
+				lineTimeout = err != nil && isTimeout(err)
 				s.lineDeadline = time.Time{}
 				s.mu.Unlock()
 			}
