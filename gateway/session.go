@@ -77,6 +77,10 @@ type session struct {
 	// sending one octet at a time (each read renews the idle timeout)
 	// would hold the session for ever (Postfix's smtpd_per_record_deadline).
 	lineDeadline time.Time
+	// lineArm: park is waiting through TLS, whose Read reads on until a
+	// whole record is in; the first octets to come start the line
+	// deadline (set and read by the session's goroutine only).
+	lineArm bool
 
 	// Transaction state.
 	tx         UpstreamTx
@@ -125,12 +129,16 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 		c.Conn.SetReadDeadline(d)
 		c.rd = d
 	}
+	arm := s.lineArm && s.lineDeadline.IsZero()
 	s.mu.Unlock()
 	n, err := c.Conn.Read(p)
-	if err != nil {
+	if err != nil || arm && n > 0 {
 		s.mu.Lock()
-		if s.interrupted {
+		if err != nil && s.interrupted {
 			err = errInterrupted
+		}
+		if arm && n > 0 {
+			s.lineDeadline = time.Now().Add(s.cfg.IdleTimeout)
 		}
 		s.mu.Unlock()
 	}
@@ -282,7 +290,12 @@ func (s *session) park(may bool) (handedOff bool, err error) {
 		s.parked, s.parkTick = true, s.srv.sweeps.Load()
 		s.mu.Unlock()
 	}
+	// Through TLS the read goes on until a whole record is in: a record
+	// trickled an octet at a time must come within the line deadline of
+	// its first octets, as a line in clear text does.
+	s.lineArm = s.conn != s.dc
 	n, err := s.conn.Read(s.pre.b[:])
+	s.lineArm = false
 	if may {
 		s.mu.Lock()
 		cut := s.handoff
@@ -507,13 +520,29 @@ func (s *session) run() (more bool) {
 		err := s.waitErr
 		s.waitErr = nil
 		lineTimeout := false
+		if err != nil && !s.lineDeadline.IsZero() {
+			// The wait ended after a record's first octets (see park):
+			// cut by the line deadline.
+			s.mu.Lock()
+			lineTimeout = isTimeout(err)
+			s.lineDeadline = time.Time{}
+			s.mu.Unlock()
+		}
 		if err == nil {
 			if s.lineBuffered() {
-				// The whole line is here: no read, no deadline.
+				// The whole line is here: no read, no deadline (not even
+				// one the wait's first octets started, see park).
+				if !s.lineDeadline.IsZero() {
+					s.mu.Lock()
+					s.lineDeadline = time.Time{}
+					s.mu.Unlock()
+				}
 				line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
 			} else {
 				s.mu.Lock()
-				s.lineDeadline = time.Now().Add(s.cfg.IdleTimeout)
+				if s.lineDeadline.IsZero() {
+					s.lineDeadline = time.Now().Add(s.cfg.IdleTimeout)
+				}
 				s.mu.Unlock()
 				line, err = readCommandLine(s.r, s.cfg.MaxLineLength, &s.scratch)
 				s.mu.Lock()
