@@ -710,6 +710,9 @@ func parseReply(code int, msg string) policy.Reply {
 		i++
 		if i == 1 {
 			one = rest
+			if len(one) > maxRelayedText {
+				break // as the builder's check would
+			}
 			continue
 		}
 		if i == 2 {

@@ -371,6 +371,11 @@ func TestParseReply(t *testing.T) {
 		{550, "5.1.1 " + strings.Repeat("é", 300), policy.Reply{Code: 550, Enhanced: "5.1.1", Text: strings.Repeat("é", 200)}},
 		{550, "5.1.1 a\n" + strings.Repeat("5.1.1 line\n", 100) + "5.1.1 end", policy.Reply{Code: 550, Enhanced: "5.1.1",
 			Text: policy.Truncate("a"+strings.Repeat(" line", 100), maxRelayedText)}},
+		// A first line past the bound is the whole text, as with one
+		// line: what follows it is not read, even when the first line
+		// is all space.
+		{550, strings.Repeat(" ", 401) + "\nhidden", policy.Reply{Code: 550, Enhanced: "5.0.0", Text: "(no text)"}},
+		{550, "5.1.1 a" + strings.Repeat(" ", 400) + "\n5.1.1 hidden", policy.Reply{Code: 550, Enhanced: "5.1.1", Text: "a"}},
 	}
 	for _, c := range cases {
 		if got := parseReply(c.code, c.msg); got != c.want {
