@@ -330,20 +330,8 @@ func TestDataDeadline(t *testing.T) {
 	runDialog(t, c, untilData)
 	// Trickle a line every 100ms, far within the idle timeout: only the
 	// DATA deadline can end this.
-	var reply string
+	reply := trickle(t, c, func(i int) []byte { return fmt.Appendf(nil, "line %d\r\n", i) }, 10*time.Second)
 	buf := make([]byte, 512)
-	for i := 0; i < 100; i++ {
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		if _, err := fmt.Fprintf(c, "line %d\r\n", i); err != nil {
-			break
-		}
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		n, _ := c.Read(buf)
-		if n > 0 {
-			reply = string(buf[:n])
-			break
-		}
-	}
 	if !strings.HasPrefix(reply, "421 4.4.2 Message data took longer than allowed") {
 		t.Fatalf("want the DATA deadline's 421 4.4.2, got %q", reply)
 	}
@@ -647,20 +635,7 @@ func TestCommandLineDeadline(t *testing.T) {
 	runDialog(t, c, "< 220\n> EHLO client.test\n< 250\n")
 	// 200 octets at one per 100 ms is 20 s: only the line deadline can
 	// end this (the line is within max_line_length, so nothing else).
-	var reply string
-	buf := make([]byte, 512)
-	for i := 0; i < 200; i++ {
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		if _, err := c.Write([]byte{"MAIL FROM:<"[min(i, 10)]}); err != nil {
-			break
-		}
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		n, _ := c.Read(buf)
-		if n > 0 {
-			reply = string(buf[:n])
-			break
-		}
-	}
+	reply := trickleLine(t, c, "MAIL FROM:<", 20*time.Second)
 	if !strings.HasPrefix(reply, "421 4.4.2 Command line took longer than allowed") {
 		t.Fatalf("want the line deadline's 421 4.4.2, got %q", reply)
 	}

@@ -88,6 +88,21 @@ func (m *mixedClient) send(s string) error {
 }
 
 // do sends s and expects one reply starting with each of want.
+// startTLS sends STARTTLS on c, shakes hands and says EHLO again as helo
+// (pausing before the EHLO as the client pauses between commands).
+func (m *mixedClient) startTLS(c net.Conn, helo string) error {
+	if err := m.do("STARTTLS\r\n", "220"); err != nil {
+		return err
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	m.c, m.r = tc, bufio.NewReader(tc)
+	m.pause()
+	return m.do("EHLO "+helo+"\r\n", "250")
+}
+
 func (m *mixedClient) do(s string, want ...string) error {
 	if err := m.send(s); err != nil {
 		return err
@@ -124,16 +139,7 @@ func mixedSession(addr string, id int, mode string) error {
 		}
 		if mode == "tls" {
 			m.pause()
-			if err := m.do("STARTTLS\r\n", "220"); err != nil {
-				return err
-			}
-			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-			if err := tc.Handshake(); err != nil {
-				return err
-			}
-			m.c, m.r = tc, bufio.NewReader(tc)
-			m.pause()
-			if err := m.do("EHLO client.test\r\n", "250"); err != nil {
+			if err := m.startTLS(c, "client.test"); err != nil {
 				return err
 			}
 		}
@@ -198,6 +204,31 @@ func noSessionGoroutines(t *testing.T) {
 	})
 }
 
+// goClients runs client(0) to client(n-1) at once; the function it returns
+// waits for them and gives their errors.
+func goClients(n int, client func(i int) error) (wait func() []error) {
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- client(i)
+		}()
+	}
+	return func() []error {
+		wg.Wait()
+		close(errs)
+		var out []error
+		for err := range errs {
+			if err != nil {
+				out = append(out, err)
+			}
+		}
+		return out
+	}
+}
+
 func TestHandoffMixedClients(t *testing.T) {
 	cfg := testConfig()
 	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
@@ -208,29 +239,19 @@ func TestHandoffMixedClients(t *testing.T) {
 	gp := startGateway(t, pcfg, nil, nil)
 	stop := make(chan struct{})
 	sweeperDone := sweepUntil(stop, g.srv, gp.srv)
-	const clients = 48
-	errs := make(chan error, clients)
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			mode := []string{"plain", "tls", "proxy"}[i%3]
-			addr := g.addr
-			if mode == "proxy" {
-				addr = gp.addr
-			}
-			errs <- mixedSession(addr, i, mode)
-		}()
-	}
-	wg.Wait()
+	wait := goClients(48, func(i int) error {
+		mode := []string{"plain", "tls", "proxy"}[i%3]
+		addr := g.addr
+		if mode == "proxy" {
+			addr = gp.addr
+		}
+		return mixedSession(addr, i, mode)
+	})
+	errs := wait()
 	close(stop)
 	sweeperDone()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
+	for _, err := range errs {
+		t.Error(err)
 	}
 	if g.srv.handoffs.Load() == 0 || gp.srv.handoffs.Load() == 0 {
 		t.Error("no wait was handed off: the test did not test handoffs")
@@ -254,15 +275,7 @@ func TestHandoffShutdownMixed(t *testing.T) {
 		const clients = 16
 		ready := make(chan struct{}, clients)
 		shut := make(chan struct{})
-		errs := make(chan error, clients)
-		var wg sync.WaitGroup
-		for i := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs <- shutdownClient(g.addr, i, ready, shut)
-			}()
-		}
+		wait := goClients(clients, func(i int) error { return shutdownClient(g.addr, i, ready, shut) })
 		for range clients {
 			<-ready
 		}
@@ -273,14 +286,11 @@ func TestHandoffShutdownMixed(t *testing.T) {
 			done <- g.srv.Shutdown(ctx)
 		}()
 		close(shut)
-		wg.Wait()
+		errs := wait()
 		close(stop)
 		sweeperDone()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Errorf("round %d: %v", round, err)
-			}
+		for _, err := range errs {
+			t.Errorf("round %d: %v", round, err)
 		}
 		if err := <-done; err != nil {
 			t.Fatalf("round %d: Shutdown: %v", round, err)
@@ -308,15 +318,7 @@ func shutdownClient(addr string, i int, ready, shut chan struct{}) error {
 		return err
 	}
 	if i%3 == 2 {
-		if err := m.do("STARTTLS\r\n", "220"); err != nil {
-			return err
-		}
-		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-		if err := tc.Handshake(); err != nil {
-			return err
-		}
-		m.c, m.r = tc, bufio.NewReader(tc)
-		if err := m.do("EHLO c\r\n", "250"); err != nil {
+		if err := m.startTLS(c, "c"); err != nil {
 			return err
 		}
 	}

@@ -9,15 +9,15 @@ import (
 	"time"
 )
 
-// trickleLine sends line one octet every 100 ms on c (until the session
-// answers or closes) and returns what came back within limit.
-func trickleLine(t *testing.T, c net.Conn, line string, limit time.Duration) string {
+// trickle writes piece(i) on c every 100 ms (until the session answers or
+// closes) and returns what came back within limit.
+func trickle(t *testing.T, c net.Conn, piece func(i int) []byte, limit time.Duration) string {
 	t.Helper()
 	buf := make([]byte, 512)
 	end := time.Now().Add(limit)
 	for i := 0; time.Now().Before(end); i++ {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
-		if _, err := c.Write([]byte{line[min(i, len(line)-1)]}); err != nil {
+		if _, err := c.Write(piece(i)); err != nil {
 			break
 		}
 		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -26,6 +26,13 @@ func trickleLine(t *testing.T, c net.Conn, line string, limit time.Duration) str
 		}
 	}
 	return ""
+}
+
+// trickleLine trickles line an octet at a time, its last octet repeated
+// once the line is out.
+func trickleLine(t *testing.T, c net.Conn, line string, limit time.Duration) string {
+	t.Helper()
+	return trickle(t, c, func(i int) []byte { return []byte{line[min(i, len(line)-1)]} }, limit)
 }
 
 // TestCommandLineDeadlineClassified: a line trickled from a little after
