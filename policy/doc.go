@@ -120,8 +120,16 @@
 // rcpt stage again, so the rules after the greylist rule and the
 // thresholds still apply: greylist rules and the greylist threshold are
 // skipped when Facts.Greylist is set. Reply texts, header values
-// and details are text/template templates over TemplateData, parsed at
-// load.
+// and details are text/template templates over TemplateData, parsed and
+// checked at load (every field, method and function, in every branch,
+// against the stage). They may not loop or call templates (range,
+// template, define, block); printf takes a literal format with widths
+// and precisions up to 999, none from an argument (*), and a width or
+// precision only on a number, a boolean or a string: on a list, a map or
+// a structure (padded element by element) it is an error when rendered.
+// Only the argument its verb prints is judged, explicit indexes (%[2]d)
+// followed: printf "%-20s %v" .Helo .Rcpts is fine. What a template
+// writes is cut at 16 KiB.
 //
 // Replies are checked at load: a reject needs a 5xx code, a defer or
 // greylist a 4xx code, the enhanced code's class must match (Reply.Validate),
