@@ -345,15 +345,21 @@ func TestUpstreamHeloDefault(t *testing.T) {
 	addr := freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nupstream:\n  addrs: [%q]\n", addr, up.Addr().String()))
 	startDaemon(t, "-config", cfg)
-	s := dialSMTP(t, addr)
+	upstreamEHLO(t, dialSMTP(t, addr), ehlo, "EHLO "+want)
+}
+
+// upstreamEHLO starts a transaction on s, so that the daemon connects to
+// the internal MTA, and checks the EHLO line it sent there.
+func upstreamEHLO(t *testing.T, s *smtpConn, ehlo <-chan string, want string) {
+	t.Helper()
 	s.send("EHLO c.test")
 	s.expect("250")
 	s.send("MAIL FROM:<a@s.test>")
 	s.send("RCPT TO:<bob@example.com>")
 	select {
 	case got := <-ehlo:
-		if got != "EHLO "+want {
-			t.Errorf("upstream got %q, want %q", got, "EHLO "+want)
+		if got != want {
+			t.Errorf("upstream got %q, want %q", got, want)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the internal MTA was never contacted")
@@ -376,18 +382,7 @@ func TestHostnameTrailingDot(t *testing.T) {
 	if got := s.expect("220"); !strings.HasPrefix(got, "220 mx.example.com ") {
 		t.Errorf("greeting %q, want the hostname without its trailing dot", got)
 	}
-	s.send("EHLO c.test")
-	s.expect("250")
-	s.send("MAIL FROM:<a@s.test>")
-	s.send("RCPT TO:<bob@example.com>")
-	select {
-	case got := <-ehlo:
-		if got != "EHLO gw1.example.com" {
-			t.Errorf("upstream got %q, want %q", got, "EHLO gw1.example.com")
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the internal MTA was never contacted")
-	}
+	upstreamEHLO(t, s, ehlo, "EHLO gw1.example.com")
 }
 
 // TestCheckAgreesWithDaemon: `gatewayd check` (and -check-config) refuses
