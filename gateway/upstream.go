@@ -310,6 +310,9 @@ func (t *smtpTx) rcpt(ctx context.Context, rcpt string) (policy.Reply, error) {
 			return r, err
 		}
 	}
+	if err := t.c.inStep(false); err != nil {
+		return policy.Reply{}, err
+	}
 	t.c.deadline(ctx, t.u.cfg.CommandTimeout)
 	withMail := t.mail != ""
 	if withMail {
@@ -363,6 +366,11 @@ func (t *smtpTx) Data(ctx context.Context, msg io.Reader) (policy.Reply, error) 
 func (t *smtpTx) data(ctx context.Context, msg io.Reader) (policy.Reply, error) {
 	c := t.c
 	if sz, ok := msg.(Sized); ok && c.chunking(&t.u.cfg) {
+		// The reply read after BDAT LAST is taken for the MTA's answer
+		// to the message: nothing may be waiting before it is sent.
+		if err := c.inStep(true); err != nil {
+			return policy.Reply{}, fmt.Errorf("BDAT: %w", err)
+		}
 		c.deadline(ctx, t.u.cfg.DataTimeout)
 		c.bw.WriteString("BDAT ")
 		c.bw.WriteString(strconv.FormatInt(sz.MessageSize(), 10))
@@ -386,6 +394,9 @@ func (t *smtpTx) data(ctx context.Context, msg io.Reader) (policy.Reply, error) 
 		t.open = false // BDAT LAST ends the transaction, whatever the reply
 		return r, nil
 	}
+	if err := c.inStep(false); err != nil {
+		return policy.Reply{}, fmt.Errorf("DATA: %w", err)
+	}
 	c.deadline(ctx, t.u.cfg.CommandTimeout)
 	c.bw.WriteString("DATA\r\n")
 	if err := c.bw.Flush(); err != nil {
@@ -400,6 +411,9 @@ func (t *smtpTx) data(ctx context.Context, msg io.Reader) (policy.Reply, error) 
 			return policy.Reply{}, fmt.Errorf("DATA: unexpected reply %d", r.Code)
 		}
 		return r, nil // refused: the transaction stays open, End resets it
+	}
+	if err := c.inStep(true); err != nil {
+		return policy.Reply{}, fmt.Errorf("DATA: %w", err)
 	}
 	c.deadline(ctx, t.u.cfg.DataTimeout)
 	dw := newDotWriter(c.bw)
@@ -508,6 +522,24 @@ func (c *upConn) idleClean() bool {
 	}
 	sc, ok := c.raw.(syscall.Conn)
 	return !ok || idleClean(sc)
+}
+
+// errOutOfStep is a reply (or part of one) waiting to be read before a
+// command of ours was sent: the MTA sent one too many, and every reply that
+// follows would be read one behind.
+var errOutOfStep = errors.New("unsolicited reply from the MTA: out of step")
+
+// inStep fails when something waits to be read before the next command of a
+// transaction goes out. Our buffer is checked always; with full, the
+// kernel's and TLS's too (one non-blocking peek): before the command whose
+// reply decides the sender's reply to the message, where a stale 250 would
+// be taken for the MTA's acceptance of a message it refuses. It changes
+// the connection's deadline: call it before deadline.
+func (c *upConn) inStep(full bool) error {
+	if c.br.Buffered() > 0 || full && !c.idleClean() {
+		return errOutOfStep
+	}
+	return nil
 }
 
 func (c *upConn) setConn(conn net.Conn) {

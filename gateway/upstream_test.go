@@ -241,7 +241,8 @@ func TestUpstreamMailRefused(t *testing.T) {
 
 // scriptedMTA is a minimal SMTP server over TCP with canned replies, for
 // MTAs go-smtp cannot play: one that refuses EHLO, and one answering in
-// multi-line replies. It records what it read.
+// multi-line replies. It records what it read. A reply is written with
+// writeParts when it has a NUL (a pause).
 func scriptedMTA(t *testing.T, reply func(line string) string) (addr string, got func() string) {
 	t.Helper()
 	return scriptedMTAData(t, reply, nil)
@@ -302,7 +303,11 @@ func scriptedMTAData(t *testing.T, reply func(line string) string, endOfData fun
 					if strings.HasPrefix(out, "354") {
 						inData = true
 					}
-					c.Write([]byte(out))
+					if strings.Contains(out, "\x00") {
+						writeParts(c, out)
+					} else {
+						c.Write([]byte(out))
+					}
 					if strings.HasPrefix(out, "221") {
 						return
 					}
