@@ -22,6 +22,10 @@ type holdBuffer struct {
 	size      int64
 }
 
+// createTemp creates a held message's temp file (a variable so that a test
+// can give a file that fails as a disk can).
+var createTemp = os.CreateTemp
+
 func newHoldBuffer(dir string, threshold int) *holdBuffer {
 	return &holdBuffer{dir: dir, threshold: threshold}
 }
@@ -30,7 +34,7 @@ func newHoldBuffer(dir string, threshold int) *holdBuffer {
 // past the threshold.
 func (h *holdBuffer) Write(p []byte) (int, error) {
 	if h.file == nil && len(h.mem)+len(p) > h.threshold {
-		f, err := os.CreateTemp(h.dir, "gatewayd-msg-*")
+		f, err := createTemp(h.dir, "gatewayd-msg-*")
 		if err != nil {
 			return 0, fmt.Errorf("hold: %w", err)
 		}

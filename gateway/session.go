@@ -1184,8 +1184,13 @@ func (s *session) cmdData(arg string) bool {
 	}
 
 	hdr, err := s.headerSection()
-	if err != nil {
+	if errors.Is(err, errHeaderTooLarge) {
 		return refuse(policy.ActionReject, policy.Reply{Code: 552, Enhanced: "5.3.4", Text: "Message header section too large"}, "header_limit", err.Error())
+	}
+	if err != nil {
+		// The held message cannot be read back: ours, not the sender's.
+		s.srv.logger.Error("reading held message", "session", s.st.SessionID, "err", err)
+		return refuse(policy.ActionDefer, policy.Reply{Code: 451, Enhanced: "4.3.0", Text: "Local error in processing, try again later"}, "hold_error", err.Error())
 	}
 	s.st.Header = hdr
 	s.st.Size = dr.size
@@ -1331,6 +1336,10 @@ func (s *session) proto() string {
 	return p
 }
 
+// errHeaderTooLarge is a header section past maxHeaderSection: the
+// sender's fault, unlike a failure to read the held message.
+var errHeaderTooLarge = errors.New("header section too large")
+
 // headerSection returns the held message's header fields (each with its
 // CRLF; the empty line that ends them excluded).
 func (s *session) headerSection() ([]byte, error) {
@@ -1340,7 +1349,7 @@ func (s *session) headerSection() ([]byte, error) {
 	}
 	hdr, _, ok := splitHeader(buf)
 	if !ok && s.hold.Size() > maxHeaderSection {
-		return nil, fmt.Errorf("no end of header section in the first %d octets", maxHeaderSection)
+		return nil, fmt.Errorf("%w: no end of header section in the first %d octets", errHeaderTooLarge, maxHeaderSection)
 	}
 	return hdr, nil
 }
