@@ -271,6 +271,14 @@ func (t *smtpTx) Rcpt(ctx context.Context, to Address) (policy.Reply, error) {
 	}
 	rcpt := "RCPT TO:<" + to.String() + ">\r\n"
 	for attempt := 0; ; attempt++ {
+		// As for the sender in Begin: a non-ASCII recipient goes only to an
+		// MTA that offers SMTPUTF8 (RFC 6531 section 3.4); sent as raw
+		// octets to one that does not, it may be mangled: an MTA that
+		// strips the eighth bit reads U+0165 (octets C5 A5) as "E%", a
+		// percent hack the relay check never saw.
+		if to.UTF8() && !t.c.has("SMTPUTF8") {
+			return policy.Reply{Code: 553, Enhanced: "5.6.7", Text: "Internal mail server does not accept non-ASCII addresses"}, nil
+		}
 		r, err := t.rcpt(ctx, rcpt)
 		if err != nil && ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, context.Cause(ctx))

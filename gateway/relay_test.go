@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-smtp"
+)
+
+// startMTAUTF8 is startMTA for an internal MTA that offers SMTPUTF8.
+func startMTAUTF8(t testing.TB) *mta {
+	t.Helper()
+	m := &mta{}
+	srv := smtp.NewServer(mtaBackend{m})
+	srv.Domain = "internal.test"
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = logDiscard{}
+	srv.Debug = lockedWriter{&m.mu, &m.raw}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.addr = l.Addr().String()
+	m.srv = srv
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return m
+}
+
+// TestUTF8RecipientNeedsUpstreamSMTPUTF8: a non-ASCII recipient is not sent
+// as raw octets to an internal MTA that does not offer SMTPUTF8 (RFC 6531
+// section 3.4), where it could be read as something else ("\u0165" is C5
+// A5, "E%" once the eighth bit is stripped: a percent hack). The client
+// gets 553 5.6.7, as for a non-ASCII sender; ASCII recipients still pass.
+func TestUTF8RecipientNeedsUpstreamSMTPUTF8(t *testing.T) {
+	for _, noPipelining := range []bool{false, true} {
+		g := startGatewayMode(t, testConfig(), nil, nil, noPipelining, false)
+		dialog(t, g.addr, `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<a@sender.test> SMTPUTF8
+			< 250
+			> RCPT TO:<bob`+"\u0165"+`evil.test@example.com>
+			< 553 5.6.7
+			> RCPT TO:<bob@example.com>
+			< 250 2.1.5
+			> QUIT
+			< 221`)
+		raw := string(g.mta.rawBytes())
+		if strings.Contains(raw, "\u0165") {
+			t.Errorf("noPipelining=%v: non-ASCII recipient sent to an MTA without SMTPUTF8:\n%s", noPipelining, raw)
+		}
+		if !strings.Contains(raw, "RCPT TO:<bob@example.com>") {
+			t.Errorf("noPipelining=%v: ASCII recipient not relayed:\n%s", noPipelining, raw)
+		}
+	}
+}
+
+// TestUTF8RecipientRelayedWithSMTPUTF8: to an MTA that offers SMTPUTF8 the
+// same recipient goes on, with SMTPUTF8 on MAIL.
+func TestUTF8RecipientRelayedWithSMTPUTF8(t *testing.T) {
+	g := startGateway(t, testConfig(), startMTAUTF8(t), nil)
+	dialog(t, g.addr, `
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@sender.test> SMTPUTF8
+		< 250
+		> RCPT TO:<j`+"\u00f6"+`rg@example.com>
+		< 250 2.1.5
+		> QUIT
+		< 221`)
+	raw := string(g.mta.rawBytes())
+	if !strings.Contains(raw, "MAIL FROM:<a@sender.test> SMTPUTF8\r\n") || !strings.Contains(raw, "RCPT TO:<j\u00f6rg@example.com>\r\n") {
+		t.Errorf("MTA got:\n%s", raw)
+	}
+}
