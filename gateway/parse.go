@@ -319,7 +319,14 @@ func parseSize(v string) (int64, bool) {
 
 // hasRoutingChars reports a local part that could route mail elsewhere at
 // a downstream MTA: a second "@" (hidden in a quoted string), the "%" hack,
-// or a UUCP bang path.
+// or a UUCP bang path, also written as a character that compatibility
+// normalisation (NFKC, which an SMTPUTF8 MTA may apply to a local part)
+// turns into one of them.
 func hasRoutingChars(local string) bool {
-	return strings.ContainsAny(local, "@%!")
+	return strings.ContainsAny(local, "@%!"+routingLookalikes)
 }
+
+// routingLookalikes are the characters whose NFKC form holds "@", "%" or
+// "!": fullwidth, small and vertical forms, and the double punctuation
+// marks.
+const routingLookalikes = "\uff20\ufe6b\uff05\ufe6a\uff01\ufe57\ufe15\u203c\u2048\u2049"

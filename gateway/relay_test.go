@@ -77,3 +77,31 @@ func TestUTF8RecipientRelayedWithSMTPUTF8(t *testing.T) {
 		t.Errorf("MTA got:\n%s", raw)
 	}
 }
+
+// TestRelayDeniedForLookalikeRoutingChars: with SMTPUTF8, a local part may
+// hold a compatibility form of "@", "%" or "!" (fullwidth, small, vertical,
+// or a double mark); NFKC, which an SMTPUTF8 MTA may apply to local parts,
+// makes it the routing character, so it is denied like the ASCII one and
+// never reaches the internal MTA.
+func TestRelayDeniedForLookalikeRoutingChars(t *testing.T) {
+	g := startGateway(t, testConfig(), startMTAUTF8(t), nil)
+	for _, r := range "\uff20\ufe6b\uff05\ufe6a\uff01\ufe57\ufe15\u203c\u2048\u2049" {
+		dialog(t, g.addr, `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<a@sender.test> SMTPUTF8
+			< 250
+			> RCPT TO:<victim`+string(r)+`evil.test@example.com>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<"victim`+string(r)+`evil.test"@example.com>
+			< 550 5.7.1 Relay access denied
+			> RCPT TO:<victim@example.com>
+			< 250 2.1.5
+			> QUIT
+			< 221`)
+	}
+	if raw := string(g.mta.rawBytes()); strings.Contains(raw, "evil.test") {
+		t.Errorf("MTA got a lookalike routing address:\n%s", raw)
+	}
+}
