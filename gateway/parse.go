@@ -230,7 +230,12 @@ func normalizeDomain(d string) (string, error) {
 		return l, nil
 	}
 	ascii, err := idna.Lookup.ToASCII(d)
-	if err != nil {
+	// The mapping can take labels away or make new ones: U+3002 and other
+	// full stops become ".", U+00AD and other ignorables disappear. The
+	// result is checked again, or "a@example.com\u3002" would be
+	// example.com. (with the root dot the ASCII form is refused for),
+	// "a@\u00ad" an empty domain and "a@x\u3002\u3002y" x..y.
+	if err != nil || !validDomain(ascii) {
 		return "", errDomainSyntax
 	}
 	return strings.ToLower(ascii), nil

@@ -35,6 +35,15 @@ func TestParsePathArg(t *testing.T) {
 		{in: "<a b@d.test>", bad: true},
 		{in: "<a@d.test\xff>", bad: true},
 		{in: `<"unterminated@d.test>`, bad: true},
+		// IDNA mapping makes a domain the ASCII syntax refuses.
+		{in: "<a@example.com.>", bad: true},
+		{in: "<a@example.com\u3002>", bad: true},
+		{in: "<a@example.com\uff0e>", bad: true},
+		{in: "<a@\u3002example.com>", bad: true},
+		{in: "<a@example\u3002\u3002com>", bad: true},
+		{in: "<a@\u00ad>", bad: true},
+		{in: "<a@x\u3002\u00ad>", bad: true},
+		{in: "<a@EXAMPLE\u3002COM>", local: "a", domain: "example.com"},
 	}
 	for _, c := range cases {
 		a, params, err := parsePathArg(c.in, true)

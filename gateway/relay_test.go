@@ -105,3 +105,36 @@ func TestRelayDeniedForLookalikeRoutingChars(t *testing.T) {
 		t.Errorf("MTA got a lookalike routing address:\n%s", raw)
 	}
 }
+
+// TestRelayIDNAFullStops: a domain whose IDNA mapping ends in a root dot or
+// holds an empty label is a syntax error, as its ASCII spelling is, not a
+// domain sent on; one that maps to an accepted domain is that domain.
+func TestRelayIDNAFullStops(t *testing.T) {
+	g := startGateway(t, testConfig(), startMTAUTF8(t), nil)
+	// {FS} is U+3002 IDEOGRAPHIC FULL STOP, {SHY} U+00AD SOFT HYPHEN.
+	unicode := strings.NewReplacer("{FS}", "\u3002", "{SHY}", "\u00ad")
+	dialog(t, g.addr, unicode.Replace(`
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@sender.test{FS}> SMTPUTF8
+		< 501 5.1.7
+		> MAIL FROM:<a@{SHY}> SMTPUTF8
+		< 501 5.1.7
+		> MAIL FROM:<a@sender.test> SMTPUTF8
+		< 250
+		> RCPT TO:<bob@example.com.>
+		< 501 5.1.3
+		> RCPT TO:<bob@example.com{FS}>
+		< 501 5.1.3
+		> RCPT TO:<bob@{FS}example.com>
+		< 501 5.1.3
+		> RCPT TO:<bob@example{FS}com>
+		< 250 2.1.5
+		> QUIT
+		< 221`))
+	raw := string(g.mta.rawBytes())
+	if !strings.Contains(raw, "RCPT TO:<bob@example.com>\r\n") || strings.Count(raw, "RCPT TO:") != 1 {
+		t.Errorf("MTA got:\n%s", raw)
+	}
+}
