@@ -138,3 +138,31 @@ func TestRelayIDNAFullStops(t *testing.T) {
 		t.Errorf("MTA got:\n%s", raw)
 	}
 }
+
+// TestAddressLiteralSmugglesNoParameter: the brackets of an address literal
+// hold an IP address and nothing else. Taken as written, a quote in them
+// hid a ">" from our parser and not from the internal MTA's, which read
+// what followed as parameters of the MAIL command we sent it.
+func TestAddressLiteralSmugglesNoParameter(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	dialog(t, g.addr, `
+		< 220
+		> EHLO client.test
+		< 250
+		> MAIL FROM:<a@[x"> NOTIFY=NEVER "]>
+		< 501 5.1.7
+		> MAIL FROM:<a@[192.0.2.1 x]>
+		< 501 5.1.7
+		> MAIL FROM:<a@[192.0.2.1]>
+		< 250
+		> RCPT TO:<bob@[x"> NOTIFY=NEVER "]>
+		< 501 5.1.3
+		> RCPT TO:<bob@example.com>
+		< 250 2.1.5
+		> QUIT
+		< 221`)
+	raw := string(g.mta.rawBytes())
+	if strings.Contains(strings.ToUpper(raw), "NOTIFY") || !strings.Contains(raw, "MAIL FROM:<a@[192.0.2.1]>\r\n") {
+		t.Errorf("MTA got:\n%s", raw)
+	}
+}
