@@ -36,6 +36,8 @@ import (
 //     2308 section 7) and answers larger than maxCacheEntryBytes;
 //   - one query in flight per name and type: concurrent askers wait for the
 //     same answer, each within its own context;
+//   - only the records that answer the question are kept: the CNAME chain
+//     from the name asked and the records of its last name (answerChain);
 //   - UDP sockets reused for a bounded number of queries (see udpPool);
 //   - counters (Stats, and Prometheus through the Collector methods).
 //
@@ -300,7 +302,13 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*Re
 		}
 		switch in.Rcode {
 		case dns.RcodeSuccess, dns.RcodeNameError:
-			return newResponse(in, qtype), nil
+			answer, ok := answerChain(in, name, qtype)
+			if !ok {
+				lastErr = &net.DNSError{Err: "server misbehaving: CNAME loop or chain too long",
+					Name: name, Server: server, IsTemporary: true}
+				continue
+			}
+			return newResponse(in, answer, qtype), nil
 		default:
 			lastErr = &net.DNSError{Err: "server misbehaving: " + dns.RcodeToString[in.Rcode],
 				Name: name, Server: server, IsTemporary: true}
@@ -407,19 +415,64 @@ func equalFoldASCII[T string | []byte](a, b T) bool {
 
 func isUpperASCII(c byte) bool { return 'A' <= c && c <= 'Z' }
 
-func newResponse(in *dns.Msg, qtype uint16) *Response {
-	resp := &Response{Rcode: in.Rcode, Answer: in.Answer}
+// maxCNAMEChain bounds the CNAMEs followed in an answer (a loop ends there).
+const maxCNAMEChain = 16
+
+// answerChain returns the records of in's answer section that answer name
+// and qtype: the CNAME chain from name, and the records of qtype owned by
+// its last name. Records of other names are dropped: a DNSBL's A record for
+// another address, or a PTR record of another reverse name, answers
+// another question and must neither be used nor cached under this one.
+// An NXDOMAIN answer keeps only its CNAMEs (RFC 6604: the rcode is that of
+// the chain's last name), so no record of qtype. It reports false for a
+// CNAME loop or a chain longer than maxCNAMEChain, which a recursive
+// server should have answered with SERVFAIL.
+func answerChain(in *dns.Msg, name string, qtype uint16) ([]dns.RR, bool) {
+	var out []dns.RR
+	owner := name
+	for hops := 0; ; hops++ {
+		next, found := "", false
+		for _, rr := range in.Answer {
+			h := rr.Header()
+			if h.Class != dns.ClassINET || !sameName(h.Name, owner) {
+				continue
+			}
+			switch {
+			case h.Rrtype == qtype:
+				found = true
+				if in.Rcode == dns.RcodeSuccess {
+					out = append(out, rr)
+				}
+			case h.Rrtype == dns.TypeCNAME && next == "":
+				next = rr.(*dns.CNAME).Target
+				out = append(out, rr)
+			}
+		}
+		if found || next == "" {
+			return out, true
+		}
+		if hops == maxCNAMEChain {
+			return nil, false
+		}
+		owner = next
+	}
+}
+
+// newResponse builds the Response of in, whose records answering the
+// question are answer (see answerChain).
+func newResponse(in *dns.Msg, answer []dns.RR, qtype uint16) *Response {
+	resp := &Response{Rcode: in.Rcode, Answer: answer}
 	var ttl uint32
 	found := false
 	if in.Rcode == dns.RcodeSuccess {
-		for _, rr := range in.Answer {
+		for _, rr := range answer {
 			if rr.Header().Rrtype == qtype && (!found || rr.Header().Ttl < ttl) {
 				ttl, found = rr.Header().Ttl, true
 			}
 		}
 		if found {
 			// Positive: the smallest TTL of the chain and the records.
-			for _, rr := range in.Answer {
+			for _, rr := range answer {
 				ttl = min(ttl, rr.Header().Ttl)
 			}
 		}
