@@ -342,10 +342,12 @@ func (r *Resolver) exchangeOne(ctx context.Context, m *dns.Msg, server string) (
 	return in, nil
 }
 
-// answers reports whether in answers the question of m.
+// answers reports whether in answers the question of m: a response (QR
+// set; the library checks only the ID, and would take the query echoed
+// back for an empty answer), of m's opcode, to the same name and type.
 func answers(in, m *dns.Msg) bool {
 	q := m.Question[0]
-	return len(in.Question) == 1 && sameName(in.Question[0].Name, q.Name) && in.Question[0].Qtype == q.Qtype
+	return in.Response && in.Opcode == m.Opcode && len(in.Question) == 1 && sameName(in.Question[0].Name, q.Name) && in.Question[0].Qtype == q.Qtype
 }
 
 // sameName compares two names in wire form, ignoring ASCII case: the name

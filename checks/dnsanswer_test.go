@@ -108,3 +108,34 @@ func TestResolverCNAMELoop(t *testing.T) {
 		t.Errorf("DNSBL result %+v for a CNAME loop, want temperror", res)
 	}
 }
+
+// TestResolverRefusesNonResponse: a message with our ID and question that
+// is not a response (QR clear: the query echoed back, by a forwarding loop
+// or anything else listening at the server's address) or not of opcode
+// QUERY is no answer: a temporary failure, not NODATA (which a DNSBL takes
+// for "not listed").
+func TestResolverRefusesNonResponse(t *testing.T) {
+	r, _ := scriptedDNS(t, func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		switch req.Question[0].Name {
+		case "echo.test.", "4.3.2.1.bl.test.":
+			m = req.Copy() // the query itself
+		case "notify.test.":
+			m.Opcode = dns.OpcodeNotify
+		}
+		w.WriteMsg(m)
+	})
+	ctx := context.Background()
+	for _, name := range []string{"echo.test", "notify.test"} {
+		_, err := r.LookupA(ctx, name)
+		if de, ok := err.(*net.DNSError); !ok || de.IsNotFound || !de.Temporary() {
+			t.Errorf("%s: %v, want a temporary error", name, err)
+		}
+	}
+	bl, _ := newTestDNSBL(t, r, ZoneConfig{Zone: "bl.test"})
+	res := resultFor(t, bl.StartIP(ctx, netip.MustParseAddr("1.2.3.4")).Wait(ctx), "bl.test")
+	if res.Status != ListTemp {
+		t.Errorf("DNSBL result %+v for an echoed query, want temperror", res)
+	}
+}
