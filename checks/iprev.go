@@ -55,9 +55,34 @@ func IPRev(ctx context.Context, res *Resolver, ip netip.Addr) IPRevResult {
 	if ip.Is6() {
 		lookup = res.LookupAAAA
 	}
+	// The names are asked together, answers taken in PTR order: one after
+	// the other, names whose servers do not answer took a DNS timeout each
+	// (ten of them: 50 s at the default timeout), and iprev is looked up in place in
+	// the session, with no other bound. The first name is asked in this
+	// goroutine; a single name, the usual case, costs no goroutine.
+	type fwd struct {
+		addrs []netip.Addr
+		err   error
+	}
+	results := make([]chan fwd, len(names))
+	for i := 1; i < len(names); i++ {
+		ch := make(chan fwd, 1)
+		results[i] = ch
+		n := names[i]
+		tasks.Go(func() {
+			addrs, err := lookup(ctx, n)
+			ch <- fwd{addrs, err}
+		})
+	}
 	var tempErr error
-	for _, n := range names {
-		addrs, err := lookup(ctx, n)
+	for i, n := range names {
+		var f fwd
+		if i == 0 {
+			f.addrs, f.err = lookup(ctx, n)
+		} else {
+			f = <-results[i]
+		}
+		addrs, err := f.addrs, f.err
 		if err != nil {
 			if de, ok := err.(*net.DNSError); ok && de.Temporary() {
 				tempErr = err
