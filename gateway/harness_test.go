@@ -120,11 +120,21 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 func startMTA(t testing.TB) *mta {
 	t.Helper()
+	return startMTAWith(t, nil)
+}
+
+// startMTAWith is startMTA with the go-smtp server set up further by set
+// (its extensions) before it serves.
+func startMTAWith(t testing.TB, set func(*smtp.Server)) *mta {
+	t.Helper()
 	m := &mta{}
 	srv := smtp.NewServer(mtaBackend{m})
 	srv.Domain = "internal.test"
 	srv.MaxRecipients = 1000
 	srv.ErrorLog = logDiscard{}
+	if set != nil {
+		set(srv)
+	}
 	srv.Debug = lockedWriter{&m.mu, &m.raw}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

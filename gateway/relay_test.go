@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net"
 	"strings"
 	"testing"
 
@@ -11,21 +10,7 @@ import (
 // startMTAUTF8 is startMTA for an internal MTA that offers SMTPUTF8.
 func startMTAUTF8(t testing.TB) *mta {
 	t.Helper()
-	m := &mta{}
-	srv := smtp.NewServer(mtaBackend{m})
-	srv.Domain = "internal.test"
-	srv.EnableSMTPUTF8 = true
-	srv.ErrorLog = logDiscard{}
-	srv.Debug = lockedWriter{&m.mu, &m.raw}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.addr = l.Addr().String()
-	m.srv = srv
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return m
+	return startMTAWith(t, func(srv *smtp.Server) { srv.EnableSMTPUTF8 = true })
 }
 
 // TestUTF8RecipientNeedsUpstreamSMTPUTF8: a non-ASCII recipient is not sent
