@@ -30,7 +30,8 @@ import (
 //   - an LRU cache, bounded in entries and in bytes, that keeps positive
 //     answers for the smallest TTL of the answer and negative answers
 //     (NXDOMAIN and NODATA) for the smaller of the SOA TTL and SOA MINIMUM
-//     of the authority section (RFC 2308 section 5); a negative answer
+//     of the authority section (RFC 2308 section 5), at most
+//     maxNegativeTTL (positive ones at most maxCacheTTL); a negative answer
 //     without SOA is not cached (RFC 2308 section 5), nor are SERVFAIL,
 //     timeouts (we choose not to use the optional SERVFAIL caching of RFC
 //     2308 section 7) and answers larger than maxCacheEntryBytes;
@@ -85,6 +86,12 @@ var resolvConfPath = "/etc/resolv.conf"
 
 // maxCacheTTL caps how long any answer is kept, whatever its TTL says.
 const maxCacheTTL = 24 * time.Hour
+
+// maxNegativeTTL caps how long a negative answer (NXDOMAIN, NODATA) is
+// kept: RFC 2308 section 5 finds one to three hours to work well (BIND's
+// max-ncache-ttl is 3 h), so that a record added since, such as a new
+// DNSBL listing in a zone with a long SOA MINIMUM, is seen within hours.
+const maxNegativeTTL = 3 * time.Hour
 
 // The cache's bounds in bytes, besides DNSConfig.CacheSize in entries.
 // Answers differ a thousandfold in size: one A record keeps about 500
@@ -479,17 +486,19 @@ func newResponse(in *dns.Msg, answer []dns.RR, qtype uint16) *Response {
 			}
 		}
 	}
+	maxTTL := maxCacheTTL
 	if !found {
 		// Negative (RFC 2308 section 5): min(SOA TTL, SOA MINIMUM).
 		for _, rr := range in.Ns {
 			if soa, ok := rr.(*dns.SOA); ok {
 				ttl, found = min(soa.Hdr.Ttl, soa.Minttl), true
+				maxTTL = maxNegativeTTL
 				break
 			}
 		}
 	}
 	if found {
-		resp.TTL = min(time.Duration(ttl)*time.Second, maxCacheTTL)
+		resp.TTL = min(time.Duration(ttl)*time.Second, maxTTL)
 	}
 	return resp
 }

@@ -295,6 +295,36 @@ func TestResolverNegativeCache(t *testing.T) {
 	}
 }
 
+// TestResolverNegativeTTLCap: a negative answer is kept at most 3 hours
+// (RFC 2308 section 5), whatever its zone's SOA says; a positive one up to
+// a day.
+func TestResolverNegativeTTLCap(t *testing.T) {
+	srv := startDNS(t, "dns.zone")
+	srv.AddRR(t, "longneg.example. 172800 IN SOA ns.longneg.example. hostmaster.longneg.example. 1 3600 600 864000 172800")
+	srv.AddRR(t, "here.longneg.example. 172800 IN A 192.0.2.7")
+	clock := newFakeClock()
+	r := newResolver(t, srv, 0, WithClock(clock.Now))
+	ctx := context.Background()
+	for _, name := range []string{"gone.longneg.example", "here.longneg.example"} {
+		if _, err := r.Query(ctx, name, dns.TypeA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(3*time.Hour - time.Second)
+	for _, name := range []string{"gone.longneg.example", "here.longneg.example"} {
+		if resp, _ := r.Query(ctx, name, dns.TypeA); !resp.Cached {
+			t.Errorf("%s: not cached just under 3 h", name)
+		}
+	}
+	clock.Advance(2 * time.Second)
+	if resp, _ := r.Query(ctx, "gone.longneg.example", dns.TypeA); resp.Cached {
+		t.Error("NXDOMAIN with a 2-day SOA MINIMUM still cached after 3 h")
+	}
+	if resp, _ := r.Query(ctx, "here.longneg.example", dns.TypeA); !resp.Cached {
+		t.Error("a positive answer with a 2-day TTL not cached after 3 h")
+	}
+}
+
 func TestResolverCacheBound(t *testing.T) {
 	srv := startDNS(t, "dns.zone")
 	r, err := NewResolver(DNSConfig{Servers: []string{srv.Addr()}, Timeout: testTimeout, CacheSize: 2})
