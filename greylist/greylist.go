@@ -398,10 +398,11 @@ func (g *Greylister) staticAllow(t Triplet, n Normalized) (Reason, bool) {
 		if name := normDomain(t.ClientName); name != "" && domainListed(name, g.allowDomains) {
 			return ReasonAllowClient, true
 		}
-		if n.Sender != NullSender {
-			if i := strings.LastIndexByte(n.Sender, '@'); i >= 0 && domainListed(n.Sender[i+1:], g.allowDomains) {
-				return ReasonAllowSender, true
-			}
+		// The sender's whole domain, not the tail of n.Sender: that is cut
+		// at maxPartLen, and a long local part would leave a prefix of the
+		// domain ("x…x@partner.example" of "x…x@partner.example.evil").
+		if _, dom, null := senderParts(t.Sender); !null && dom != "" && domainListed(dom, g.allowDomains) {
+			return ReasonAllowSender, true
 		}
 	}
 	for _, r := range g.allowRcpts {

@@ -50,6 +50,22 @@ var bounceWords = map[string]bool{
 // Two addresses that differ only in such variable parts share a triplet;
 // that widens a pass slightly, never narrows it.
 func NormalizeSender(s string) string {
+	local, domain, null := senderParts(s)
+	if null {
+		return NullSender
+	}
+	out := normLocal(local, 0) + "@" + domain
+	if len(out) > maxPartLen {
+		out = out[:maxPartLen]
+	}
+	return out
+}
+
+// senderParts splits an envelope sender into its lower-cased local part
+// and normalised domain, before any cut at maxPartLen: the domain the
+// allow lists compare is the sender's whole domain, never what a cut left
+// of it. null reports the null reverse path.
+func senderParts(s string) (local, domain string, null bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
 	s = strings.TrimSpace(s)
@@ -60,18 +76,13 @@ func NormalizeSender(s string) string {
 		}
 	}
 	if s == "" {
-		return NullSender
+		return "", "", true
 	}
-	local, domain := s, ""
+	local = s
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
 		local, domain = s[:i], normDomain(s[i+1:])
 	}
-	local = normLocal(local, 0)
-	out := local + "@" + domain
-	if len(out) > maxPartLen {
-		out = out[:maxPartLen]
-	}
-	return out
+	return local, domain, false
 }
 
 // NormalizeRecipient returns the recipient as used in the triplet: without
