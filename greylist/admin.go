@@ -30,7 +30,8 @@ import (
 //
 // POST bodies must be Content-Type application/json, which a web page
 // cannot send cross-origin without a preflight, and every request must
-// come from a loopback address; others get 403. Errors are
+// come from a loopback address and name localhost or a loopback address in
+// its Host (which a DNS-rebinding page cannot); others get 403. Errors are
 // {"error":"..."} with 400 for a bad request and 500 for a store failure.
 func AdminHandler(op Operator) http.Handler {
 	mux := http.NewServeMux()
@@ -62,8 +63,37 @@ func loopbackOnly(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusForbidden, errorBody{"greylist admin: loopback clients only"})
 			return
 		}
+		// A page in a browser on this host reaches a loopback listener
+		// through DNS rebinding: the request comes from 127.0.0.1, and is
+		// same-origin for the page, so a JSON POST needs no preflight. Its
+		// Host still names the page's domain.
+		if !loopbackHost(r.Host) {
+			writeJSON(w, http.StatusForbidden, errorBody{"greylist admin: Host must be localhost or a loopback address"})
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHost reports whether a request's Host names this host's
+// loopback: "localhost" or a loopback address, with or without a port.
+// An empty Host (HTTP/1.0) is accepted: browsers always send one.
+func loopbackHost(h string) bool {
+	if h == "" {
+		return true
+	}
+	host := h
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		host = hh
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		host = h[1 : len(h)-1]
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
