@@ -67,6 +67,15 @@ func loopbackOnly(next http.Handler) http.Handler {
 		// through DNS rebinding: the request comes from 127.0.0.1, and is
 		// same-origin for the page, so a JSON POST needs no preflight. Its
 		// Host still names the page's domain.
+		// A reverse proxy on this host (publishing the metrics, say) also
+		// connects from loopback, for clients anywhere: what it relays is
+		// not the operator's.
+		for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip", "Via"} {
+			if r.Header.Get(h) != "" {
+				writeJSON(w, http.StatusForbidden, errorBody{"greylist admin: proxied requests refused"})
+				return
+			}
+		}
 		if !loopbackHost(r.Host) {
 			writeJSON(w, http.StatusForbidden, errorBody{"greylist admin: Host must be localhost or a loopback address"})
 			return

@@ -36,3 +36,21 @@ func TestAdminRefusesForeignHost(t *testing.T) {
 		}
 	}
 }
+
+// A request relayed by a proxy on the same host comes from loopback but
+// is not the operator's: refuse anything carrying forwarding headers.
+func TestAdminRefusesForwarded(t *testing.T) {
+	g := newGreylister(t, testConfig(), NewMemoryStore(10), newClock())
+	h := AdminHandler(g)
+	for _, hdr := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/greylist/counts", nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Host = "127.0.0.1:9025"
+		req.Header.Set(hdr, "for=198.51.100.7")
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", hdr, rec.Code)
+		}
+	}
+}
