@@ -1,6 +1,7 @@
 package greylist
 
 import (
+	"container/heap"
 	"container/list"
 	"context"
 	"net/netip"
@@ -17,10 +18,10 @@ import (
 // It keeps the same records under the same keys as RedisStore, each with
 // an expiry time measured on the Greylister's clock. Memory is bounded by
 // a cap on entries (greylist.max_memory_entries): when a new entry would
-// pass the cap, expired entries among the least recently written are
-// dropped first, and if none is found the least recently written entry
-// that is not an allow (operator, or a network auto-allowed now) is
-// evicted. An evicted triplet is simply greylisted again on its next
+// pass the cap, expired entries are dropped first (the soonest expired,
+// wherever they are in the write order), and if none has expired the
+// least recently written entry that is not an allow (operator, or a
+// network auto-allowed now) is evicted. An evicted triplet is simply greylisted again on its next
 // attempt. Expired entries are otherwise dropped when met, so memory use is
 // bounded by the cap, not by expiry.
 type MemoryStore struct {
@@ -28,6 +29,7 @@ type MemoryStore struct {
 	max   int
 	m     map[string]*memEntry
 	order *list.List // of *memEntry, least recently written first
+	byExp expHeap    // the same entries, soonest expiry first
 }
 
 type memEntry struct {
@@ -40,10 +42,35 @@ type memEntry struct {
 	last, until int64
 	// operator allow: allowed until (in until)
 	elem *list.Element
+	hidx int // index in MemoryStore.byExp
 }
 
-// evictScan is how many of the oldest entries are checked for expiry
-// before evicting the oldest one.
+// expHeap orders entries by expiry, so that the cap drops expired entries
+// wherever they are in the write order.
+type expHeap []*memEntry
+
+func (h expHeap) Len() int           { return len(h) }
+func (h expHeap) Less(i, j int) bool { return h[i].exp < h[j].exp }
+func (h expHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *expHeap) Push(x any) {
+	e := x.(*memEntry)
+	e.hidx = len(*h)
+	*h = append(*h, e)
+}
+func (h *expHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// evictScan is how many expired entries one eviction drops at most (the
+// soonest expired first), so that a put at the cap stays short however
+// many have expired.
 const evictScan = 64
 
 // NewMemoryStore returns an empty store capped at maxEntries (at least 1).
@@ -97,32 +124,33 @@ func (s *MemoryStore) get(key string, now int64) *memEntry {
 func (s *MemoryStore) remove(e *memEntry) {
 	delete(s.m, e.key)
 	s.order.Remove(e.elem)
+	heap.Remove(&s.byExp, e.hidx)
 }
 
 // put stores e (new or existing) with its expiry and marks it the most
 // recently written.
 func (s *MemoryStore) put(e *memEntry, now int64) {
-	if e.elem != nil {
+	if e.elem != nil && s.m[e.key] == e {
 		s.order.MoveToBack(e.elem)
+		heap.Fix(&s.byExp, e.hidx) // its expiry may have changed
 		return
 	}
 	if len(s.m) >= s.max {
 		s.evict(now)
 	}
 	e.elem = s.order.PushBack(e)
+	heap.Push(&s.byExp, e)
 	s.m[e.key] = e
 }
 
 func (s *MemoryStore) evict(now int64) {
+	// Expired entries first, wherever they are in the write order: the
+	// pending triplets of bots that never retry expire unmet, behind
+	// passes written earlier that still live.
 	freed := false
-	el := s.order.Front()
-	for i := 0; i < evictScan && el != nil; i++ {
-		next := el.Next()
-		if e := el.Value.(*memEntry); e.exp <= now {
-			s.remove(e)
-			freed = true
-		}
-		el = next
+	for i := 0; i < evictScan && len(s.byExp) > 0 && s.byExp[0].exp <= now; i++ {
+		s.remove(s.byExp[0])
+		freed = true
 	}
 	// The least recently written entry goes, unless it is an allow: a
 	// flood of new triplets must not push out the operator's allows, nor
