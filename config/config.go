@@ -44,6 +44,10 @@ type Config struct {
 	Log             Log           `yaml:"log"`
 	TempDir         string        `yaml:"temp_dir"`
 	ShutdownTimeout Duration      `yaml:"shutdown_timeout"`
+	// CPUs is how many threads run the gateway's Go code at once
+	// (GOMAXPROCS); 0 leaves Go's default (every CPU the process may
+	// use, cgroup quotas included, or the GOMAXPROCS variable).
+	CPUs int `yaml:"cpus"`
 
 	// Checks names the checks to run: iprev, dnsbl, spf, dkim, dmarc.
 	// The embedded defaults run none, so a first try needs no DNS.
@@ -304,6 +308,9 @@ func (c *Config) Validate() error {
 	positive("limits.data_timeout", int64(l.DataTimeout))
 	positive("limits.max_errors", int64(l.MaxErrors))
 	positive("limits.memory_threshold", int64(l.MemoryThreshold))
+	if c.CPUs < 0 {
+		bad("cpus", "must be 0 (every CPU) or more")
+	}
 	if l.MaxLineLength < 512 {
 		bad("limits.max_line_length", "must be at least 512 (RFC 5321 section 4.5.3.1.4)")
 	}

@@ -45,6 +45,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"limits:\n  max_recipients: many\n", `f.yaml:2:19: limits.max_recipients: cannot unmarshal`},
 		{"limits:\n  max_recipients: 5\n", `f.yaml:2:19: limits.max_recipients: must be at least 100`},
 		{"domains: []\n", `domains: at least one accepted domain`},
+		{"cpus: -1\n", `f.yaml:1:7: cpus: must be 0 (every CPU) or more`},
+		{"cpus: all\n", `f.yaml:1:7: cpus: cannot unmarshal`},
 		{"domains: [\"bad domain\"]\n", `f.yaml:1:11: domains[0]: "bad domain" is not a domain name`},
 		{"listen: [\"nohost\"]\n", `listen[0]: "nohost" is not host:port`},
 		{"upstream:\n  starttls: maybe\n", `f.yaml:2:13: upstream.starttls: "maybe": want none or require`},

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -322,6 +323,10 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	logger := newLogger(cfg, stderr)
+	if cfg.CPUs > 0 {
+		// Before anything runs: see the cpus key in the README.
+		runtime.GOMAXPROCS(cfg.CPUs)
+	}
 	certs := &certHolder{}
 	cert, err := buildTLS(cfg)
 	if err != nil {
@@ -419,7 +424,7 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 	started := cfg // what restart-only keys keep until a restart
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
-		logger.Info("SMTP listening", "addr", l.Addr().String(), "domains", cfg.Domains, "upstream", describeUpstream(cfg))
+		logger.Info("SMTP listening", "addr", l.Addr().String(), "domains", cfg.Domains, "upstream", describeUpstream(cfg), "cpus", runtime.GOMAXPROCS(0))
 		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
 	}
 
@@ -527,6 +532,7 @@ func restartOnly(started, loaded *config.Config) []string {
 	diff("log.level", started.Log.Level, loaded.Log.Level)
 	diff("log.format", started.Log.Format, loaded.Log.Format)
 	diff("quarantine", started.Quarantine, loaded.Quarantine)
+	diff("cpus", started.CPUs, loaded.CPUs)
 	diff("rules.watch", started.Rules.Watch, loaded.Rules.Watch)
 	diff("proxy_protocol.header_timeout", started.ProxyProtocol.HeaderTimeout, loaded.ProxyProtocol.HeaderTimeout)
 	return keys

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -556,10 +557,10 @@ func TestSIGHUPRestartOnlyKeys(t *testing.T) {
 	base := fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\n", addr)
 	cfgPath := writeConfig(t, base)
 	d := startDaemon(t, "-config", cfgPath)
-	changed := base + fmt.Sprintf("log:\n  decisions: %q\n  level: debug\n  format: json\nquarantine: %q\nrules:\n  watch: false\nproxy_protocol:\n  header_timeout: 7s\n",
+	changed := base + fmt.Sprintf("log:\n  decisions: %q\n  level: debug\n  format: json\nquarantine: %q\ncpus: 1\nrules:\n  watch: false\nproxy_protocol:\n  header_timeout: 7s\n",
 		filepath.Join(dir, "d.log"), filepath.Join(dir, "q"))
 	os.WriteFile(cfgPath, []byte(changed), 0o600)
-	want := `keys="[log.decisions log.level log.format quarantine rules.watch proxy_protocol.header_timeout]"`
+	want := `keys="[log.decisions log.level log.format quarantine cpus rules.watch proxy_protocol.header_timeout]"`
 	for i := 1; i <= 2; i++ {
 		d.cmd.Process.Signal(syscall.SIGHUP)
 		deadline := time.Now().Add(10 * time.Second)
@@ -572,6 +573,23 @@ func TestSIGHUPRestartOnlyKeys(t *testing.T) {
 		if n := strings.Count(d.stderr.String(), want); n != i {
 			t.Fatalf("after reload %d: %d warnings naming %s:\n%s", i, n, want, d.stderr.String())
 		}
+	}
+}
+
+// TestCPUsKey: the cpus key sets how many threads run Go code at once
+// (GOMAXPROCS), and the start says what runs; without it, Go's default.
+// One more than the machine's CPUs is never the default.
+func TestCPUsKey(t *testing.T) {
+	n := runtime.NumCPU() + 1
+	addr := freePort(t)
+	d := startDaemon(t, "-config", writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\ncpus: %d\n", addr, n)))
+	if want := fmt.Sprintf(" cpus=%d\n", n); !strings.Contains(d.stderr.String(), want) {
+		t.Fatalf("start did not log%q:\n%s", want, d.stderr.String())
+	}
+	addr = freePort(t)
+	d = startDaemon(t, "-config", writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\n", addr)))
+	if bad := fmt.Sprintf(" cpus=%d\n", n); strings.Contains(d.stderr.String(), bad) || !strings.Contains(d.stderr.String(), " cpus=") {
+		t.Fatalf("without the key, the start logged no cpus or %q:\n%s", bad, d.stderr.String())
 	}
 }
 
