@@ -54,9 +54,25 @@ import (
 
 type options struct {
 	messages, runs, conc, perConn, size, idle, warmup int
-	udpSocketQueries                                  int
+	udpSocketQueries, cpus                            int
 	out, profileDir, dkim, tools, passCache           string
 	keep, verbose, pprof, noRules, rdns               bool
+}
+
+// gatewayCPUs is the gateway's cpus key: 0 leaves it out (Go's default).
+func (o options) gatewayCPUs() int {
+	if o.cpus >= 0 {
+		return o.cpus
+	}
+	return max(1, runtime.NumCPU()-1)
+}
+
+// cpusText says what the gateway ran on, for the table and the JSON file.
+func (o options) cpusText() string {
+	if n := o.gatewayCPUs(); n > 0 {
+		return fmt.Sprintf("%d of %d (cpus key)", n, runtime.NumCPU())
+	}
+	return fmt.Sprintf("Go's default (%d)", runtime.NumCPU())
 }
 
 func main() {
@@ -75,6 +91,7 @@ func main() {
 	flag.BoolVar(&o.pprof, "pprof", true, "build the gateway with a loopback pprof endpoint (a build overlay; the daemon's source is untouched)")
 	flag.StringVar(&o.passCache, "pass-cache", "1m", "the gateway's greylist.pass_cache (0: every recipient is a Redis round trip; the load is one triplet, so 1m answers nearly all from the cache)")
 	flag.IntVar(&o.udpSocketQueries, "udp-socket-queries", 0, "the gateway's dns.udp_socket_queries (0: its default; 1: a new socket per DNS query, as before the pool)")
+	flag.IntVar(&o.cpus, "cpus", 0, "the gateway's cpus key (GOMAXPROCS): 0 is Go's default (every CPU); -1 leaves one CPU to the load and the sink (the machine's CPUs less one, at least 1)")
 	flag.BoolVar(&o.rdns, "rdns", false, "give the load's clients verified reverse DNS (the shipped rules then do not consult the greylist)")
 	flag.BoolVar(&o.noRules, "no-rules", false, "do not configure the shipped rules even when the config has a rules key")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (config, logs, binaries)")
@@ -84,7 +101,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchrun: -messages, -runs, -concurrency and -per-conn must be at least 1")
 		os.Exit(2)
 	}
-	e := &env{keep: o.keep, verbose: o.verbose}
+	e := &env{keep: o.keep, verbose: o.verbose, memProfile: o.profileDir != ""}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -291,13 +308,13 @@ func run(e *env, o options) error {
 	}
 	maxConns := max(20000, 2*o.idle)
 	withRules := hasRulesKey() && !o.noRules
-	if err := e.writeConfig(withRules, maxConns, o.passCache, o.udpSocketQueries); err != nil {
+	if err := e.writeConfig(withRules, maxConns, o); err != nil {
 		if !withRules {
 			return err
 		}
 		e.note("the shipped rules could not be configured (%v); ran on the default policy", err)
 		e.rulesDir = ""
-		if err := e.writeConfig(false, maxConns, o.passCache, o.udpSocketQueries); err != nil {
+		if err := e.writeConfig(false, maxConns, o); err != nil {
 			return err
 		}
 	}
@@ -320,7 +337,7 @@ func run(e *env, o options) error {
 			"messages": o.messages, "runs": o.runs, "concurrency": o.conc, "per_conn": o.perConn,
 			"message_size": e.msgSize, "dkim": e.dkimAlg, "idle_conns": o.idle, "warmup": o.warmup,
 			"checks": []string{"iprev", "dnsbl", "spf", "dkim", "dmarc"}, "greylist": "redis " + e.redis.Addr, "greylist_pass_cache": o.passCache, "load_rdns": o.rdns,
-			"rules": e.rulesDir, "pprof_overlay": e.pprofBuilt,
+			"rules": e.rulesDir, "pprof_overlay": e.pprofBuilt, "gateway_cpus": o.cpusText(),
 		},
 	}
 	if out, err := exec.Command("git", "-C", e.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
@@ -700,8 +717,8 @@ func summarizeRuns(res *Results) {
 
 func printTable(w *os.File, res *Results, o options) {
 	s := res.Summary
-	fmt.Fprintf(w, "\ngatewayd benchmark: %d runs (medians) of %d messages of %d octets (DKIM %s), %d senders; sink %s, source %s; %d CPUs\n",
-		o.runs, o.messages, res.Setup["message_size"], res.Setup["dkim"], o.conc, res.Tools["sink"], res.Tools["source"], res.CPUs)
+	fmt.Fprintf(w, "\ngatewayd benchmark: %d runs (medians) of %d messages of %d octets (DKIM %s), %d senders; sink %s, source %s; %d CPUs, the gateway on %s\n",
+		o.runs, o.messages, res.Setup["message_size"], res.Setup["dkim"], o.conc, res.Tools["sink"], res.Tools["source"], res.CPUs, o.cpusText())
 	if res.SampleData != nil {
 		b, _ := json.Marshal(res.SampleData)
 		fmt.Fprintf(w, "checks seen on a relayed message: %s\n", b)
