@@ -395,6 +395,74 @@ func HeaderFields(hdr []byte) []HeaderField {
 	return out
 }
 
+// HeaderValues returns the unfolded, trimmed values of the first max
+// fields named name (case-insensitive, as strings.ToLower compares), in
+// order: HeaderFields' values of those fields, without making a string of
+// every other field.
+func HeaderValues(hdr []byte, name string, max int) []string {
+	var out []string
+	lower := ""
+	ascii := isASCII(name)
+	for raw := range rawFields(hdr) {
+		colon := bytes.IndexByte(raw, ':')
+		if colon <= 0 || raw[0] == ' ' || raw[0] == '\t' {
+			continue
+		}
+		n := bytes.TrimRight(raw[:colon], " \t")
+		if ascii && asciiBytes(n) {
+			if !asciiEqualFold(n, name) {
+				continue
+			}
+		} else {
+			if lower == "" {
+				lower = strings.ToLower(name)
+			}
+			if strings.ToLower(string(n)) != lower {
+				continue
+			}
+		}
+		if len(out) == max {
+			break
+		}
+		var sb strings.Builder
+		sb.Grow(len(raw) - colon - 1)
+		writeUnfolded(&sb, raw[colon+1:])
+		out = append(out, strings.TrimSpace(sb.String()))
+	}
+	return out
+}
+
+// asciiBytes reports whether b is all ASCII.
+func asciiBytes(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiEqualFold reports whether the ASCII b and s are equal but for the
+// case of letters.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // rawFields yields the fields of a header block, each with its
 // continuation lines and line endings, up to the empty line that ends the
 // block. Lines before the first field come as fields of their own.

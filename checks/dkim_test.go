@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +260,27 @@ func TestDKIMBoundSignatures(t *testing.T) {
 	res := d.Verify(context.Background(), f)
 	checkSigs(t, res, []wantSig{{"rsa", "rsa-sha256", DKIMPass, ""},
 		{"ed", "ed25519-sha256", DKIMNeutral, "(2 signatures past the bound, not verified)"}})
+}
+
+// FuzzHeaderValues holds HeaderValues to HeaderFields: the values of the
+// fields whose names strings.ToLower makes equal to name's, trimmed, the
+// first max of them.
+func FuzzHeaderValues(f *testing.F) {
+	f.Add([]byte("From: a@b\r\nSubject: x\r\n y\r\nfrom:  c \r\n\r\nFrom: body"), "FROM", 5)
+	f.Add([]byte(" leading\r\nNo colon\r\n:\r\nK: kelvin\r\n\u212a: sign\r\n\xff: bad\r\n"), "k", 1)
+	f.Add([]byte("X\t : 1\r\nX: 2\r\nx:3\r\n"), "x", 2)
+	f.Fuzz(func(t *testing.T, hdr []byte, name string, max int) {
+		if max < 0 || max > 50 {
+			max = 3
+		}
+		var want []string
+		for _, h := range HeaderFields(hdr) {
+			if strings.ToLower(h.Name) == strings.ToLower(name) && len(want) < max {
+				want = append(want, strings.TrimSpace(h.Value))
+			}
+		}
+		if got := HeaderValues(hdr, name, max); !slices.Equal(got, want) {
+			t.Errorf("HeaderValues(%q, %q, %d) = %q, want %q", hdr, name, max, got, want)
+		}
+	})
 }

@@ -156,6 +156,38 @@ func TestHeaderInClosureBounded(t *testing.T) {
 	}
 }
 
+// The first few names asked for are each found by a pass of their own,
+// the others from the whole section parsed once: both ways give the same
+// values, whatever the case of the name.
+func TestHeaderManyNames(t *testing.T) {
+	f := facts(policy.StageData, func(f *policy.Facts) {
+		f.Header = []byte("From: f\r\nTo: t1\r\nto:  t2 \r\nSubject: s\r\n x\r\nCc: c\r\nX-A: 1\r\n\r\nX-A: body\r\n")
+	})
+	asks := `header("From") == "f" && len(headers("TO")) == 2 && headers("TO")[1] == "t2" && header("subject") == "s x" && header("Cc") == "c"` +
+		` && header("x-a") == "1" && len(headers("X-a")) == 1 && len(headers("Nope")) == 0 && header("from") == "f" && headers("to")[0] == "t1"`
+	for _, c := range []struct {
+		cond string
+		want int
+	}{
+		{asks, 1},
+		{asks + ` && header("X-A") == "2"`, 0},
+		{`all(["From", "to", "Subject", "cc", "X-A", "x-b", "FROM"], len(headers(#)) == (# in ["to"] ? 2 : # == "x-b" ? 0 : 1))`, 1},
+		{`header("A") == "" && header("B") == "" && header("C") == "" && header("D") == "" && header("subject") == "s x" && header("x-a") != "1"`, 0},
+	} {
+		e, err := loadCond(t, c.cond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := e.Evaluate(f); len(o.Reasons) != c.want || len(o.Errors) > 0 {
+			t.Errorf("%s: reasons %v, errors %v; want %d reasons", c.cond, reasons(o), o.Errors, c.want)
+		}
+		// A second evaluation of other facts sees none of the first's values.
+		if o := e.Evaluate(facts(policy.StageData, headerFields("Other", 1))); len(o.Reasons) != 0 {
+			t.Errorf("%s: on other facts, reasons %v", c.cond, reasons(o))
+		}
+	}
+}
+
 // A printf width applies to every element of a slice: "%999v" of a
 // 110 KB header section padded each octet (555 MB). With an argument
 // that is not a number, boolean or string, a width or precision is an

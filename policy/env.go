@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr/vm"
@@ -87,14 +88,27 @@ type Env struct {
 	// next, and dnsblKeys the zones filled in by this one.
 	dnsbl     map[string]Zone
 	dnsblKeys []string
-	// hdr holds the values of the header section's fields by lower-case
-	// name, at most maxHeaderValues each: made at the first header() or
-	// headers() of an evaluation, so that a call in a closure (any of
-	// headers("To"), # == header("From")) does not parse the section
-	// again for every element. hdrDone says it is made.
-	hdr     map[string][]string
-	hdrDone bool
+	// hdrFew holds the values of the fields of the first few names
+	// header() and headers() ask for in an evaluation (each name as
+	// asked), each found by one pass over the header section that makes
+	// strings of that name's fields only. Past hdrFewMax names, hdr holds
+	// the values of every field by lower-case name, made in one pass, so
+	// that a closure asking for many names (headers(n) for each n of a
+	// list) costs one parse, not one per name. Values are at most
+	// maxHeaderValues a name.
+	hdrFew []hdrValues
+	hdr    map[string][]string
 }
+
+// hdrValues are the values of the fields named name.
+type hdrValues struct {
+	name string
+	vals []string
+}
+
+// hdrFewMax is how many names are looked up one pass each (the shipped
+// rules ask for two) before the whole section is parsed.
+const hdrFewMax = 4
 
 // maxHeaderValues is the most values headers(name) gives: the first
 // ones. A closure over them stays bounded; one over headers("To") within
@@ -191,7 +205,7 @@ func newEnv(e *Engine) *Env {
 // left empty.
 func (env *Env) fill(f *Facts, use facets) {
 	env.facts = f
-	env.hdr, env.hdrDone = nil, false
+	env.clearHeaders()
 	env.Stage = string(f.Stage)
 	env.ClientIP = ""
 	if f.ClientIP.IsValid() {
@@ -280,7 +294,7 @@ func (env *Env) fill(f *Facts, use facets) {
 // of a finished evaluation alive.
 func (env *Env) clear() {
 	env.facts = nil
-	env.hdr, env.hdrDone = nil, false
+	env.clearHeaders()
 	env.Rcpts = nil
 	env.DNSBL = nil
 	for _, k := range env.dnsblKeys {
@@ -308,15 +322,29 @@ func (env *Env) headers(name string) []string {
 	return env.headerValues(name)
 }
 
+// clearHeaders drops the header values of the last evaluation, keeping
+// hdrFew's storage.
+func (env *Env) clearHeaders() {
+	clear(env.hdrFew)
+	env.hdrFew, env.hdr = env.hdrFew[:0], nil
+}
+
 // headerValues returns the first maxHeaderValues values of the fields
-// named name (case-insensitive), unfolded and trimmed, in order. The
-// header section is parsed once per evaluation.
+// named name (case-insensitive), unfolded and trimmed, in order. Each
+// name is looked up once per evaluation (see hdrFew).
 func (env *Env) headerValues(name string) []string {
 	if env.facts == nil {
 		return nil
 	}
-	if !env.hdrDone {
-		env.hdrDone = true
+	var v []string
+	if env.hdr != nil {
+		v = env.hdr[strings.ToLower(name)]
+	} else if i := slices.IndexFunc(env.hdrFew, func(h hdrValues) bool { return h.name == name }); i >= 0 {
+		v = env.hdrFew[i].vals
+	} else if len(env.hdrFew) < hdrFewMax {
+		v = checks.HeaderValues(env.facts.Header, name, maxHeaderValues)
+		env.hdrFew = append(env.hdrFew, hdrValues{name, v})
+	} else {
 		m := map[string][]string{}
 		for _, h := range checks.HeaderFields(env.facts.Header) {
 			k := strings.ToLower(h.Name)
@@ -325,8 +353,8 @@ func (env *Env) headerValues(name string) []string {
 			}
 		}
 		env.hdr = m
+		v = m[strings.ToLower(name)]
 	}
-	v := env.hdr[strings.ToLower(name)]
 	return v[:len(v):len(v)] // an append by the caller does not write into the cache
 }
 
