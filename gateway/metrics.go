@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/mxgate/gatewayd/policy"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,62 @@ type Metrics struct {
 	Relay          *prometheus.CounterVec
 	RelayLatency   prometheus.Histogram
 	MessageBytes   prometheus.Histogram
+
+	// The series of the counters above the sessions add to, kept once
+	// made: a CounterVec hashes, checks and looks up its labels on every
+	// call. A series appears on /metrics when first counted, as before.
+	decisions [len(stageNames)][len(actionNames)]atomic.Pointer[prometheus.Counter]
+	relay     [len(relayResults)]atomic.Pointer[prometheus.Counter]
+	// Connections' series, made with the vector.
+	connAccepted, connRefused, connLimit prometheus.Counter
+}
+
+var (
+	stageNames   = [...]policy.Stage{policy.StageConnect, policy.StageHelo, policy.StageMail, policy.StageRcpt, policy.StageData}
+	actionNames  = [...]policy.Action{policy.ActionContinue, policy.ActionAccept, policy.ActionReject, policy.ActionDefer, policy.ActionGreylist, policy.ActionDrop, policy.ActionQuarantine, policy.ActionRelay}
+	relayResults = [...]string{"ok", "rejected", "deferred", "failed"}
+)
+
+// series returns the series of vec for labels, from slot once made.
+func series(slot *atomic.Pointer[prometheus.Counter], vec *prometheus.CounterVec, labels ...string) prometheus.Counter {
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := vec.WithLabelValues(labels...)
+	slot.Store(&c)
+	return c
+}
+
+// decision counts a logged decision.
+func (m *Metrics) decision(stage policy.Stage, action policy.Action) {
+	si, ai := -1, -1
+	for i, s := range stageNames {
+		if s == stage {
+			si = i
+		}
+	}
+	for i, a := range actionNames {
+		if a == action {
+			ai = i
+		}
+	}
+	if si < 0 || ai < 0 {
+		m.Decisions.WithLabelValues(string(stage), string(action)).Inc()
+		return
+	}
+	series(&m.decisions[si][ai], m.Decisions, string(stage), string(action)).Inc()
+}
+
+// relayed counts a message handed to the internal MTA by result (one of
+// relayResults).
+func (m *Metrics) relayed(result string) {
+	for i, r := range relayResults {
+		if r == result {
+			series(&m.relay[i], m.Relay, result).Inc()
+			return
+		}
+	}
+	m.Relay.WithLabelValues(result).Inc()
 }
 
 // NewMetrics creates the series and registers them on reg (when not nil).
@@ -48,9 +105,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1024, 4, 10),
 		}),
 	}
-	for _, l := range []string{"accepted", "limit", "refused"} {
-		m.Connections.WithLabelValues(l)
-	}
+	m.connAccepted = m.Connections.WithLabelValues("accepted")
+	m.connLimit = m.Connections.WithLabelValues("limit")
+	m.connRefused = m.Connections.WithLabelValues("refused")
 	if reg != nil {
 		reg.MustRegister(m.Connections, m.SessionsActive, m.Decisions, m.Relay, m.RelayLatency, m.MessageBytes)
 	}

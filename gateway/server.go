@@ -274,7 +274,7 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		if s.total >= s.cfg.Load().MaxConnections {
 			s.mu.Unlock()
-			s.metrics.Connections.WithLabelValues("limit").Inc()
+			s.metrics.connLimit.Inc()
 			go s.refuseUncounted(c, "connection_limit", "limits.max_connections", refusalTooMany)
 			continue
 		}
@@ -403,7 +403,7 @@ func (s *Server) open(c net.Conn) *session {
 	s.mu.Lock()
 	if s.perIP[ip] >= cfg.MaxConnectionsPerIP {
 		s.mu.Unlock()
-		s.metrics.Connections.WithLabelValues("limit").Inc()
+		s.metrics.connLimit.Inc()
 		s.logRefusal(client, "connection_limit", "limits.max_connections_per_ip", refusalTooManyIP)
 		refuse(c, refusalTooManyIP.String()+"\r\n")
 		done()
@@ -462,7 +462,7 @@ var (
 // logRefusal writes the decision line of a connection refused before its
 // session began (a limit, a shutdown).
 func (s *Server) logRefusal(client netip.AddrPort, rule, detail string, r policy.Reply) {
-	s.metrics.Decisions.WithLabelValues(string(policy.StageConnect), string(policy.ActionDefer)).Inc()
+	s.metrics.decision(policy.StageConnect, policy.ActionDefer)
 	s.decisions.log(&State{SessionID: newID(), Client: client}, &Decision{Stage: policy.StageConnect,
 		Action: policy.ActionDefer, Reply: r, Reasons: []policy.Reason{{Rule: rule, Detail: detail}}})
 }

@@ -437,7 +437,7 @@ func (s *session) decide(stage policy.Stage) (v policy.Verdict) {
 }
 
 func (s *session) logDecision(d *Decision) {
-	s.srv.metrics.Decisions.WithLabelValues(string(d.Stage), string(d.Action)).Inc()
+	s.srv.metrics.decision(d.Stage, d.Action)
 	s.srv.decisions.log(&s.st, d)
 }
 
@@ -631,13 +631,13 @@ func (s *session) greet() bool {
 		} else {
 			r.Code = 554
 		}
-		s.srv.metrics.Connections.WithLabelValues("refused").Inc()
+		s.srv.metrics.connRefused.Inc()
 		s.logDecision(&Decision{Stage: policy.StageConnect, Action: v.Action, Reply: r, Reasons: v.Reasons, Score: v.Score, Duration: time.Since(start)})
 		s.writeReply(r)
 		s.flush()
 		return false
 	}
-	s.srv.metrics.Connections.WithLabelValues("accepted").Inc()
+	s.srv.metrics.connAccepted.Inc()
 	s.reply(220, "", s.cfg.Hostname+" ESMTP")
 	s.flush()
 
@@ -1231,7 +1231,7 @@ func (s *session) cmdData(arg string) bool {
 		// No answer from the internal MTA: the message may or may not be
 		// there; the sender keeps it and retries (at worst a duplicate,
 		// never a loss).
-		s.srv.metrics.Relay.WithLabelValues("failed").Inc()
+		s.srv.metrics.relayed("failed")
 		s.srv.logger.Warn("internal MTA failed at DATA", "session", s.st.SessionID, "err", err)
 		d.Upstream.Error = err.Error()
 		d.Action = policy.ActionDefer
@@ -1241,16 +1241,16 @@ func (s *session) cmdData(arg string) bool {
 	}
 	switch {
 	case r.Code/100 == 2:
-		s.srv.metrics.Relay.WithLabelValues("ok").Inc()
+		s.srv.metrics.relayed("ok")
 		d.Action = policy.ActionRelay
 		d.Reply = policy.Reply{Code: 250, Enhanced: "2.0.0", Text: "Ok: queued as " + s.st.QueueID}
 		s.writeReply(d.Reply)
 	case r.Temporary():
-		s.srv.metrics.Relay.WithLabelValues("deferred").Inc()
+		s.srv.metrics.relayed("deferred")
 		d.Action, d.Reply = policy.ActionDefer, r
 		s.failReply(r)
 	default:
-		s.srv.metrics.Relay.WithLabelValues("rejected").Inc()
+		s.srv.metrics.relayed("rejected")
 		d.Action, d.Reply = policy.ActionReject, r
 		s.failReply(r)
 	}
