@@ -405,17 +405,24 @@ func (g *Greylister) staticAllow(t Triplet, n Normalized) (Reason, bool) {
 			return ReasonAllowSender, true
 		}
 	}
+	if len(g.allowRcpts) == 0 {
+		return "", false
+	}
+	// The whole recipient, not n.Recipient: that is cut at maxPartLen,
+	// and a long local part would leave "x…x@example.com" of
+	// "x…x@example.com.au".
+	rcpt := recipientFull(t.Recipient)
 	for _, r := range g.allowRcpts {
 		switch {
 		case strings.HasPrefix(r, "@"):
-			if strings.HasSuffix(n.Recipient, r) {
+			if strings.HasSuffix(rcpt, r) {
 				return ReasonAllowRcpt, true
 			}
 		case strings.HasSuffix(r, "@"):
-			if strings.HasPrefix(n.Recipient, r) {
+			if strings.HasPrefix(rcpt, r) {
 				return ReasonAllowRcpt, true
 			}
-		case r == n.Recipient:
+		case r == rcpt:
 			return ReasonAllowRcpt, true
 		}
 	}

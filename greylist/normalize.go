@@ -90,6 +90,18 @@ func senderParts(s string) (local, domain string, null bool) {
 // domain. Recipients are ours, so their extensions are kept: user+a and
 // user+b are different mailboxes to greylist.
 func NormalizeRecipient(s string) string {
+	s = recipientFull(s)
+	if len(s) > maxPartLen {
+		s = s[:maxPartLen]
+	}
+	return s
+}
+
+// recipientFull is NormalizeRecipient before the cut at maxPartLen: what
+// allow_recipients compares, so that the cut of a long local part at an
+// accepted domain ("x…x@example.com" of "x…x@example.com.au") is never
+// taken for an allowed recipient.
+func recipientFull(s string) string {
 	s = strings.ToLower(strings.TrimSpace(s))
 	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">"))
 	if strings.HasPrefix(s, "@") {
@@ -100,9 +112,6 @@ func NormalizeRecipient(s string) string {
 	}
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {
 		s = s[:i+1] + normDomain(s[i+1:])
-	}
-	if len(s) > maxPartLen {
-		s = s[:maxPartLen]
 	}
 	return s
 }

@@ -23,3 +23,22 @@ func TestAllowDomainNotByTruncation(t *testing.T) {
 		t.Errorf("long sender at partner: %v %v, want allowed", d.Action, d.Reason)
 	}
 }
+
+// The same for allow_recipients: the cut of a long local part at one
+// accepted domain must not read as a recipient at another.
+func TestAllowRecipientNotByTruncation(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowRecipients = []string{"@example.com", "postmaster@"}
+	g := newGreylister(t, cfg, NewMemoryStore(100), newClock())
+	local := strings.Repeat("x", maxPartLen-len("@example.com"))
+	d := check(t, g, "192.0.2.1", "a@sender.test", local+"@example.com.au")
+	if d.Action != Defer {
+		t.Errorf("long recipient at example.com.au: %v %v, want defer", d.Action, d.Reason)
+	}
+	for _, rcpt := range []string{local + "@example.com", local + "yy@example.com", "Bob@Example.COM.", "postmaster@example.com.au"} {
+		d = check(t, g, "192.0.2.1", "a@sender.test", rcpt)
+		if d.Action != Allowed || d.Reason != ReasonAllowRcpt {
+			t.Errorf("%s: %v %v, want allowed", rcpt, d.Action, d.Reason)
+		}
+	}
+}
