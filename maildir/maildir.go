@@ -33,10 +33,12 @@ func escapeHost(h string) string {
 	return strings.NewReplacer("/", `\057`, ":", `\072`).Replace(h)
 }
 
-// Open creates the Maildir's folders when missing.
+// Open creates the Maildir's folders when missing, each synced into its
+// parent: Deliver syncs new/'s entries, which keep nothing if new/ itself
+// (or the Maildir) was never written to disk when the power goes.
 func Open(path string) (*Dir, error) {
 	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := os.MkdirAll(filepath.Join(path, sub), 0o750); err != nil {
+		if err := mkdirSynced(filepath.Join(path, sub)); err != nil {
 			return nil, fmt.Errorf("maildir: %w", err)
 		}
 	}
@@ -85,6 +87,34 @@ func (d *Dir) Deliver(r io.Reader) (string, error) {
 		return "", fmt.Errorf("maildir: %w", err)
 	}
 	return name, nil
+}
+
+// mkdirSynced is os.MkdirAll, then syncs the parent of every directory it
+// created.
+func mkdirSynced(dir string) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	// The one nearest the root first: its parent existed before.
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := syncDir(filepath.Dir(missing[i])); err != nil {
+			return fmt.Errorf("syncing %s: %w", filepath.Dir(missing[i]), err)
+		}
+	}
+	return nil
 }
 
 // syncDir flushes a directory's entries to disk (a variable so that a

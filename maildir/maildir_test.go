@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +92,37 @@ func TestDeliverSyncsNewDir(t *testing.T) {
 	syncDir = func(string) error { return errors.New("EIO") }
 	if _, err := d.Deliver(strings.NewReader("Subject: y\r\n\r\nbody\r\n")); err == nil {
 		t.Fatal("a failed sync of new/ reported as delivered")
+	}
+}
+
+// TestOpenSyncsCreatedDirs: every directory Open creates is synced into
+// its parent (the Maildir's parents too when it makes them); an existing
+// Maildir costs no sync, and a failed sync fails Open.
+func TestOpenSyncsCreatedDirs(t *testing.T) {
+	root := t.TempDir()
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	var synced []string
+	syncDir = func(dir string) error {
+		rel, _ := filepath.Rel(root, dir)
+		synced = append(synced, rel)
+		return orig(dir)
+	}
+	if _, err := Open(filepath.Join(root, "var", "M")); err != nil {
+		t.Fatal(err)
+	}
+	// tmp/ creates var and M (synced into root and var), then M's three.
+	want := []string{".", "var", filepath.Join("var", "M"), filepath.Join("var", "M"), filepath.Join("var", "M")}
+	if !slices.Equal(synced, want) {
+		t.Errorf("synced %q, want %q", synced, want)
+	}
+	synced = nil
+	if _, err := Open(filepath.Join(root, "var", "M")); err != nil || len(synced) != 0 {
+		t.Errorf("Open of an existing Maildir: err %v, synced %q", err, synced)
+	}
+	syncDir = func(string) error { return errors.New("EIO") }
+	if _, err := Open(filepath.Join(root, "other")); err == nil {
+		t.Error("a failed sync of a created directory did not fail Open")
 	}
 }
 
