@@ -355,6 +355,16 @@ func (s *session) cutPark(sweep uint32) {
 	s.mu.Unlock()
 }
 
+// buffered is how many octets the client sent that are read from the
+// socket but not yet taken as a command.
+func (s *session) buffered() int {
+	n := s.pre.n - s.pre.off
+	if s.r != nil {
+		n += s.r.Buffered()
+	}
+	return n
+}
+
 func (s *session) releaseBuffers() {
 	s.pre.off, s.pre.n = 0, 0
 	if s.r != nil {
@@ -757,6 +767,12 @@ func (s *session) cmdStartTLS(arg string) bool {
 	s.reply(220, "2.0.0", "Ready to start TLS")
 	if err := s.flush(); err != nil {
 		return false
+	}
+	if n := s.buffered(); n > 0 {
+		// As Postfix's "improper command pipelining after STARTTLS": a
+		// client that does this is broken or attempting an injection.
+		s.srv.logger.Warn("commands pipelined in clear text after STARTTLS dropped",
+			"session", s.st.SessionID, "client", s.st.Client.String(), "octets", n)
 	}
 	s.releaseBuffers() // plaintext pipelined after STARTTLS is dropped here
 	// Anything the client pipelined after STARTTLS was sent in clear text

@@ -10,10 +10,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -287,6 +289,45 @@ func TestStartTLS(t *testing.T) {
 		< 250
 		> QUIT
 		< 221`)
+}
+
+// TestStartTLSInjectionLogged: commands pipelined in clear text after
+// STARTTLS are dropped with a line in the service log naming the session
+// and what was dropped; a clean STARTTLS logs nothing of the kind.
+func TestStartTLSInjectionLogged(t *testing.T) {
+	cfg := testConfig()
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	cfg.TempDir = t.TempDir()
+	logs := &syncBuffer{}
+	srv := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Upstream: NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{startMTA(t).addr}})})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	upgrade := func(starttls string) {
+		raw, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		runDialog(t, raw, "< 220\n> EHLO client.test\n< 250\n>> "+strconv.Quote(starttls)+"\n< 220 2.0.0")
+		tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		runDialog(t, tc, "> QUIT\n< 221")
+	}
+	const msg = "commands pipelined in clear text after STARTTLS dropped"
+	upgrade("STARTTLS\r\n")
+	if strings.Contains(logs.String(), msg) {
+		t.Fatalf("a clean STARTTLS logged a drop:\n%s", logs.String())
+	}
+	upgrade("STARTTLS\r\nMAIL FROM:<injected@test.example>\r\n")
+	if want := "octets=35"; !strings.Contains(logs.String(), msg) || !strings.Contains(logs.String(), want) {
+		t.Fatalf("the service log lacks %q with %s:\n%s", msg, want, logs.String())
+	}
 }
 
 func selfSigned(t *testing.T) tls.Certificate {
