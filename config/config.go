@@ -46,7 +46,8 @@ type Config struct {
 	ShutdownTimeout Duration      `yaml:"shutdown_timeout"`
 	// CPUs is how many threads run the gateway's Go code at once
 	// (GOMAXPROCS); 0 leaves Go's default (every CPU the process may
-	// use, cgroup quotas included, or the GOMAXPROCS variable).
+	// use, cgroup quotas included, or the GOMAXPROCS variable). At most
+	// MaxCPUs.
 	CPUs int `yaml:"cpus"`
 
 	// Checks names the checks to run: iprev, dnsbl, spf, dkim, dmarc.
@@ -184,6 +185,13 @@ func (c *Config) CheckOn(name string) bool {
 	return false
 }
 
+// MaxCPUs bounds the cpus key. runtime.GOMAXPROCS takes its argument as
+// an int32 and makes a P (scheduler state) for each: 2147483648 stopped
+// the daemon at start ("procresize: invalid arg"), 4294967297 ran it on
+// one CPU, and tens of millions exhausted memory, all after the
+// configuration had been checked.
+const MaxCPUs = 1024
+
 // maxFileSize bounds the configuration file: a real one is a few KiB.
 const maxFileSize = 4 << 20
 
@@ -308,8 +316,8 @@ func (c *Config) Validate() error {
 	positive("limits.data_timeout", int64(l.DataTimeout))
 	positive("limits.max_errors", int64(l.MaxErrors))
 	positive("limits.memory_threshold", int64(l.MemoryThreshold))
-	if c.CPUs < 0 {
-		bad("cpus", "must be 0 (every CPU) or more")
+	if c.CPUs < 0 || c.CPUs > MaxCPUs {
+		bad("cpus", "must be from 0 (Go's default) to %d", MaxCPUs)
 	}
 	if l.MaxLineLength < 512 {
 		bad("limits.max_line_length", "must be at least 512 (RFC 5321 section 4.5.3.1.4)")
