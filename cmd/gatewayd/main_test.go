@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -697,4 +698,46 @@ func ehloCatcher(t *testing.T) (net.Listener, <-chan string) {
 		ehlo <- strings.TrimSpace(line)
 	}()
 	return up, ehlo
+}
+
+// TestREADMERestartOnlyKeys: every key restartOnly warns of is in the
+// README's list of the keys that change only on restart (the SIGHUP row),
+// and the list names no other (but rules.dir, which the rules' reload
+// reports).
+func TestREADMERestartOnlyKeys(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code []string
+	for _, m := range regexp.MustCompile(`diff\("([a-z_.]+)"`).FindAllStringSubmatch(string(src), -1) {
+		code = append(code, m[1])
+	}
+	if len(code) == 0 {
+		t.Fatal("found no diff(...) in main.go")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "These keys change only on restart")
+	if !ok {
+		t.Fatal("README.md has no list of the keys that change only on restart")
+	}
+	line, _, _ := strings.Cut(rest, "\n")
+	_, list, _ := strings.Cut(line, ":")
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([a-z_.]+)`").FindAllStringSubmatch(list, -1) {
+		documented[m[1]] = true
+	}
+	for _, k := range code {
+		if !documented[k] {
+			t.Errorf("restartOnly reports %s; the README's list of keys that change only on restart lacks it", k)
+		}
+		delete(documented, k)
+	}
+	delete(documented, "rules.dir")
+	for k := range documented {
+		t.Errorf("README lists %s as changing only on restart; restartOnly does not report it", k)
+	}
 }
