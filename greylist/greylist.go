@@ -172,7 +172,9 @@ func New(cfg Config, store Store, opts ...Option) (*Greylister, error) {
 		g.allowDomains = append(g.allowDomains, strings.TrimPrefix(normDomain(d), "."))
 	}
 	for _, r := range cfg.AllowRecipients {
-		g.allowRcpts = append(g.allowRcpts, NormalizeRecipient(r))
+		// Whole, as the recipient it is compared with (staticAllow): the
+		// cut of a long entry is no longer one of its three forms.
+		g.allowRcpts = append(g.allowRcpts, recipientFull(r))
 	}
 	for _, o := range opts {
 		o(g)

@@ -42,3 +42,23 @@ func TestAllowRecipientNotByTruncation(t *testing.T) {
 		}
 	}
 }
+
+// The entries of allow_recipients are whole too: a local@ entry longer
+// than maxPartLen allows that local part, not every one the cut of the
+// entry begins, and a long full address allows itself.
+func TestAllowRecipientEntryNotCut(t *testing.T) {
+	long := strings.Repeat("y", maxPartLen+20)
+	cfg := testConfig()
+	cfg.AllowRecipients = []string{long + "@", "Z" + long + "@Example.COM"}
+	g := newGreylister(t, cfg, NewMemoryStore(100), newClock())
+	for _, rcpt := range []string{long[:maxPartLen] + "other@example.com", long + "x@example.com", "z" + long + "@example.com.au"} {
+		if d := check(t, g, "192.0.2.1", "a@sender.test", rcpt); d.Action != Defer {
+			t.Errorf("%s: %v %v, want defer", rcpt, d.Action, d.Reason)
+		}
+	}
+	for _, rcpt := range []string{long + "@example.com", long + "@example.org", "z" + long + "@example.com"} {
+		if d := check(t, g, "192.0.2.2", "a@sender.test", rcpt); d.Action != Allowed || d.Reason != ReasonAllowRcpt {
+			t.Errorf("%s: %v %v, want allowed", rcpt, d.Action, d.Reason)
+		}
+	}
+}
