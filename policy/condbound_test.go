@@ -172,7 +172,10 @@ func TestHeaderManyNames(t *testing.T) {
 		{asks, 1},
 		{asks + ` && header("X-A") == "2"`, 0},
 		{`all(["From", "to", "Subject", "cc", "X-A", "x-b", "FROM"], len(headers(#)) == (# in ["to"] ? 2 : # == "x-b" ? 0 : 1))`, 1},
-		{`header("A") == "" && header("B") == "" && header("C") == "" && header("D") == "" && header("subject") == "s x" && header("x-a") != "1"`, 0},
+		// Past four names, from the whole section: the values must be
+		// right there too (a case wanting no reason would pass with none).
+		{`header("A") == "" && header("B") == "" && header("C") == "" && header("D") == "" && header("subject") == "s x" && header("x-a") == "1"` +
+			` && len(headers("TO")) == 2 && headers("to")[1] == "t2" && header("FROM") == "f" && len(headers("Nope")) == 0`, 1},
 	} {
 		e, err := loadCond(t, c.cond)
 		if err != nil {
@@ -185,6 +188,15 @@ func TestHeaderManyNames(t *testing.T) {
 		if o := e.Evaluate(facts(policy.StageData, headerFields("Other", 1))); len(o.Reasons) != 0 {
 			t.Errorf("%s: on other facts, reasons %v", c.cond, reasons(o))
 		}
+	}
+	// The first 1000 values, whichever way a name is looked up.
+	e, err := loadCond(t, `len(headers("To")) == 1000 && headers("To")[999] == "a999" && header("A") == "" && header("B") == "" && header("C") == ""`+
+		` && len(headers("tO")) == 1000 && headers("tO")[999] == "a999"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := e.Evaluate(facts(policy.StageData, headerFields("To", 1500))); len(o.Reasons) != 1 || len(o.Errors) > 0 {
+		t.Errorf("1500 To fields: reasons %v, errors %v; want the first 1000 both ways", reasons(o), o.Errors)
 	}
 }
 

@@ -44,7 +44,8 @@
 // builtins (in, matches, startsWith, endsWith, contains, lower, any, ...).
 // A rule without "if" always applies. header(name) is the first value of
 // a field, headers(name) the first 1000 (a closure over them stays
-// bounded); the header section is parsed once per evaluation.
+// bounded); each name is looked up once per evaluation (the section is
+// parsed whole once past the fourth name).
 //
 // What can never hold is a load error. A variable has a value from the
 // stage that gives it on: helo, tls, tls_version and domainbl from helo
