@@ -49,6 +49,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mxgate/gatewayd/config"
 	"github.com/mxgate/gatewayd/internal/redistest"
 )
 
@@ -99,6 +100,10 @@ func main() {
 	flag.Parse()
 	if o.messages < 1 || o.runs < 1 || o.conc < 1 || o.perConn < 1 {
 		fmt.Fprintln(os.Stderr, "benchrun: -messages, -runs, -concurrency and -per-conn must be at least 1")
+		os.Exit(2)
+	}
+	if o.cpus < -1 || o.cpus > config.MaxCPUs {
+		fmt.Fprintf(os.Stderr, "benchrun: -cpus must be -1, 0 or up to %d\n", config.MaxCPUs)
 		os.Exit(2)
 	}
 	e := &env{keep: o.keep, verbose: o.verbose, memProfile: o.profileDir != ""}

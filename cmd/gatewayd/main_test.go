@@ -579,9 +579,10 @@ func TestSIGHUPRestartOnlyKeys(t *testing.T) {
 
 // TestCPUsKey: the cpus key sets how many threads run Go code at once
 // (GOMAXPROCS), and the start says what runs; without it, Go's default.
-// One more than the machine's CPUs is never the default.
+// One more than this process runs on (the machine's CPUs, or the
+// GOMAXPROCS variable the daemon inherits too) is never the default.
 func TestCPUsKey(t *testing.T) {
-	n := runtime.NumCPU() + 1
+	n := runtime.GOMAXPROCS(0) + 1
 	addr := freePort(t)
 	d := startDaemon(t, "-config", writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\ncpus: %d\n", addr, n)))
 	if want := fmt.Sprintf(" cpus=%d\n", n); !strings.Contains(d.stderr.String(), want) {
