@@ -90,6 +90,24 @@ func TestDialogs(t *testing.T) {
 			< 554 5.5.1 No valid recipients
 			> QUIT
 			< 221`, 0},
+		{"DATA after recipients refused for their syntax", `
+			< 220
+			> EHLO client.test
+			< 250
+			>> "MAIL FROM:<a@sender.test>\r\nRCPT TO:<bob@>\r\nRCPT TO:<bob@example.com> NOTIFY=NEVER\r\nRCPT bob@example.com\r\nDATA\r\n"
+			< 250 2.1.0
+			< 501 5.1.3
+			< 555 5.5.4
+			< 501 5.5.4
+			< 554 5.5.1 No valid recipients
+			> RSET
+			< 250
+			> MAIL FROM:<a@sender.test>
+			< 250
+			> DATA
+			< 503 5.5.1
+			> QUIT
+			< 221`, 0},
 		{"unknown and unimplemented commands", `
 			< 220
 			> FOO bar

@@ -86,6 +86,7 @@ type session struct {
 	tx         UpstreamTx
 	txBroken   error // transport error with the upstream during this transaction
 	rcptTried  int   // RCPT commands that passed syntax checks
+	rcptSeen   bool  // a RCPT command came, whatever its fate (DATA: 554, not 503)
 	dropped    []Address
 	dropAll    bool
 	txStart    time.Time
@@ -907,6 +908,7 @@ func (s *session) cmdRcpt(arg string) {
 		s.fail(503, "5.5.1", "Send MAIL first")
 		return
 	}
+	s.rcptSeen = true
 	rest, ok := cutPrefixFold(arg, "TO:")
 	if !ok {
 		s.fail(501, "5.5.4", "Syntax: RCPT TO:<address>")
@@ -1070,6 +1072,7 @@ func (s *session) endTx() {
 	}
 	s.txBroken = nil
 	s.rcptTried = 0
+	s.rcptSeen = false
 	s.dropped = nil
 	s.dropAll = false
 	s.mailParams = MailOpts{}
@@ -1111,7 +1114,10 @@ func (s *session) cmdData(arg string) bool {
 	case !s.st.HasFrom:
 		s.fail(503, "5.5.1", "Send MAIL first")
 		return true
-	case len(s.st.Rcpts) == 0 && len(s.dropped) == 0 && s.rcptTried == 0 && s.txBroken == nil:
+	case len(s.st.Rcpts) == 0 && len(s.dropped) == 0 && !s.rcptSeen && s.txBroken == nil:
+		// No RCPT at all. One refused, even for its syntax, is answered
+		// below: 554 no valid recipients (RFC 5321 section 3.3, RFC 2920
+		// section 3.1), as Postfix does.
 		s.fail(503, "5.5.1", "Send RCPT first")
 		return true
 	case arg != "":
