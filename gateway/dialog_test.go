@@ -108,6 +108,24 @@ func TestDialogs(t *testing.T) {
 			< 503 5.5.1
 			> QUIT
 			< 221`, 0},
+		{"non-ASCII domain without SMTPUTF8", `
+			< 220
+			> EHLO client.test
+			< 250
+			> MAIL FROM:<a@bücher.example>
+			< 553 5.6.7
+			> MAIL FROM:<a@sender.test>
+			< 250
+			> RCPT TO:<bob@exämple.com>
+			< 553 5.6.7
+			> RCPT TO:<@relä.example:bob@example.com>
+			< 553 5.6.7
+			> RSET
+			< 250
+			> MAIL FROM:<a@bücher.example> SMTPUTF8
+			< 250
+			> QUIT
+			< 221`, 0},
 		{"unknown and unimplemented commands", `
 			< 220
 			> FOO bar

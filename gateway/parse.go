@@ -50,6 +50,16 @@ func (a Address) UTF8() bool {
 	return false
 }
 
+// isASCII reports whether s holds only US-ASCII octets.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 var (
 	errPathSyntax   = errors.New("address syntax")
 	errParamSyntax  = errors.New("parameter syntax")

@@ -870,7 +870,10 @@ func (s *session) cmdMail(arg string) {
 			return
 		}
 	}
-	if !opts.UTF8 && from.UTF8() {
+	if !opts.UTF8 && (from.UTF8() || !isASCII(rest)) {
+		// The local part, or a domain given as U-labels (kept as
+		// A-labels, which UTF8 does not see): without SMTPUTF8 the
+		// envelope is ASCII (RFC 6531 section 3.3), as Postfix holds.
 		s.fail(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
 		return
 	}
@@ -952,7 +955,7 @@ func (s *session) cmdRcpt(arg string) {
 		s.writeReply(r)
 		return
 	}
-	if !s.st.UTF8 && to.UTF8() {
+	if !s.st.UTF8 && (to.UTF8() || !isASCII(rest)) {
 		s.fail(553, "5.6.7", "Non-ASCII address needs SMTPUTF8")
 		return
 	}
