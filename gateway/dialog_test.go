@@ -126,6 +126,24 @@ func TestDialogs(t *testing.T) {
 			< 250
 			> QUIT
 			< 221`, 0},
+		{"trailing white space tolerated", `
+			< 220
+			>> "EHLO client.test\t\r\n"
+			< 250
+			>> "NOOP\t\r\n"
+			< 250 2.0.0
+			>> "RSET  \r\n"
+			< 250 2.0.0
+			>> "MAIL FROM:<a@sender.test> \t\r\n"
+			< 250 2.1.0
+			>> "RCPT TO:<bob@example.com>\t\r\n"
+			< 250 2.1.5
+			>> "DATA \t \r\n"
+			< 354
+			>> "Subject: t\r\n\r\nbody\r\n.\r\n"
+			< 250 2.0.0
+			>> "QUIT\t\r\n"
+			< 221`, 1},
 		{"unknown and unimplemented commands", `
 			< 220
 			> FOO bar

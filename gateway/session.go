@@ -674,7 +674,9 @@ func (s *session) stageNow() policy.Stage {
 
 // command handles one command line; false ends the session.
 func (s *session) command(line string) bool {
-	verb, arg := splitCommand(line)
+	// RFC 5321 section 4.1.1: receivers SHOULD tolerate trailing white
+	// space before the CRLF ("DATA\t", "RSET  "), as Postfix does.
+	verb, arg := splitCommand(strings.TrimRight(line, " \t"))
 	switch verb {
 	case "EHLO", "HELO":
 		s.cmdHelo(verb == "EHLO", arg)
