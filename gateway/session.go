@@ -515,7 +515,9 @@ func (s *session) run() (more bool) {
 			}
 			inTx := s.st.HasFrom
 			if !inTx && s.srv.draining.Load() {
-				s.reply(421, "4.3.2", "Service shutting down, try again later")
+				// Cut off by the shutdown as an interrupted idle session
+				// is: the same reply, the same line.
+				s.cutOff("shutdown", policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down, try again later"})
 				s.flush()
 				return false
 			}
