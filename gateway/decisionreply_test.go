@@ -6,6 +6,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -84,5 +85,69 @@ func TestShutdownAfterTransactionLogged(t *testing.T) {
 	}
 	if l := ls[0]; l.Enhanced != "4.3.2" || l.Text != "Service shutting down, try again later" || l.Action != "defer" || !hasRule(l, "shutdown") {
 		t.Errorf("421 line: %+v", l)
+	}
+}
+
+// panicUpstream panics when a transaction begins: a bug in the relay.
+type panicUpstream struct{}
+
+func (panicUpstream) Begin(context.Context, Address, MailOpts) (UpstreamTx, policy.Reply, error) {
+	panic("boom in Begin")
+}
+func (panicUpstream) Close() error { return nil }
+
+// TestSessionPanicLogged: a panic while judging a recipient ends the
+// session with 421 4.3.0; its one line says so (rule local_error), and no
+// line claims a reply that was never sent (the recipient's, unfinished).
+func TestSessionPanicLogged(t *testing.T) {
+	g := startGatewayUpstream(t, testConfig(), panicUpstream{}, nil, nil)
+	dialog(t, g.addr, "< 220\n> EHLO c\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< 421 4.3.0 Local error, closing connection\n<EOF")
+	waitFor(t, "the session to end", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 0
+	})
+	ls := parseLines(t, g)
+	if len(ls) != 1 {
+		t.Fatalf("want one line, got %d:\n%s", len(ls), g.log.String())
+	}
+	if l := ls[0]; l.Code != 421 || l.Enhanced != "4.3.0" || l.Text != "Local error, closing connection" ||
+		l.Stage != "rcpt" || l.Action != "defer" || !hasRule(l, "local_error") {
+		t.Errorf("line: %+v", l)
+	}
+}
+
+// panicDataUpstream relays recipients, then panics sending the message.
+type panicDataUpstream struct{ Upstream }
+type panicDataTx struct{ UpstreamTx }
+
+func (u panicDataUpstream) Begin(ctx context.Context, from Address, opts MailOpts) (UpstreamTx, policy.Reply, error) {
+	tx, r, err := u.Upstream.Begin(ctx, from, opts)
+	if tx != nil {
+		tx = panicDataTx{tx}
+	}
+	return tx, r, err
+}
+func (panicDataTx) Data(context.Context, io.Reader) (policy.Reply, error) { panic("boom in Data") }
+
+// TestSessionPanicInDataLogged: a panic relaying the message: the data
+// line is the 421 4.3.0 the sender got, once.
+func TestSessionPanicInDataLogged(t *testing.T) {
+	m := startMTA(t)
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, Helo: "mx.test"})
+	g := startGatewayUpstream(t, testConfig(), panicDataUpstream{up}, m, nil)
+	dialog(t, g.addr, untilData+"> Subject: x\n>\n> hi\n> .\n< 421 4.3.0 Local error, closing connection\n<EOF")
+	waitFor(t, "the session to end", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 0
+	})
+	ls := parseLines(t, g)
+	if len(ls) != 2 {
+		t.Fatalf("want the recipient's line and the message's, got %d:\n%s", len(ls), g.log.String())
+	}
+	if l := ls[1]; l.Code != 421 || l.Enhanced != "4.3.0" || l.Stage != "data" || l.Action != "defer" ||
+		!hasRule(l, "local_error") || len(l.Rcpts) != 1 {
+		t.Errorf("data line: %+v", l)
 	}
 }

@@ -92,6 +92,10 @@ type session struct {
 	txStart    time.Time
 	mailParams MailOpts
 	hold       *holdBuffer
+
+	// panicLogged: a panic cut a decision short, and its line has the
+	// reply run's recover sends.
+	panicLogged bool
 }
 
 // deadlineConn renews the read deadline before every read: the idle timeout
@@ -492,7 +496,13 @@ func (s *session) run() (more bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.srv.logger.Error("session panic", "panic", fmt.Sprint(p), "session", s.st.SessionID)
-			s.reply(421, "4.3.0", "Local error, closing connection")
+			if s.panicLogged {
+				// The decision the panic cut short has its line, with
+				// this reply (see panicked).
+				s.writeReply(localErrorReply)
+			} else {
+				s.cutOff("local_error", localErrorReply)
+			}
 			s.flush()
 			more = false
 		}
@@ -580,7 +590,7 @@ func (s *session) run() (more bool) {
 			case errors.Is(err, errInterrupted):
 				s.cutOff("shutdown", policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down, try again later"})
 			case errors.Is(err, errWaitPanic):
-				s.cutOff("local_error", policy.Reply{Code: 421, Enhanced: "4.3.0", Text: "Local error, closing connection"})
+				s.cutOff("local_error", localErrorReply)
 			case lineTimeout:
 				r := policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Command line took longer than allowed, closing connection"}
 				s.logDecision(&Decision{Stage: s.stageNow(), Action: policy.ActionDefer, Reply: r,
@@ -607,6 +617,19 @@ func (s *session) cutOff(rule string, r policy.Reply) {
 	s.logDecision(&Decision{Stage: s.stageNow(), Action: policy.ActionDefer, Reply: r,
 		Reasons: []policy.Reason{{Rule: rule}}})
 	s.writeReply(r)
+}
+
+// localErrorReply ends a session that panicked.
+var localErrorReply = policy.Reply{Code: 421, Enhanced: "4.3.0", Text: "Local error, closing connection"}
+
+// panicked makes d, a decision a panic cut short before its reply, the
+// line of the reply run's recover sends instead (one line, the reply
+// sent), and marks it logged.
+func (s *session) panicked(d *Decision, p any) {
+	d.Action = policy.ActionDefer
+	d.Reply = localErrorReply
+	d.Reasons = append(d.Reasons, policy.Reason{Rule: "local_error", Detail: policy.Truncate("panic: "+fmt.Sprint(p), 200)})
+	s.panicLogged = true
 }
 
 // errWaitPanic is what wait leaves for run when the wait panicked: run
@@ -967,9 +990,16 @@ func (s *session) cmdRcpt(arg string) {
 	s.st.Rcpt = to
 	d := &Decision{Stage: policy.StageRcpt, Rcpt: to.String()}
 	defer func() {
+		p := recover()
+		if p != nil {
+			s.panicked(d, p)
+		}
 		s.st.Rcpt = Address{}
 		d.Duration = time.Since(start)
 		s.logDecision(d)
+		if p != nil {
+			panic(p) // for run to answer
+		}
 	}()
 	// Relay protection comes before any hook and no verdict lifts it.
 	if hasRoutingChars(to.Local) || to.Route != "" && !s.rcptDomainOK(to.Domain) {
@@ -1165,13 +1195,17 @@ func (s *session) cmdData(arg string) bool {
 	s.dataDeadline = time.Time{}
 	s.mu.Unlock()
 	d := &Decision{Stage: policy.StageData, Rcpts: s.rcptStrings(), Size: dr.size}
-	logged := false
 	defer func() {
-		if !logged {
-			d.Duration = time.Since(start)
-			s.logDecision(d)
+		p := recover()
+		if p != nil {
+			s.panicked(d, p)
 		}
+		d.Duration = time.Since(start)
+		s.logDecision(d)
 		s.endTx()
+		if p != nil {
+			panic(p) // for run to answer
+		}
 	}()
 	if rerr != nil {
 		// The data was not read to its end: the rest of the connection is
