@@ -151,3 +151,39 @@ func TestSessionPanicInDataLogged(t *testing.T) {
 		t.Errorf("data line: %+v", l)
 	}
 }
+
+// TestShutdownInDataLogged: a read of the message that Shutdown
+// interrupted (a session it took for idle as pipelined commands took it
+// into DATA) is answered 421 4.3.2, and its line names the shutdown.
+func TestShutdownInDataLogged(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runDialog(t, c, untilData+"> Subject: x\n")
+	// Interrupt it as Shutdown interrupts an idle one: its reads of the
+	// message, now or to come, end.
+	g.srv.mu.Lock()
+	for s := range g.srv.sessions {
+		s.mu.Lock()
+		s.interrupted = true
+		s.raw.SetReadDeadline(time.Now())
+		s.mu.Unlock()
+	}
+	g.srv.mu.Unlock()
+	runDialog(t, c, "< 421 4.3.2\n<EOF")
+	waitFor(t, "the session to end", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 0
+	})
+	ls := linesWithCode(parseLines(t, g), 421)
+	if len(ls) != 1 {
+		t.Fatalf("want one line for the 421, got %d:\n%s", len(ls), g.log.String())
+	}
+	if l := ls[0]; l.Stage != "data" || l.Action != "defer" || !hasRule(l, "shutdown") {
+		t.Errorf("421 line: %+v", l)
+	}
+}

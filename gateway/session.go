@@ -1214,6 +1214,7 @@ func (s *session) cmdData(arg string) bool {
 		switch {
 		case errors.Is(rerr, errInterrupted):
 			d.Reply = policy.Reply{Code: 421, Enhanced: "4.3.2", Text: "Service shutting down, try again later"}
+			d.Reasons = []policy.Reason{{Rule: "shutdown"}}
 		case isTimeout(rerr) && !time.Now().Before(start.Add(s.cfg.DataTimeout)):
 			d.Reply = policy.Reply{Code: 421, Enhanced: "4.4.2", Text: "Message data took longer than allowed, closing connection"}
 			d.Reasons = []policy.Reason{{Rule: "data_timeout"}}
