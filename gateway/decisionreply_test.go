@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +186,46 @@ func TestShutdownInDataLogged(t *testing.T) {
 	}
 	if l := ls[0]; l.Stage != "data" || l.Action != "defer" || !hasRule(l, "shutdown") {
 		t.Errorf("421 line: %+v", l)
+	}
+}
+
+// movingUpstream's transactions move to another connection in Rcpt, as
+// smtpTx does when its pooled connection was stale: the MTA that answers
+// is not the one the transaction began on.
+type movingUpstream struct{ Upstream }
+type movingTx struct {
+	UpstreamTx
+	moved bool
+}
+
+func (u movingUpstream) Begin(ctx context.Context, from Address, opts MailOpts) (UpstreamTx, policy.Reply, error) {
+	tx, r, err := u.Upstream.Begin(ctx, from, opts)
+	if tx != nil {
+		tx = &movingTx{UpstreamTx: tx}
+	}
+	return tx, r, err
+}
+func (t *movingTx) Rcpt(ctx context.Context, to Address) (policy.Reply, error) {
+	t.moved = true
+	return t.UpstreamTx.Rcpt(ctx, to)
+}
+func (t *movingTx) Addr() string {
+	if t.moved {
+		return "answered.test:25"
+	}
+	return "stale.test:25"
+}
+
+// TestRcptUpstreamAddrAnswered: the recipient's line names the MTA whose
+// answer it carries.
+func TestRcptUpstreamAddrAnswered(t *testing.T) {
+	m := startMTA(t)
+	m.setRcptReply(func(string) error { return &smtpErr550 })
+	up := NewSMTPUpstream(SMTPUpstreamConfig{Addrs: []string{m.addr}, Helo: "mx.test"})
+	g := startGatewayUpstream(t, testConfig(), movingUpstream{up}, m, nil)
+	dialog(t, g.addr, "< 220\n> EHLO c\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@example.com>\n< 550 5.1.1 No such user\n> QUIT\n< 221")
+	out := g.log.String()
+	if !strings.Contains(out, `"upstream":{"addr":"answered.test:25","reply":{"code":550`) {
+		t.Errorf("the line does not name the MTA that answered:\n%s", out)
 	}
 }

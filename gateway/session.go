@@ -1083,8 +1083,10 @@ func (s *session) upstreamRcpt(to Address) (policy.Reply, *UpstreamResult, error
 		}
 		s.tx = tx
 	}
-	ur.Addr = s.tx.Addr()
 	r, err := s.tx.Rcpt(s.ctx(), to)
+	// After Rcpt: a stale pooled connection is replaced inside it, and
+	// the line names the MTA that answered (or failed).
+	ur.Addr = s.tx.Addr()
 	if err != nil {
 		s.txBroken = err
 		ur.Error = err.Error()
