@@ -229,3 +229,15 @@ func TestRcptUpstreamAddrAnswered(t *testing.T) {
 		t.Errorf("the line does not name the MTA that answered:\n%s", out)
 	}
 }
+
+// TestDataNoRecipientUnlogged: DATA with no accepted recipient gets 554
+// 5.5.1 and, as the README says, no line of its own: the recipient's
+// line says why it was refused.
+func TestDataNoRecipientUnlogged(t *testing.T) {
+	g := startGateway(t, testConfig(), nil, nil)
+	dialog(t, g.addr, "< 220\n> EHLO c\n< 250\n> MAIL FROM:<a@sender.test>\n< 250\n> RCPT TO:<bob@elsewhere.test>\n< 550 5.7.1\n> DATA\n< 554 5.5.1\n> QUIT\n< 221")
+	ls := parseLines(t, g)
+	if len(ls) != 1 || ls[0].Stage != "rcpt" || ls[0].Code != 550 || !hasRule(ls[0], "relay_denied") {
+		t.Errorf("want only the recipient's line:\n%s", g.log.String())
+	}
+}
