@@ -4,8 +4,10 @@ package gateway
 // decision line carrying that reply (README "Decision log").
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -239,5 +241,47 @@ func TestDataNoRecipientUnlogged(t *testing.T) {
 	ls := parseLines(t, g)
 	if len(ls) != 1 || ls[0].Stage != "rcpt" || ls[0].Code != 550 || !hasRule(ls[0], "relay_denied") {
 		t.Errorf("want only the recipient's line:\n%s", g.log.String())
+	}
+}
+
+// TestDataDeadlineNotIdle: a sender that never pauses, cut off by the
+// DATA deadline, is told (and the line says) that the data took too long,
+// not that it was idle: the read deadline the idle timeout last set, up
+// to a 64th of it before the DATA deadline, is not left in its place.
+func TestDataDeadlineNotIdle(t *testing.T) {
+	cfg := testConfig()
+	cfg.IdleTimeout = 1280 * time.Millisecond // a 64th is 20 ms
+	cfg.DataTimeout = 2 * time.Second
+	g := startGateway(t, cfg, nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runDialog(t, c, untilData)
+	got := make(chan string, 1)
+	go func() {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		got <- line
+	}()
+	var reply string
+	for i := 0; reply == ""; i++ {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, err := fmt.Fprintf(c, "line %d\r\n", i); err != nil {
+			reply = <-got
+			break
+		}
+		select {
+		case reply = <-got:
+		case <-time.After(3 * time.Millisecond):
+		}
+	}
+	if !strings.HasPrefix(reply, "421 4.4.2 Message data took longer than allowed") {
+		t.Fatalf("want the DATA deadline's 421 4.4.2, got %q", reply)
+	}
+	ls := linesWithCode(parseLines(t, g), 421)
+	if len(ls) != 1 || !hasRule(ls[0], "data_timeout") {
+		t.Errorf("want one data_timeout line:\n%s", g.log.String())
 	}
 }

@@ -120,17 +120,23 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 		return 0, errInterrupted
 	}
 	d := time.Now().Add(s.cfg.IdleTimeout)
+	// exact: the DATA deadline binds, and is set as it is. Kept up to a
+	// 64th of the idle timeout earlier (closeEnough), the idle deadline
+	// set last would end a sender that never paused before the DATA
+	// deadline, answered and logged as idle (cmdData tells the two apart
+	// by the clock).
+	exact := false
 	if !s.dataDeadline.IsZero() && s.dataDeadline.Before(d) {
-		d = s.dataDeadline
+		d, exact = s.dataDeadline, true
 	}
 	if !s.lineDeadline.IsZero() && s.lineDeadline.Before(d) {
-		d = s.lineDeadline
+		d, exact = s.lineDeadline, false
 	}
 	if s.keepRD {
 		s.keepRD = false
-		d = c.rd
+		d, exact = c.rd, false
 	}
-	if !closeEnough(c.rd, d, s.cfg.IdleTimeout) {
+	if exact && !c.rd.Equal(d) || !exact && !closeEnough(c.rd, d, s.cfg.IdleTimeout) {
 		c.Conn.SetReadDeadline(d)
 		c.rd = d
 	}
