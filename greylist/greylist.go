@@ -310,9 +310,11 @@ func (g *Greylister) Check(ctx context.Context, t Triplet) (Decision, error) {
 const passCacheMax = 1 << 16
 
 // passCache remembers recent passes of the store (greylist.pass_cache).
-// It only ever holds passes: nothing the store would now defer is answered
-// from it for longer than its TTL, and a pass the store grants is the same
-// answer whether it was cached or not.
+// It only ever holds passes, each until the sooner of its TTL and the end
+// of what the store granted (Outcome.Until): an entry is stale only when
+// the store's state changed behind it (an allow removed on another
+// gateway, Redis emptied), and for at most its TTL; a pass the store
+// grants is the same answer whether it was cached or not.
 type passCache struct {
 	ttl time.Duration
 	max int
@@ -367,7 +369,16 @@ func (c *passCache) put(key string, now time.Time, o Outcome) {
 	if o.Reason == ReasonRetried {
 		o.Reason = ReasonKnown // what the store says after the first pass
 	}
-	c.m[key] = cachedPass{Outcome: o, until: now.Add(c.ttl)}
+	until := now.Add(c.ttl)
+	if !o.Until.IsZero() {
+		// Never past what the store granted (an operator allow shorter
+		// than the cache, a pass_ttl shorter than it): the store would
+		// then defer. now.Add keeps now's monotonic reading.
+		if end := now.Add(o.Until.Sub(now)); end.Before(until) {
+			until = end
+		}
+	}
+	c.m[key] = cachedPass{Outcome: o, until: until}
 }
 
 // forgetNetwork drops the cached passes of a network's triplets (an

@@ -204,7 +204,7 @@ func (s *MemoryStore) Decide(ctx context.Context, t Normalized, nowT time.Time, 
 	defer s.mu.Unlock()
 
 	if op := s.get(OperatorKey(t.Network), now); op != nil && op.until > now {
-		return outcomeOf(codeOperatorAllow, 0, 0, 0, 0), nil
+		return outcomeOf(codeOperatorAllow, 0, op.until, 0, 0), nil
 	}
 
 	akey := AutoKey(t.Network)
@@ -217,7 +217,7 @@ func (s *MemoryStore) Decide(ctx context.Context, t Normalized, nowT time.Time, 
 		a.until = now + passTTL
 		a.exp = now + passTTL
 		s.put(a, now)
-		return outcomeOf(codeAutoAllow, 0, 0, cnt, 0), nil
+		return outcomeOf(codeAutoAllow, 0, a.until, cnt, 0), nil
 	}
 	if last+passTTL <= now {
 		cnt, last = 0, 0
@@ -272,7 +272,7 @@ func (s *MemoryStore) Decide(ctx context.Context, t Normalized, nowT time.Time, 
 		a.count, a.last, a.until, a.exp = cnt, last, until, now+passTTL
 		s.put(a, now)
 	}
-	return outcomeOf(code, tr.first, 0, cnt, became), nil
+	return outcomeOf(code, tr.first, tr.passed+passTTL, cnt, became), nil
 }
 
 // Show reports a network and its triplets.

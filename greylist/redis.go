@@ -36,7 +36,8 @@ type RedisStore struct {
 //	KEYS[3] network operator allow string  (allowed until)
 //	ARGV    now, delay, retry window, pass TTL, auto-allow after, count interval
 //
-// It returns {code, first seen, retry at, passes, became auto-allowed, now}.
+// It returns {code, first seen, at, passes, became auto-allowed, now}, at
+// being the retry time of a deferral, or when a pass or allow ends.
 var decideScript = redis.NewScript(serverNow + `
 local delay = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -45,7 +46,7 @@ local need = tonumber(ARGV[5])
 local interval = tonumber(ARGV[6])
 
 local op = tonumber(redis.call('GET', KEYS[3]) or 0) or 0
-if op > now then return {6, 0, 0, 0, 0, now} end
+if op > now then return {6, 0, op, 0, 0, now} end
 
 local a = redis.call('HMGET', KEYS[2], 'c', 'h', 'u')
 local cnt = tonumber(a[1]) or 0
@@ -54,7 +55,7 @@ local au = tonumber(a[3]) or 0
 if au > now then
   redis.call('HSET', KEYS[2], 'u', now + passttl)
   redis.call('PEXPIRE', KEYS[2], passttl)
-  return {7, 0, 0, cnt, 0, now}
+  return {7, 0, now + passttl, cnt, 0, now}
 end
 if last + passttl <= now then cnt = 0; last = 0 end
 if au > 0 then cnt = 0; last = 0; au = 0 end
@@ -87,7 +88,7 @@ if need > 0 and (last == 0 or now - last >= interval) then
   redis.call('HSET', KEYS[2], 'c', cnt, 'h', last, 'u', au)
   redis.call('PEXPIRE', KEYS[2], passttl)
 end
-return {code, f, 0, cnt, became, now}
+return {code, f, now + passttl, cnt, became, now}
 `)
 
 // serverNow starts a script: now is ARGV[1], or Redis' clock when that is

@@ -67,6 +67,11 @@ type Outcome struct {
 	Reason    Reason
 	FirstSeen time.Time // zero for allowed networks
 	RetryAt   time.Time // for Defer: when a retry will pass
+	// Until is, for a pass or an allow, when what the store granted ends
+	// unless a later decision refreshes it: the triplet's pass (pass_ttl),
+	// the network's auto-allow or the operator's allow. The pass cache
+	// never answers past it.
+	Until time.Time
 	// Passes is the network's count of passes towards auto-allow.
 	Passes int
 	// NowAutoAllowed is true on the pass that made the network auto-allowed.
@@ -234,9 +239,15 @@ const (
 	codeAutoAllow     = 7
 )
 
-// outcomeOf turns a decision's codes and numbers into an Outcome.
-func outcomeOf(code int64, first, retry int64, passes int64, became int64) Outcome {
-	o := Outcome{FirstSeen: timeOf(first), RetryAt: timeOf(retry), Passes: int(passes), NowAutoAllowed: became == 1}
+// outcomeOf turns a decision's codes and numbers into an Outcome. at is
+// the retry time of a deferral, or the end of a pass or allow.
+func outcomeOf(code int64, first, at int64, passes int64, became int64) Outcome {
+	o := Outcome{FirstSeen: timeOf(first), Passes: int(passes), NowAutoAllowed: became == 1}
+	if code == codeFirstSeen || code == codeTooEarly {
+		o.RetryAt = timeOf(at)
+	} else {
+		o.Until = timeOf(at)
+	}
 	switch code {
 	case codeFirstSeen:
 		o.Action, o.Reason = Defer, ReasonFirstSeen
