@@ -156,8 +156,7 @@ func (l *loader) readRuleFile(path string) *ruleFile {
 	fmt.Fprintf(l.hash, "%s\x00%d\x00", filepath.Base(path), len(b))
 	l.hash.Write(b)
 	f := &ruleFile{name: path, lines: strings.Split(string(b), "\n")}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	yamlErr := func(err error) {
 		line := 0
 		msg := err.Error()
 		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
@@ -165,6 +164,30 @@ func (l *loader) readRuleFile(path string) *ruleFile {
 			msg = m[2]
 		}
 		l.errs.add(path, line, 0, "not valid YAML: %s", msg)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		yamlErr(err)
+		return nil
+	}
+	// A rule file is one document, as the configuration is: the rules of
+	// a second one (after "---") were never read, nor checked.
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			yamlErr(err)
+			return nil
+		}
+		if len(more.Content) == 0 || more.Content[0].Kind == yaml.ScalarNode && more.Content[0].Tag == "!!null" {
+			continue // a trailing "---" or "..."
+		}
+		at := more.Content[0]
+		l.errs.add(path, at.Line, max(at.Column, 1), "a second YAML document (after ---): a rule file is one document")
 		return nil
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {

@@ -313,3 +313,21 @@ func TestSummaryAndInfo(t *testing.T) {
 		t.Errorf("Files() = %v", e.Files())
 	}
 }
+
+// TestLoadSecondDocument: a rule file is one YAML document. The rules of a
+// second one (after ---) were silently never read, a condition that does
+// not compile included; a trailing --- alone is fine.
+func TestLoadSecondDocument(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "10-two.yaml", "rules:\n  - name: a\n    stage: rcpt\n    action: reject\n---\nrules:\n  - name: b\n    stage: rcpt\n    if: no_such_name\n    action: reject\n")
+	write(t, dir, "20-trailing.yaml", "rules:\n  - name: c\n    stage: rcpt\n    action: reject\n---\n")
+	_, err := policy.Load(dir)
+	want := filepath.Join(dir, "10-two.yaml") + ":6:1: a second YAML document (after ---): a rule file is one document"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	os.Remove(filepath.Join(dir, "10-two.yaml"))
+	if _, err := policy.Load(dir); err != nil {
+		t.Errorf("trailing ---: %v", err)
+	}
+}
