@@ -49,6 +49,13 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"cpus: 2147483648\n", `f.yaml:1:7: cpus: must be from 0 (Go's default) to 1024`},
 		{"cpus: 4294967297\n", `f.yaml:1:7: cpus: must be from 0 (Go's default) to 1024`},
 		{"cpus: all\n", `f.yaml:1:7: cpus: cannot unmarshal`},
+		// yaml.v3 alone drops a fraction: 0.5 CPUs ran on every CPU.
+		{"cpus: 0.5\n", `f.yaml:1:7: cpus: "0.5" is not a whole number`},
+		{"limits:\n  max_connections: 1.5\n", `f.yaml:2:20: limits.max_connections: "1.5" is not a whole number`},
+		{"greylist:\n  max_memory_entries: 1e5.5\n", `greylist.max_memory_entries:`},
+		{"greylist:\n  ipv4_prefix: 24.9\n", `f.yaml:2:16: greylist.ipv4_prefix: "24.9" is not a whole number`},
+		{"dkim:\n  max_signatures: .inf\n", `f.yaml:2:19: dkim.max_signatures: ".inf" is not a whole number`},
+		{"limits:\n  max_recipients: 99999999999999999999\n", `f.yaml:2:19: limits.max_recipients: "99999999999999999999" is out of range`},
 		{"domains: [\"bad domain\"]\n", `f.yaml:1:11: domains[0]: "bad domain" is not a domain name`},
 		{"listen: [\"nohost\"]\n", `listen[0]: "nohost" is not host:port`},
 		{"upstream:\n  starttls: maybe\n", `f.yaml:2:13: upstream.starttls: "maybe": want none or require`},
@@ -66,6 +73,11 @@ func TestErrorsNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q:\n got %v\nwant %s", c.in, err, c.want)
 		}
+	}
+	// A whole number written as a float is still one.
+	c, err := Parse("f.yaml", []byte("limits:\n  max_connections: 1e4\n  max_recipients: 200.0\n"))
+	if err != nil || c.Limits.MaxConnections != 10000 || c.Limits.MaxRecipients != 200 {
+		t.Errorf("1e4, 200.0: %v %+v", err, c)
 	}
 }
 

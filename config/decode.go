@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 
@@ -131,6 +132,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 
 // leaf decodes a scalar (or a type with its own UnmarshalYAML).
 func leaf(n *yaml.Node, v reflect.Value, path string) error {
+	if err := wholeNumber(n, v); err != nil {
+		return posErr(n, path, "%v", err)
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		msg := err.Error()
 		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
@@ -138,6 +142,33 @@ func leaf(n *yaml.Node, v reflect.Value, path string) error {
 			msg = msg[i+2:]
 		}
 		return posErr(n, path, "%s", msg)
+	}
+	return nil
+}
+
+// wholeNumber refuses a number with a fraction, or too large, for an
+// integer key: yaml.v3 decodes a float into an int by dropping the
+// fraction, so "cpus: 0.5" ran on every CPU and "max_connections: 1.5"
+// took one connection, both without a word.
+func wholeNumber(n *yaml.Node, v reflect.Value) error {
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	default:
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!float" {
+		return nil
+	}
+	var f float64
+	if err := n.Decode(&f); err != nil {
+		return nil // yaml.v3's own error says it
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) {
+		return fmt.Errorf("%q is not a whole number", n.Value)
+	}
+	if f >= 1<<63 || f < -(1<<63) || v.Kind() >= reflect.Uint && f < 0 {
+		return fmt.Errorf("%q is out of range", n.Value)
 	}
 	return nil
 }
