@@ -3,6 +3,7 @@ package checks
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"time"
@@ -229,6 +230,12 @@ func (z *ZoneConfig) validate(key string) error {
 	case "", TypeBlock, TypeAllow:
 	default:
 		return fmt.Errorf("%s.type: %q is not block or allow", key, z.Type)
+	}
+	// A weight is added to the message's score: NaN made every score
+	// NaN, so that no threshold ever held, and an infinity outweighed
+	// every other rule.
+	if z.Weight != nil && (math.IsNaN(*z.Weight) || math.IsInf(*z.Weight, 0)) {
+		return fmt.Errorf("%s.weight: %v is not a finite number", key, *z.Weight)
 	}
 	for _, c := range z.Codes {
 		if _, err := ParseCodeFilter(c); err != nil {
