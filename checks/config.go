@@ -113,6 +113,9 @@ type DNSBLConfig struct {
 // DefaultHealthInterval is the default DNSBLConfig.HealthInterval.
 const DefaultHealthInterval = 10 * time.Minute
 
+// MinHealthInterval is the least DNSBLConfig.HealthInterval.
+const MinHealthInterval = time.Minute
+
 func (c *DNSBLConfig) setDefaults() {
 	if c.HealthInterval == 0 {
 		c.HealthInterval = DefaultHealthInterval
@@ -126,6 +129,12 @@ func (c *DNSBLConfig) setDefaults() {
 func (c *DNSBLConfig) Validate() error {
 	if c.HealthInterval < 0 {
 		return fmt.Errorf("dnsbl.health_interval: %v is negative", c.HealthInterval)
+	}
+	// The health check asks the zone's test entries past the cache: an
+	// interval of "1ms" or "1ns" asked them again as soon as they were
+	// answered, without end, a flood any zone operator blocks.
+	if c.HealthInterval > 0 && c.HealthInterval < MinHealthInterval {
+		return fmt.Errorf("dnsbl.health_interval: %v is less than %v", c.HealthInterval, MinHealthInterval)
 	}
 	// A zone appears once, whatever its kind: its counters, its health and
 	// its metrics series are keyed by zone name alone, and the same name as

@@ -66,6 +66,8 @@ func TestConfigValidate(t *testing.T) {
 		{"spf: {timeout: -1s}", "spf.timeout"},
 		{"dmarc: {timeout: -1s}", "dmarc.timeout"},
 		{"dnsbl: {health_interval: -1s}", "dnsbl.health_interval"},
+		{"dnsbl: {health_interval: 1ns}", "dnsbl.health_interval: 1ns is less than 1m0s"},
+		{"dnsbl: {health_interval: 59s}", "dnsbl.health_interval: 59s is less than 1m0s"},
 		{"dnsbl: {zones: [{zone: a.example, weight: .nan}]}", "dnsbl.zones[0].weight: NaN is not a finite number"},
 		{"dnsbl: {zones: [{zone: a.example, weight: -.inf}]}", "dnsbl.zones[0].weight: -Inf is not a finite number"},
 	}
