@@ -279,10 +279,21 @@ func (c *Config) Validate() error {
 	if len(c.Listen) == 0 {
 		bad("listen", "at least one address is needed")
 	}
+	// The same address twice stopped the daemon at start ("address
+	// already in use") after the check of the file had passed it.
+	listenAt := map[string]string{}
 	for i, a := range c.Listen {
+		key := fmt.Sprintf("listen[%d]", i)
 		if err := hostPort(a); err != nil {
-			bad(fmt.Sprintf("listen[%d]", i), "%v", err)
+			bad(key, "%v", err)
+			continue
 		}
+		id := sameAddr(a)
+		if first, ok := listenAt[id]; ok {
+			bad(key, "%q is also %s", a, first)
+			continue
+		}
+		listenAt[id] = key
 	}
 	if len(c.Domains) == 0 {
 		bad("domains", "at least one accepted domain is needed (the gateway accepts mail for no other)")
@@ -359,6 +370,8 @@ func (c *Config) Validate() error {
 	if c.Metrics.Listen != "" {
 		if err := hostPort(c.Metrics.Listen); err != nil {
 			bad("metrics.listen", "%v", err)
+		} else if first, ok := listenAt[sameAddr(c.Metrics.Listen)]; ok {
+			bad("metrics.listen", "%q is also %s", c.Metrics.Listen, first)
 		}
 	}
 	switch c.Log.Level {
@@ -483,6 +496,26 @@ func hostPort(a string) error {
 		return fmt.Errorf("%q: the port must be a number from 1 to 65535", a)
 	}
 	return nil
+}
+
+// sameAddr is a listen address in one form, so that 127.0.0.1:025 and
+// 127.0.0.1:25, or [::1]:25 and [0:0::1]:25, are seen to be the same.
+func sameAddr(a string) string {
+	h, p, err := net.SplitHostPort(a)
+	if err != nil {
+		return a
+	}
+	if n, err := strconv.Atoi(p); err == nil {
+		p = strconv.Itoa(n)
+	} else if n, err := net.LookupPort("tcp", p); err == nil {
+		p = strconv.Itoa(n)
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		h = ip.Unmap().String()
+	} else {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+	}
+	return net.JoinHostPort(h, p)
 }
 
 // trimRootDots drops the root dot of a fully qualified hostname or
