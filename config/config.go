@@ -273,6 +273,14 @@ func (c *Config) Validate() error {
 	if c.Hostname != "" && !validDomain(c.Hostname) {
 		bad("hostname", "%q is not a domain name", c.Hostname)
 	}
+	// The authserv-id starts our Authentication-Results field, and
+	// incoming fields are removed when theirs equals it (RFC 8601 section
+	// 5). Read back, it is a token: with a space, ";" or "(" in it, our
+	// field was malformed and no forged field ever matched, so forged
+	// results reached the internal MTA under our name.
+	if c.AuthservID != "" && !validToken(c.AuthservID) {
+		bad("authserv_id", "%q is not a token (RFC 8601 section 2.2: no spaces, controls or ()<>@,;:\\\"/[]?=); a domain name is usual", c.AuthservID)
+	}
 	if c.Upstream.Helo != "" && !validDomain(c.Upstream.Helo) && !validAddressLiteral(c.Upstream.Helo) {
 		bad("upstream.helo", "%q is not a domain name or an address literal like [192.0.2.1]", c.Upstream.Helo)
 	}
@@ -547,6 +555,17 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
+}
+
+// validToken reports whether s is an RFC 2045 token, the unquoted form
+// of an authserv-id.
+func validToken(s string) bool {
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // validAddressLiteral reports whether s is an RFC 5321 address literal,

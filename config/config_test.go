@@ -58,6 +58,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"limits:\n  max_recipients: 99999999999999999999\n", `f.yaml:2:19: limits.max_recipients: "99999999999999999999" is out of range`},
 		{"domains: [\"bad domain\"]\n", `f.yaml:1:11: domains[0]: "bad domain" is not a domain name`},
 		{"listen: [\"nohost\"]\n", `listen[0]: "nohost" is not host:port`},
+		{"authserv_id: \"mx example\"\n", `f.yaml:1:14: authserv_id: "mx example" is not a token`},
+		{"authserv_id: \"mx;x\"\n", `authserv_id: "mx;x" is not a token`},
+		{"authserv_id: \"mx(x)\"\n", `authserv_id: "mx(x)" is not a token`},
 		// The daemon's start failed on them ("address already in use").
 		{"listen: [\"127.0.0.1:2525\", \"127.0.0.1:2525\"]\n", `f.yaml:1:28: listen[1]: "127.0.0.1:2525" is also listen[0]`},
 		{"listen: [\"[::1]:25\", \"[0:0::1]:025\"]\n", `listen[1]: "[0:0::1]:025" is also listen[0]`},
