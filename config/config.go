@@ -65,8 +65,9 @@ type Config struct {
 	Rules Rules `yaml:"rules"`
 
 	// File is the path the configuration was loaded from ("" for defaults).
-	File string `yaml:"-"`
-	pos  map[string][2]int
+	File  string `yaml:"-"`
+	pos   map[string][2]int
+	nulls map[string]bool // keys given with no value (the default kept)
 }
 
 // TLS holds the certificate for STARTTLS.
@@ -242,7 +243,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, &Error{File: name, Line: at.Line, Column: max(at.Column, 1),
 			Msg: "a second YAML document (after ---): the configuration is one document"}
 	}
-	d := &decoder{pos: map[string][2]int{}}
+	d := &decoder{pos: map[string][2]int{}, nulls: map[string]bool{}}
 	if err := d.decode(&root, reflect.ValueOf(c).Elem(), ""); err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
@@ -250,7 +251,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, err
 	}
-	c.pos = d.pos
+	c.pos, c.nulls = d.pos, d.nulls
 	c.trimRootDots()
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -422,6 +423,29 @@ func (c *Config) Validate() error {
 			if err := hostPort(a); err != nil {
 				bad(fmt.Sprintf("dns.servers[%d]", i), "%v", err)
 			}
+		}
+	}
+	// These keys take their zero value for "the default", so that the
+	// checks' structures work unset; written in the file, 0 was taken for
+	// the default without a word: "dns.cache_size: 0" kept a cache of
+	// 10000 (-1 disables it), "dkim.max_signatures: 0" verified five, and
+	// a timeout of 0 was the default, not "no timeout".
+	for _, z := range []struct {
+		key, def string
+		zero     bool
+	}{
+		{"dns.timeout", "5s", c.DNS.Timeout == 0},
+		{"dns.cache_size", "10000; -1 disables the cache", c.DNS.CacheSize == 0},
+		{"dns.udp_socket_queries", "64", c.DNS.UDPSocketQueries == 0},
+		{"dnsbl.health_interval", "10m", c.DNSBL.HealthInterval == 0},
+		{"spf.timeout", "20s", c.SPF.Timeout == 0},
+		{"dkim.max_signatures", "5", c.DKIM.MaxSignatures == 0},
+		{"dkim.timeout", "10s", c.DKIM.Timeout == 0},
+		{"dmarc.timeout", "10s", c.DMARC.Timeout == 0},
+		{"greylist.redis.dial_timeout", "1s", c.Greylist.Redis.DialTimeout == 0},
+	} {
+		if _, given := c.pos[z.key]; given && z.zero && !c.nulls[z.key] {
+			bad(z.key, "must be greater than 0 (leave the key out for the default, %s)", z.def)
 		}
 	}
 	if c.CheckOn("dnsbl") && len(c.DNSBL.Zones) == 0 {

@@ -58,6 +58,16 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"limits:\n  max_recipients: 99999999999999999999\n", `f.yaml:2:19: limits.max_recipients: "99999999999999999999" is out of range`},
 		{"domains: [\"bad domain\"]\n", `f.yaml:1:11: domains[0]: "bad domain" is not a domain name`},
 		{"listen: [\"nohost\"]\n", `listen[0]: "nohost" is not host:port`},
+		// 0 was taken for the default without a word.
+		{"dns:\n  cache_size: 0\n", `f.yaml:2:15: dns.cache_size: must be greater than 0 (leave the key out for the default, 10000; -1 disables the cache)`},
+		{"dkim:\n  max_signatures: 0\n", `f.yaml:2:19: dkim.max_signatures: must be greater than 0`},
+		{"dns:\n  timeout: 0s\n", `dns.timeout: must be greater than 0`},
+		{"dns:\n  udp_socket_queries: 0\n", `dns.udp_socket_queries: must be greater than 0`},
+		{"dnsbl:\n  health_interval: 0s\n", `dnsbl.health_interval: must be greater than 0`},
+		{"spf:\n  timeout: 0s\n", `spf.timeout: must be greater than 0`},
+		{"dkim:\n  timeout: 0s\n", `dkim.timeout: must be greater than 0`},
+		{"dmarc:\n  timeout: 0s\n", `dmarc.timeout: must be greater than 0`},
+		{"greylist:\n  redis:\n    dial_timeout: 0s\n", `greylist.redis.dial_timeout: must be greater than 0`},
 		{"authserv_id: \"mx example\"\n", `f.yaml:1:14: authserv_id: "mx example" is not a token`},
 		{"authserv_id: \"mx;x\"\n", `authserv_id: "mx;x" is not a token`},
 		{"authserv_id: \"mx(x)\"\n", `authserv_id: "mx(x)" is not a token`},
@@ -80,6 +90,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q:\n got %v\nwant %s", c.in, err, c.want)
 		}
+	}
+	// A key left without a value keeps its default.
+	if _, err := Parse("f.yaml", []byte("dns:\n  cache_size:\ndkim:\n  timeout:\n")); err != nil {
+		t.Errorf("keys without a value: %v", err)
 	}
 	// A whole number written as a float is still one.
 	c, err := Parse("f.yaml", []byte("limits:\n  max_connections: 1e4\n  max_recipients: 200.0\n"))

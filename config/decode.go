@@ -14,6 +14,7 @@ import (
 // full key path ("limits.idle_timeout"), which yaml.v3's own errors do not.
 type decoder struct {
 	pos     map[string][2]int // key path -> line, column of its value
+	nulls   map[string]bool   // key paths given with no value
 	inAlias int               // depth of alias expansions being decoded
 	visits  int               // nodes decoded through an alias
 	octets  int               // scalar octets decoded through an alias
@@ -56,6 +57,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 		return d.decode(n.Alias, v, path)
 	}
 	if n.Tag == "!!null" && n.Kind == yaml.ScalarNode {
+		if d.nulls != nil && path != "" {
+			d.nulls[path] = true
+		}
 		return nil // key present with no value: keep the default
 	}
 	if v.Kind() == reflect.Pointer {
