@@ -175,6 +175,32 @@ func TestRulesCheckCommand(t *testing.T) {
 	}
 }
 
+// TestRulesCheckZones: with -config, a rule naming a zone the file does
+// not configure is refused as the daemon's start refuses it; before,
+// rules check could not see it and said OK.
+func TestRulesCheckZones(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	os.Mkdir(rules, 0o755)
+	os.WriteFile(filepath.Join(rules, "10-z.yaml"), []byte("rules:\n  - name: z\n    stage: connect\n    if: dnsbl_listed(\"bl.unknown.test\")\n    action: reject\n"), 0o600)
+	cfg := filepath.Join(dir, "gatewayd.yaml")
+	os.WriteFile(cfg, []byte("checks: [dnsbl]\ndnsbl:\n  zones:\n    - zone: bl.known.test\nrules:\n  dir: "+rules+"\n"), 0o600)
+	out, err := exec.Command(binary, "rules", "check", "-config", cfg).CombinedOutput()
+	want := filepath.Join(rules, "10-z.yaml") + `:4:`
+	if err == nil || !strings.Contains(string(out), want) || !strings.Contains(string(out), `zone "bl.unknown.test" is not configured in dnsbl.zones`) {
+		t.Errorf("rules check -config: %v\n%s", err, out)
+	}
+	// The daemon's own check says the same.
+	out2, err := exec.Command(binary, "check", "-config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out2), `zone "bl.unknown.test" is not configured in dnsbl.zones`) {
+		t.Errorf("check -config: %v\n%s", err, out2)
+	}
+	// Without the file there are no zones to check against.
+	if out, err := exec.Command(binary, "rules", "check", rules).CombinedOutput(); err != nil {
+		t.Errorf("rules check without -config: %v\n%s", err, out)
+	}
+}
+
 // TestSIGHUPNewZoneAndRule: a DNSBL zone added to the configuration and a
 // rule naming it, both taken in by one SIGHUP: the rules are checked
 // against the zones configured now, not those of the start.

@@ -5,7 +5,7 @@
 //	gatewayd [-config FILE]          run the gateway (embedded defaults without a file)
 //	gatewayd -check-config [-config FILE]
 //	gatewayd check [-config FILE]    validate the configuration and exit
-//	gatewayd rules check [DIR]       validate rule files
+//	gatewayd rules check [-config FILE] [DIR]   validate rule files
 //	gatewayd explain ...             how a message would be judged
 //	gatewayd greylist ...            inspect and change greylist state
 //
@@ -50,7 +50,7 @@ const usage = `usage:
   gatewayd [-config FILE]                        run the gateway (embedded defaults without a file)
   gatewayd check [-config FILE]                  validate the configuration as the daemon would, and exit
   gatewayd -check-config [-config FILE]          the same
-  gatewayd rules check [DIR]                     validate rule files
+  gatewayd rules check [-config FILE] [DIR]      validate rule files
   gatewayd explain [flags] [MESSAGE]             how a message would be judged
   gatewayd greylist show|release|allow|counts    inspect and change greylist state
 

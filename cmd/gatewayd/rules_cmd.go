@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/mxgate/gatewayd/config"
 	"github.com/mxgate/gatewayd/policy"
 )
 
-const rulesUsage = `usage: gatewayd rules check [DIR]
+const rulesUsage = `usage: gatewayd rules check [-config FILE] [DIR]
 
-Loads the rule files of DIR (default ./rules) and the lists they declare,
-as the gateway would, and prints every problem as FILE:LINE:COLUMN: why.
+Loads the rule files of DIR (default: the file's rules.dir, else ./rules)
+and the lists they declare, as the gateway would, and prints every problem
+as FILE:LINE:COLUMN: why. With -config, the zones the rules name are
+checked against the file's dnsbl.zones as the daemon checks them (when
+the dnsbl check is on); without it, no zone is refused.
 Exit status: 0 the rules load, 1 they do not, 2 usage error.
 `
 
@@ -28,6 +32,7 @@ func runRules(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gatewayd rules check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, rulesUsage) }
+	cfgPath := fs.String("config", "", "configuration file whose dnsbl.zones the rules are checked against")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -39,10 +44,24 @@ func runRules(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	dir := "rules"
+	var opts policy.Options
+	if *cfgPath != "" {
+		// A rule naming a zone the daemon does not query stops its start;
+		// without the file that could not be seen here.
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "gatewayd: %v\n", err)
+			return 1
+		}
+		opts = rulesOptions(cfg)
+		if cfg.Rules.Dir != "" {
+			dir = cfg.Rules.Dir
+		}
+	}
 	if fs.NArg() == 1 {
 		dir = fs.Arg(0)
 	}
-	e, err := policy.Load(dir)
+	e, err := policy.LoadOptions(dir, opts)
 	if err != nil {
 		var le *policy.LoadError
 		if !errors.As(err, &le) {
