@@ -223,8 +223,8 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, s := range c.AllowDomains {
-		if normDomain(s) == "" || strings.ContainsAny(s, "@ ") {
-			bad(fmt.Sprintf("allow_domains[%d]", i), "not a domain: %q", s)
+		if !allowDomainSyntax(s) {
+			bad(fmt.Sprintf("allow_domains[%d]", i), "not a domain: %q (a domain includes its subdomains: write example.com, not *.example.com)", s)
 		}
 	}
 	for i, s := range c.AllowRecipients {
@@ -260,6 +260,28 @@ func (c Config) Validate() error {
 		bad("redis.pool_size", "must be >= 0")
 	}
 	return errors.Join(errs...)
+}
+
+// allowDomainSyntax reports whether s can match an allow_domains entry:
+// a domain name, a leading dot allowed. "*.example.com" was taken and
+// never matched anything, since no name has a "*" in it: letters, digits,
+// "-", "_" and non-ASCII (a U-label) only, in labels that are not empty.
+func allowDomainSyntax(s string) bool {
+	d := strings.TrimPrefix(normDomain(s), ".")
+	if d == "" {
+		return false
+	}
+	for _, l := range strings.Split(d, ".") {
+		if l == "" {
+			return false
+		}
+		for _, c := range []byte(l) {
+			if c < 0x80 && !(c == '-' || c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func splitHostPort(a string) (string, int, error) {

@@ -72,6 +72,10 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.FailMode = "maybe" }, "greylist.fail_mode:"},
 		{func(c *Config) { c.AllowCIDRs = []string{"192.0.2.0/24", "x"} }, "greylist.allow_cidrs[1]:"},
 		{func(c *Config) { c.AllowDomains = []string{"a@b"} }, "greylist.allow_domains[0]:"},
+		// Never matched: no name has a "*" or an empty label.
+		{func(c *Config) { c.AllowDomains = []string{"example.org", "*.example.com"} }, `greylist.allow_domains[1]: not a domain: "*.example.com"`},
+		{func(c *Config) { c.AllowDomains = []string{"a..example.com"} }, "greylist.allow_domains[0]:"},
+		{func(c *Config) { c.AllowDomains = []string{"example.com/24"} }, "greylist.allow_domains[0]:"},
 		{func(c *Config) { c.AllowRecipients = []string{"bob"} }, "greylist.allow_recipients[0]:"},
 		{func(c *Config) { c.MaxMemoryEntries = 0 }, "greylist.max_memory_entries:"},
 		{func(c *Config) { c.PassCache = -1 }, "greylist.pass_cache:"},
@@ -81,6 +85,11 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Redis.Addrs = []string{"nohost"} }, "greylist.redis.addrs[0]:"},
 		{func(c *Config) { c.Redis.Addrs = []string{"h:1"}; c.Redis.Cluster = true; c.Redis.DB = 1 }, "greylist.redis.db:"},
 		{func(c *Config) { c.Redis.KeyPrefix = "{x}" }, "greylist.redis.key_prefix:"},
+	}
+	ok := DefaultConfig()
+	ok.AllowDomains = []string{"Example.COM.", ".example.org", "mail-1.example.net", "bücher.example", "[mx.example]"}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("good allow_domains: %v", err)
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()
