@@ -451,7 +451,18 @@ func (c *Config) Validate() error {
 	if c.CheckOn("dnsbl") && len(c.DNSBL.Zones) == 0 {
 		bad("dnsbl.zones", "the dnsbl check is on but no zone is configured")
 	}
+	var subs []error
 	for _, sub := range []error{c.DNS.Validate(), c.DNSBL.Validate(), c.SPF.Validate(), c.DKIM.Validate(), c.DMARC.Validate(), c.Greylist.Validate()} {
+		// greylist.Config.Validate joins an error per bad key: each is
+		// placed on its own, or all but the first went without the file
+		// and position.
+		if j, ok := sub.(interface{ Unwrap() []error }); ok {
+			subs = append(subs, j.Unwrap()...)
+		} else {
+			subs = append(subs, sub)
+		}
+	}
+	for _, sub := range subs {
 		if sub != nil {
 			e := &Error{File: c.File, Msg: sub.Error()}
 			// The sub-configurations name their key first: find its position.

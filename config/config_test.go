@@ -91,6 +91,15 @@ func TestErrorsNameTheKey(t *testing.T) {
 			t.Errorf("%q:\n got %v\nwant %s", c.in, err, c.want)
 		}
 	}
+	// Each of several bad greylist keys is placed in the file, not only
+	// the first.
+	_, err := Parse("f.yaml", []byte("greylist:\n  delay: 0s\n  fail_mode: x\n  ipv4_prefix: 40\n"))
+	want := "f.yaml:2:10: greylist.delay: must be at least 1s, got 0s\n" +
+		"f.yaml:4:16: greylist.ipv4_prefix: must be between 8 and 32, got 40\n" +
+		`f.yaml:3:14: greylist.fail_mode: must be "open" or "closed", got "x"`
+	if err == nil || err.Error() != want {
+		t.Errorf("greylist errors:\n got %v\nwant %s", err, want)
+	}
 	// A key left without a value keeps its default.
 	if _, err := Parse("f.yaml", []byte("dns:\n  cache_size:\ndkim:\n  timeout:\n")); err != nil {
 		t.Errorf("keys without a value: %v", err)
