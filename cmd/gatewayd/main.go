@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -179,9 +180,24 @@ func buildTLS(cfg *config.Config) (*tls.Certificate, error) {
 	if cfg.TLS.Cert == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+	// tls.LoadX509KeyPair's errors named neither key nor place ("tls:
+	// read /etc/x: is a directory"): each file is read here, and an error
+	// is the key's, at its place in the file.
+	certPEM, err := os.ReadFile(cfg.TLS.Cert)
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		return nil, cfg.KeyError("tls.cert", err)
+	}
+	keyPEM, err := os.ReadFile(cfg.TLS.Key)
+	if err != nil {
+		return nil, cfg.KeyError("tls.key", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		key := "tls.cert"
+		if msg := err.Error(); strings.Contains(msg, "key input") || strings.Contains(msg, "private key") {
+			key = "tls.key"
+		}
+		return nil, cfg.KeyError(key, err)
 	}
 	return &cert, nil
 }

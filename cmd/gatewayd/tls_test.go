@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/mxgate/gatewayd/config"
 )
 
 // writeCert writes a self-signed certificate with the given serial.
@@ -155,5 +157,36 @@ func TestSIGHUPFailedReloadKeepsCertificate(t *testing.T) {
 	waitLog(t, d, "reload failed")
 	if got := servedSerial(t, addr); got != 1 {
 		t.Errorf("after a failed reload: serial %d, want 1 (the running certificate)", got)
+	}
+}
+
+// TestTLSErrorsNameTheKey: a certificate or key that does not load is
+// reported as the key's, at its place in the file; tls.LoadX509KeyPair's
+// own "tls: read ..." named neither.
+func TestTLSErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	certPath, keyPath := writeCert(t, dir, 1)
+	junk := filepath.Join(dir, "junk.pem")
+	os.WriteFile(junk, []byte("junk\n"), 0o600)
+	other := t.TempDir()
+	_, otherKey := writeCert(t, other, 2)
+	for _, c := range []struct{ cert, key, want string }{
+		{dir, keyPath, "f.yaml:1:13: tls.cert: read " + dir + ": is a directory"},
+		{certPath, dir, "f.yaml:1:" + fmt.Sprint(13+len(certPath)+7) + ": tls.key: read " + dir + ": is a directory"},
+		{junk, keyPath, "tls.cert: tls: failed to find any PEM data in certificate input"},
+		{certPath, junk, "tls.key: tls: failed to find any PEM data in key input"},
+		{certPath, otherKey, "tls.key: tls: private key does not match public key"},
+	} {
+		cfg, err := config.Parse("f.yaml", []byte("tls: {cert: "+c.cert+", key: "+c.key+"}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := buildTLS(cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("cert %s key %s:\n got %v\nwant %s", c.cert, c.key, err, c.want)
+		}
+	}
+	cfg, _ := config.Parse("f.yaml", []byte("tls: {cert: "+certPath+", key: "+keyPath+"}\n"))
+	if cert, err := buildTLS(cfg); err != nil || cert == nil {
+		t.Errorf("good pair: %v", err)
 	}
 }
