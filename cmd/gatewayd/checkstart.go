@@ -52,6 +52,7 @@ func checkStart(cfg *config.Config) []error {
 			add(cfg.KeyError("log.decisions", err))
 		}
 	}
+	add(checkTempDir(cfg))
 	if err := canMaildir(cfg.Quarantine); err != nil {
 		add(cfg.KeyError("quarantine", err))
 	}
@@ -220,6 +221,25 @@ func joinUncleaned(dir, name string) string {
 		return dir + name
 	}
 	return dir + string(filepath.Separator) + name
+}
+
+// checkTempDir tells whether messages over limits.memory_threshold can be
+// held in temp_dir (or the system's temp directory): config.Validate
+// checks that it is a directory, but one the daemon may not write in
+// (read-only, another owner's) passed, and every such message got a 451.
+// The start and a reload refuse it as check does.
+func checkTempDir(cfg *config.Config) error {
+	dir := cfg.TempDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	if err := canCreateIn(dir); err != nil {
+		if cfg.TempDir == "" {
+			err = fmt.Errorf("%w (the system's temp directory, $TMPDIR)", err)
+		}
+		return cfg.KeyError("temp_dir", err)
+	}
+	return nil
 }
 
 // canCreateIn tells whether a file can be created in the directory dir,

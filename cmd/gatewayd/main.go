@@ -349,6 +349,9 @@ func serve(cfg *config.Config, cfgPath string, stderr io.Writer) error {
 		return err
 	}
 	certs.cert.Store(cert)
+	if err := checkTempDir(cfg); err != nil {
+		return err
+	}
 	dw, closeLog, err := openDecisionLog(cfg.Log.Decisions, logger)
 	if err != nil {
 		return cfg.KeyError("log.decisions", err)
@@ -567,6 +570,9 @@ func reload(srv *gateway.Server, started *config.Config, path string, certs *cer
 	var cert *tls.Certificate // nil: the file has no tls block
 	if err == nil {
 		cert, err = buildTLS(cfg)
+	}
+	if err == nil {
+		err = checkTempDir(cfg)
 	}
 	if err != nil {
 		logger.Error("reload failed; keeping the running configuration", "err", err)

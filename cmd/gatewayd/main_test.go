@@ -426,6 +426,10 @@ func TestCheckAgreesWithDaemon(t *testing.T) {
 			"gatewayd.yaml:4:13: quarantine: "},
 		{"quarantine a dangling symlink", fmt.Sprintf("quarantine: %q\n", danglingRoot),
 			"gatewayd.yaml:4:13: quarantine: "},
+		// A directory, but none a file can be created in (root too):
+		// every message over memory_threshold got a 451.
+		{"temp_dir where no file can be created", "temp_dir: /proc/self\n",
+			"gatewayd.yaml:4:11: temp_dir: cannot create files in /proc/self: "},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
