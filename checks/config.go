@@ -81,13 +81,15 @@ func (c *DNSConfig) setDefaults() {
 
 // Validate checks the DNS settings.
 func (c *DNSConfig) Validate() error {
-	for _, s := range c.Servers {
+	for i, s := range c.Servers {
 		host := s
 		if h, _, err := net.SplitHostPort(s); err == nil {
 			host = h
 		}
 		if net.ParseIP(strings.Trim(host, "[]")) == nil {
-			return fmt.Errorf("dns.servers: %q is not an IP address or IP:port", s)
+			// Indexed as every other list entry's error, so that the
+			// configuration's error is placed at the entry.
+			return fmt.Errorf("dns.servers[%d]: %q is not an IP address or IP:port", i, s)
 		}
 	}
 	if c.Timeout < 0 {

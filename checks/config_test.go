@@ -59,7 +59,8 @@ func TestConfigValidate(t *testing.T) {
 		// Not even as another kind: metrics and stats are by zone name.
 		{"dnsbl: {zones: [{zone: a.example}, {zone: b.example}, {zone: A.example., kind: domain}]}",
 			`dnsbl.zones[2].zone: "A.example." is also dnsbl.zones[0]`},
-		{"dns: {servers: [dns.example]}", `dns.servers: "dns.example" is not an IP address`},
+		{"dns: {servers: [dns.example]}", `dns.servers[0]: "dns.example" is not an IP address`},
+		{"dns: {servers: [192.0.2.1, dns.example]}", `dns.servers[1]: "dns.example" is not an IP address`},
 		{"dns: {timeout: -1s}", "dns.timeout: -1s is negative"},
 		{"dns: {cache_size: -2}", "dns.cache_size: -2"},
 		{"dkim: {max_signatures: -1}", "dkim.max_signatures: -1 is negative"},

@@ -68,6 +68,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"dkim:\n  timeout: 0s\n", `dkim.timeout: must be greater than 0`},
 		{"dmarc:\n  timeout: 0s\n", `dmarc.timeout: must be greater than 0`},
 		{"greylist:\n  redis:\n    dial_timeout: 0s\n", `greylist.redis.dial_timeout: must be greater than 0`},
+		{"dns:\n  servers: [192.0.2.1, dns.example]\n", `f.yaml:2:24: dns.servers[1]: "dns.example" is not an IP address or IP:port`},
 		{"authserv_id: \"mx example\"\n", `f.yaml:1:14: authserv_id: "mx example" is not a token`},
 		{"authserv_id: \"mx;x\"\n", `authserv_id: "mx;x" is not a token`},
 		{"authserv_id: \"mx(x)\"\n", `authserv_id: "mx(x)" is not a token`},
