@@ -3,6 +3,11 @@ package checks
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
 	"github.com/mxgate/gatewayd/internal/dnstest"
 	"go.yaml.in/yaml/v3"
@@ -284,4 +290,75 @@ func TestDKIMVectors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDKIMVectorsDkimpy: dkimpy's test data, which TestDKIMVectors does
+// not use. Its messages are unsigned but for ed25519test2.msg (Exim's,
+// with eximtest.dns), so they are signed here with dkimpy's keys and
+// verified against each of its key records: the good ones pass, and no
+// signature relying on a negative record (an unknown k=, a bad v=, a
+// damaged key, a service type that is not email) passes (EXPECTED.md).
+func TestDKIMVectorsDkimpy(t *testing.T) {
+	dir := needVectors(t, filepath.Join("dkim", "dkimpy"))
+	read := func(p string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	record := func(p string) string { return strings.TrimSpace(string(read(p))) }
+	rsaKey, err := x509.ParsePKCS1PrivateKey(pemBlock(t, read("test.private")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := base64.StdEncoding.DecodeString(record("ed25519test.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edKey := ed25519.NewKeyFromSeed(seed)
+	sign := func(msg []byte, domain string, key crypto.Signer) []byte {
+		var out bytes.Buffer
+		o := &dkim.SignOptions{Domain: domain, Selector: "test", Signer: key,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
+			HeaderKeys: []string{"From", "To", "Subject", "Date", "Message-ID"}}
+		if err := dkim.Sign(&out, bytes.NewReader(toCRLF(msg)), o); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	rsaMsg := sign(read("test.message"), "example.com", rsaKey)
+	edMsg := sign(read("ed25519test.msg"), "example.net", edKey)
+	for _, c := range []struct {
+		name, keyName, record string
+		msg                   []byte
+		want                  DKIMStatus
+	}{
+		{"test.txt", "test._domainkey.example.com", record("test.txt"), rsaMsg, DKIMPass},
+		{"test2.txt (no k=)", "test._domainkey.example.com", record("test2.txt"), rsaMsg, DKIMPass},
+		{"badk.txt", "test._domainkey.example.com", record("badk.txt"), rsaMsg, DKIMPermError},
+		{"badversion.txt", "test._domainkey.example.com", record("badversion.txt"), rsaMsg, DKIMPermError},
+		{"test_bad.txt", "test._domainkey.example.com", record("test_bad.txt"), rsaMsg, DKIMPermError},
+		{"test_tlsrpt.txt", "test._domainkey.example.com", record("test_tlsrpt.txt"), rsaMsg, DKIMPermError},
+		{"ed25519test.dns", "test._domainkey.example.net", record("ed25519test.dns"), edMsg, DKIMPass},
+		{"ed25519test2.msg (Exim)", "sed._domainkey.test.ex", record("eximtest.dns"), toCRLF(read("ed25519test2.msg")), DKIMPass},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := startDNS(t)
+			srv.AddRecords(txtRR(c.keyName, c.record))
+			r := NewDKIM(DKIMConfig{}, newResolver(t, srv, 0)).Verify(context.Background(), bytes.NewReader(c.msg))
+			if len(r.Signatures) != 1 || r.Signatures[0].Result != c.want {
+				t.Errorf("got %+v, want one signature %s", r.Signatures, c.want)
+			}
+		})
+	}
+}
+
+func pemBlock(t *testing.T, b []byte) []byte {
+	t.Helper()
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("no PEM block")
+	}
+	return blk.Bytes
 }
