@@ -140,13 +140,20 @@ func TestIPRev(t *testing.T) {
 	srv.Timeout("dual4.cache.example", dns.TypeAAAA)
 	srv.Timeout("dual6.cache.example", dns.TypeAAAA)
 	srv.Timeout("slow4.cache.example", dns.TypeA)
+	// 192.0.2.11's reverse name exists with no PTR record (NODATA).
+	srv.AddRR(t, "11.2.0.192.in-addr.arpa. 300 IN TXT \"no PTR here\"")
 	r := newResolver(t, srv, 300*time.Millisecond)
 	cases := []struct {
 		ip, result, name string
 	}{
 		{"192.0.2.1", "pass", "host.cache.example"},
 		{"192.0.2.5", "fail", "liar.cache.example"},
-		{"192.0.2.7", "fail", ""},
+		// No PTR data (NXDOMAIN, or NODATA) is permerror, not fail (RFC
+		// 8601 section 2.7.3): fail is for names that do not resolve
+		// back to the address.
+		{"192.0.2.7", "permerror", ""},
+		{"192.0.2.11", "permerror", ""},
+		{"2001:db8::7", "permerror", ""},
 		{"192.0.2.9", "temperror", ""},
 		{"2001:db8::1", "pass", "host.cache.example"},
 		{"192.0.2.6", "pass", "dual4.cache.example"},

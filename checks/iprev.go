@@ -24,15 +24,22 @@ type IPRevResult struct {
 const maxPTRNames = 10
 
 // IPRev checks that a PTR name of ip resolves back to ip (RFC 8601
-// section 3): pass if one does, fail if none does or there is no PTR
-// record, temperror if a lookup failed for now.
+// section 3): pass if one does, fail if none does, permerror if there is
+// no PTR record (NXDOMAIN or NODATA: RFC 8601 section 2.7.3 keeps fail for
+// names that do not resolve back), temperror if a lookup failed for now.
 func IPRev(ctx context.Context, res *Resolver, ip netip.Addr) IPRevResult {
 	ip = ip.Unmap()
 	r := IPRevResult{IP: ip}
 	names, err := res.LookupAddr(ctx, ip.String())
+	if err == nil && len(names) == 0 {
+		err = &net.DNSError{Err: "no PTR record", Name: ip.String(), IsNotFound: true}
+	}
 	if err != nil {
 		if de, ok := err.(*net.DNSError); ok && de.IsNotFound {
-			r.Result, r.Reason = "fail", "no PTR record"
+			// RFC 8601 section 2.7.3: no PTR data published for the
+			// address is permerror; fail is for PTR names that do not
+			// resolve back to it.
+			r.Result, r.Reason = "permerror", "no PTR record"
 			return r
 		}
 		if de, ok := err.(*net.DNSError); ok && de.Temporary() {
