@@ -26,6 +26,7 @@ import (
 
 	"github.com/mxgate/gatewayd/checks"
 	"github.com/mxgate/gatewayd/greylist"
+	"github.com/mxgate/gatewayd/internal/yamldoc"
 )
 
 // Config is the whole configuration file.
@@ -226,20 +227,10 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	for {
-		// Documents after the first must be empty (a trailing "---").
-		var more yaml.Node
-		err := dec.Decode(&more)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if len(more.Content) == 0 || more.Content[0].Kind == yaml.ScalarNode && more.Content[0].Tag == "!!null" {
-			continue
-		}
-		at := more.Content[0]
+	// Documents after the first must be empty (a trailing "---").
+	if at, err := yamldoc.Extra(dec); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	} else if at != nil {
 		return nil, &Error{File: name, Line: at.Line, Column: max(at.Column, 1),
 			Msg: "a second YAML document (after ---): the configuration is one document"}
 	}

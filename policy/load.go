@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mxgate/gatewayd/checks"
+	"github.com/mxgate/gatewayd/internal/yamldoc"
 )
 
 // Options tune a load.
@@ -173,20 +174,10 @@ func (l *loader) readRuleFile(path string) *ruleFile {
 	}
 	// A rule file is one document, as the configuration is: the rules of
 	// a second one (after "---") were never read, nor checked.
-	for {
-		var more yaml.Node
-		err := dec.Decode(&more)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			yamlErr(err)
-			return nil
-		}
-		if len(more.Content) == 0 || more.Content[0].Kind == yaml.ScalarNode && more.Content[0].Tag == "!!null" {
-			continue // a trailing "---" or "..."
-		}
-		at := more.Content[0]
+	if at, err := yamldoc.Extra(dec); err != nil {
+		yamlErr(err)
+		return nil
+	} else if at != nil {
 		l.errs.add(path, at.Line, max(at.Column, 1), "a second YAML document (after ---): a rule file is one document")
 		return nil
 	}
