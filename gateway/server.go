@@ -128,7 +128,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
+	perIP     map[netip.Prefix]int // by limitKey
 	total     int
 	draining  atomic.Bool
 	wg        sync.WaitGroup
@@ -160,7 +160,7 @@ func New(cfg Config, opts Options) *Server {
 		logger:     opts.Logger,
 		metrics:    opts.Metrics,
 		sessions:   make(map[*session]struct{}),
-		perIP:      make(map[netip.Addr]int),
+		perIP:      make(map[netip.Prefix]int),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -399,7 +399,7 @@ func (s *Server) open(c net.Conn) *session {
 		done()
 		return nil
 	}
-	ip := client.Addr()
+	ip := limitKey(client.Addr())
 	s.mu.Lock()
 	if s.perIP[ip] >= cfg.MaxConnectionsPerIP {
 		s.mu.Unlock()
@@ -443,8 +443,22 @@ func (s *Server) finish(sess *session) {
 	s.wg.Done()
 }
 
+// limitKey is what max_connections_per_ip counts a client under: its
+// IPv4 address, or the /64 of its IPv6 address. A /64 is one subnet, the
+// least a provider assigns to one customer (RFC 6177), who may use any of
+// its 2^64 addresses: counted per address, one host could open as many
+// connections as it likes.
+func limitKey(a netip.Addr) netip.Prefix {
+	a = a.WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(a, a.BitLen())
+}
+
 // release gives back a connection counted for ip.
-func (s *Server) release(ip netip.Addr) {
+func (s *Server) release(ip netip.Prefix) {
 	s.mu.Lock()
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)

@@ -43,9 +43,9 @@ type session struct {
 	// 5321 section 3.8: 421 closes the transmission channel).
 	closing bool
 	waitErr error
-	// countedIP is the address the server counted this connection under
-	// (released as it was counted, whatever a hook does to State).
-	countedIP netip.Addr
+	// countedIP is what the server counted this connection under (see
+	// limitKey; released as it was counted, whatever a hook does to State).
+	countedIP netip.Prefix
 
 	// r and w are taken from pools while the session has something to
 	// read or write, and given back while it waits for a command: an idle

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -425,4 +426,46 @@ func openDeletedFileIn(dir string) bool {
 		}
 	}
 	return false
+}
+
+// TestConnectionLimitPerIPv6Prefix: max_connections_per_ip counts an IPv6
+// client by its /64, the subnet one customer is given: addresses of one
+// /64 share the limit (a host with a /64 could otherwise open 2^64
+// connections), another /64 has its own. The clients come through a
+// trusted PROXY peer, so the limit applies to the header's addresses.
+func TestConnectionLimitPerIPv6Prefix(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxConnectionsPerIP = 2
+	cfg.ProxyTrusted = mustPrefixes("127.0.0.0/8")
+	g := startGateway(t, cfg, nil, nil)
+	open := func(src string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "PROXY TCP6 %s 2001:db8:ffff::1 40000 25\r\n", src)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		return line
+	}
+	for _, src := range []string{"2001:db8:1:2::1", "2001:db8:1:2:aaaa::7"} {
+		if line := open(src); !strings.HasPrefix(line, "220") {
+			t.Fatalf("%s: %q, want 220", src, line)
+		}
+	}
+	if line := open("2001:db8:1:2:ffff:ffff:ffff:fffe"); !strings.HasPrefix(line, "421 4.7.0 Too many connections from your address") {
+		t.Fatalf("a third address of the same /64 got %q, want 421 4.7.0", line)
+	}
+	if line := open("2001:db8:1:3::1"); !strings.HasPrefix(line, "220") {
+		t.Fatalf("another /64 got %q, want 220", line)
+	}
+	log := g.log.String()
+	if !strings.Contains(log, `"client_ip":"2001:db8:1:2:ffff:ffff:ffff:fffe"`) || !strings.Contains(log, `"detail":"limits.max_connections_per_ip"`) {
+		t.Errorf("no decision line naming the refused client and the limit: %s", log)
+	}
 }
