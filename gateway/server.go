@@ -96,6 +96,17 @@ func (c Config) withDefaults() Config {
 	for i, d := range c.Domains {
 		c.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
 	}
+	// Peers are matched unmapped (an IPv4 peer of a dual-stack listener
+	// is ::ffff:a.b.c.d): an IPv4-mapped prefix such as ::ffff:10.0.0.0/104
+	// is matched as the IPv4 prefix it names, not never.
+	trusted := make([]netip.Prefix, 0, len(c.ProxyTrusted))
+	for _, p := range c.ProxyTrusted {
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked()
+		}
+		trusted = append(trusted, p)
+	}
+	c.ProxyTrusted = trusted
 	return c
 }
 

@@ -469,3 +469,27 @@ func TestConnectionLimitPerIPv6Prefix(t *testing.T) {
 		t.Errorf("no decision line naming the refused client and the limit: %s", log)
 	}
 }
+
+// TestProxyTrustedMappedPrefix: a trusted network written IPv4-mapped
+// (::ffff:127.0.0.0/104) trusts the IPv4 peers it names; peers are
+// matched unmapped, so such a prefix used to match none of them.
+func TestProxyTrustedMappedPrefix(t *testing.T) {
+	cfg := testConfig()
+	cfg.ProxyTrusted = mustPrefixes("::ffff:127.0.0.0/104")
+	var seen atomic.Value
+	hook := HookFunc(func(_ context.Context, stage policy.Stage, st *State) policy.Verdict {
+		if stage == policy.StageConnect {
+			seen.Store(st.Client.String())
+		}
+		return policy.Continue
+	})
+	g := startGateway(t, cfg, nil, hook)
+	dialog(t, g.addr, `
+		> PROXY TCP4 192.0.2.7 198.51.100.1 40000 25
+		< 220
+		> QUIT
+		< 221`)
+	if got, _ := seen.Load().(string); got != "192.0.2.7:40000" {
+		t.Errorf("client %q, want the PROXY header's 192.0.2.7:40000", got)
+	}
+}
