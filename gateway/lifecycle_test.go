@@ -6,6 +6,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"runtime"
@@ -248,4 +249,43 @@ func TestShutdownLateAccept(t *testing.T) {
 	}
 	sessionsEnded(t, s)
 	waitFor(t, "the refusal's decision line", func() bool { return strings.Contains(log.String(), `"rule":"shutdown"`) })
+}
+
+// TestShutdownDeadlineProxyHeader: a trusted PROXY peer that connects and
+// sends nothing holds no session yet, only its header read; when
+// Shutdown's deadline passes, Close must end that read too, not leave
+// Shutdown waiting for the header timeout (a minute here).
+func TestShutdownDeadlineProxyHeader(t *testing.T) {
+	cfg := testConfig()
+	cfg.ProxyTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	cfg.ProxyHeaderTimeout = time.Minute
+	g := startGateway(t, cfg, nil, nil)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "the connection to be counted", func() bool {
+		g.srv.mu.Lock()
+		defer g.srv.mu.Unlock()
+		return g.srv.total == 1
+	})
+	time.Sleep(50 * time.Millisecond) // into the header read
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- g.srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown: %v, want the deadline's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown still waiting 10 s after its deadline: it waits for the PROXY header timeout")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	checkAccounting(t, g.srv)
 }

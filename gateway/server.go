@@ -139,11 +139,14 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[*session]struct{}
-	perIP     map[netip.Prefix]int // by limitKey
-	total     int
-	draining  atomic.Bool
-	wg        sync.WaitGroup
-	ready     atomic.Bool
+	// opening holds the connections open is reading a PROXY header
+	// from, for Close to close: they are in no session yet.
+	opening  map[net.Conn]struct{}
+	perIP    map[netip.Prefix]int // by limitKey
+	total    int
+	draining atomic.Bool
+	wg       sync.WaitGroup
+	ready    atomic.Bool
 	// workers run sessions on goroutines kept between connections, whose
 	// stacks have grown already (see internal/gopool).
 	workers *gopool.Pool[net.Conn]
@@ -171,6 +174,7 @@ func New(cfg Config, opts Options) *Server {
 		logger:     opts.Logger,
 		metrics:    opts.Metrics,
 		sessions:   make(map[*session]struct{}),
+		opening:    make(map[net.Conn]struct{}),
 		perIP:      make(map[netip.Prefix]int),
 	}
 	if s.logger == nil {
@@ -400,10 +404,29 @@ func (s *Server) open(c net.Conn) *session {
 	}
 	cfg := s.cfg.Load()
 	// With PROXY protocol, RemoteAddr reads the header (bounded by its
-	// timeout): the address limits apply to the real client.
+	// timeout): the address limits apply to the real client. Close
+	// closes the connection meanwhile, or Shutdown's deadline would wait
+	// for the header timeout of a peer that sends nothing.
+	pc, proxied := c.(*proxyproto.Conn)
+	if proxied {
+		s.mu.Lock()
+		if s.baseCtx.Err() != nil { // Close came first
+			s.mu.Unlock()
+			c.Close()
+			done()
+			return nil
+		}
+		s.opening[c] = struct{}{}
+		s.mu.Unlock()
+	}
 	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	if proxied {
+		s.mu.Lock()
+		delete(s.opening, c)
+		s.mu.Unlock()
+	}
 	client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
-	if pc, ok := c.(*proxyproto.Conn); ok && pc.ProxyHeader() == nil {
+	if proxied && pc.ProxyHeader() == nil {
 		// Trusted peer that did not send a valid header.
 		s.logger.Warn("PROXY header missing or invalid from trusted peer", "peer", c.RemoteAddr().String())
 		c.Close()
@@ -534,6 +557,9 @@ func (s *Server) Close() error {
 		l.Close()
 	}
 	s.listeners = nil
+	for c := range s.opening {
+		c.Close()
+	}
 	for sess := range s.sessions {
 		// The connection under any TLS: a tls.Conn's Close first writes
 		// close_notify, which may wait up to 5 s for a client that reads
