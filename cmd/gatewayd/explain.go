@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,7 +32,10 @@ daemon, on a private loopback listener, and prints stage by stage each
 check's result, each rule looked at and whether it matched, the score and
 the reply the gateway would send. Nothing is sent to the internal MTA and
 the greylist store is not changed (a greylist verdict is reported, not
-applied). Without MESSAGE the session stops after RCPT.
+applied). Without MESSAGE the session stops after RCPT; MESSAGE - reads
+standard input. Exit status: 0 the session was judged (whatever the
+verdict), 1 it could not be (configuration, rules, message file), 2 usage
+error.
 
 `
 
@@ -188,12 +192,26 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	rcpts := fs.String("rcpt", "", "recipients, comma-separated (required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	// A usage error names what is wrong, not only the usage.
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "gatewayd explain: "+format+" (gatewayd explain -h tells more)\n", a...)
 		return 2
 	}
 	ip, err := netip.ParseAddr(*client)
-	if err != nil || *rcpts == "" || fs.NArg() > 1 {
-		fs.Usage()
-		return 2
+	switch {
+	case *client == "":
+		return usageErr("-client IP is required")
+	case err != nil:
+		return usageErr("-client %q is not an IP address", *client)
+	case *rcpts == "":
+		return usageErr("-rcpt ADDR is required")
+	case fs.NArg() > 1:
+		return usageErr("one MESSAGE file at most, got %q", fs.Args())
 	}
 	var msg []byte
 	if fs.NArg() == 1 {

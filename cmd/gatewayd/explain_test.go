@@ -279,3 +279,29 @@ func TestSIGHUPNewZoneAndRule(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainUsage: -h is not an error, and a usage error names what is
+// wrong (the argument), with exit status 2.
+func TestExplainUsage(t *testing.T) {
+	out, err := exec.Command(binary, "explain", "-h").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "usage: gatewayd explain") {
+		t.Errorf("explain -h: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-rcpt", "bob@example.com"}, "-client IP is required"},
+		{[]string{"-client", "192.0.2.300", "-rcpt", "bob@example.com"}, `"192.0.2.300" is not an IP address`},
+		{[]string{"-client", "192.0.2.7"}, "-rcpt ADDR is required"},
+		{[]string{"-client", "192.0.2.7", "-rcpt", "bob@example.com", "a.eml", "b.eml"}, "one MESSAGE file at most"},
+	} {
+		out, err := exec.Command(binary, append([]string{"explain"}, c.args...)...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("explain %v: %v, want exit status 2", c.args, err)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("explain %v: output lacks %q:\n%s", c.args, c.want, out)
+		}
+	}
+}
