@@ -23,13 +23,13 @@ import (
 var greylistConfigLoader = func(path string) (greylist.Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return greylist.Config{}, err
+		return greylist.Config{}, fmt.Errorf("config: %w", err)
 	}
 	var doc struct {
 		Greylist *greylist.Config `yaml:"greylist"`
 	}
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return greylist.Config{}, fmt.Errorf("%s: %w", path, err)
+		return greylist.Config{}, fmt.Errorf("config: %s: %w", path, err)
 	}
 	if doc.Greylist == nil {
 		return greylist.DefaultConfig(), nil
@@ -57,6 +57,9 @@ The store is reached either through a running gateway's admin listener
 (-admin http://127.0.0.1:PORT, required for the in-process memory store),
 or directly in Redis (-redis, or the greylist.redis block of -config).
 A Redis password is read from $GATEWAYD_REDIS_PASSWORD, never from a flag.
+
+Exit status: 0 done, 1 failed (the store or gateway did not answer, the
+configuration file did not load), 2 usage error (flags, arguments, NETWORK).
 
 Flags:
 `
@@ -112,7 +115,13 @@ func runGreylist(args []string, stdout, stderr io.Writer) int {
 	op, closeOp, err := f.operator()
 	if err != nil {
 		fmt.Fprintf(stderr, "gatewayd greylist %s: %v\n", cmd, err)
-		return 2
+		// A configuration file that does not load or a store that does
+		// not open is a failure, as for the other subcommands; only
+		// flags that do not go together are a usage error.
+		if errors.As(err, new(greylistUsageError)) {
+			return 2
+		}
+		return 1
 	}
 	defer closeOp()
 
@@ -226,16 +235,20 @@ func (f *greylistFlags) parse(args []string) ([]string, error) {
 	return pos, nil
 }
 
+// greylistUsageError is an error of the flags given, not of the store
+// or the configuration they name: exit status 2.
+type greylistUsageError struct{ error }
+
 // operator builds the Operator the flags name.
 func (f *greylistFlags) operator() (greylist.Operator, func(), error) {
 	direct := f.redis != "" || f.set["redis-master"] || f.set["redis-cluster"]
 	if f.admin != "" {
 		if direct {
-			return nil, nil, errors.New("-admin and -redis exclude each other")
+			return nil, nil, greylistUsageError{errors.New("-admin and -redis exclude each other")}
 		}
 		ac, err := greylist.NewAdminClient(f.admin, nil)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, greylistUsageError{err}
 		}
 		return ac, func() {}, nil
 	}
@@ -244,7 +257,7 @@ func (f *greylistFlags) operator() (greylist.Operator, func(), error) {
 	if f.config != "" {
 		c, err := greylistConfigLoader(f.config)
 		if err != nil {
-			return nil, nil, fmt.Errorf("config: %w", err)
+			return nil, nil, err
 		}
 		cfg = c
 	}
@@ -277,11 +290,12 @@ func (f *greylistFlags) operator() (greylist.Operator, func(), error) {
 		cfg.IPv6Prefix = f.ipv6
 	}
 	if len(r.Addrs) == 0 {
-		return nil, nil, errors.New("no store: give -redis (or -config with greylist.redis), " +
-			"or -admin http://127.0.0.1:PORT for a gateway on the in-process memory store")
+		return nil, nil, greylistUsageError{errors.New("no store: give -redis (or -config with greylist.redis), " +
+			"or -admin http://127.0.0.1:PORT for a gateway on the in-process memory store")}
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, nil, err
+		// The flags' values (-ipv4-prefix 99) or the file's.
+		return nil, nil, greylistUsageError{err}
 	}
 	g, err := greylist.Open(cfg)
 	if err != nil {

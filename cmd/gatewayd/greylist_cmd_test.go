@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,5 +105,36 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met after the reload")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestGreylistExitStatus: a configuration file that does not load or a
+// store that does not answer is a failure (1), named in the message; flags
+// that do not go together are a usage error (2).
+func TestGreylistExitStatus(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nonexistent.yaml")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"counts", "-config", missing}, 1, missing},
+		{[]string{"counts", "-redis", "127.0.0.1:1", "-timeout", "5s"}, 1, "127.0.0.1:1"},
+		{[]string{"counts", "-admin", "http://127.0.0.1:1"}, 1, "127.0.0.1:1"},
+		{[]string{"counts", "-admin", "http://127.0.0.1:1", "-redis", "127.0.0.1:1"}, 2, "exclude each other"},
+		{[]string{"counts"}, 2, "no store"},
+		{[]string{"show", "-redis", "127.0.0.1:1", "not-an-ip"}, 2, "not-an-ip"},
+	} {
+		out, err := exec.Command(binary, append([]string{"greylist"}, c.args...)...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("greylist %v: exit status %d, want %d; output should name %q:\n%s", c.args, code, c.code, c.want, out)
+		}
+		if strings.Contains(string(out), "config: config:") {
+			t.Errorf("greylist %v: prefix repeated:\n%s", c.args, out)
+		}
 	}
 }
