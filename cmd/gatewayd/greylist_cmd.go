@@ -207,7 +207,15 @@ func newGreylistFlags(stderr io.Writer) *greylistFlags {
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 	fs.Func("for", "allow: how long, e.g. 24h or 7d (0 removes)", func(s string) error {
 		f.forSet = true
-		return f.allowFor.UnmarshalText([]byte(s))
+		if err := f.allowFor.UnmarshalText([]byte(s)); err != nil {
+			return err
+		}
+		// A negative duration would remove the allow as 0 does: a
+		// typo, not a way to ask for that.
+		if f.allowFor < 0 {
+			return errors.New("negative duration (-for 0 removes an allow)")
+		}
+		return nil
 	})
 	return f
 }

@@ -138,3 +138,19 @@ func TestGreylistExitStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestGreylistAllowNegative: allow -for with a negative duration is a usage
+// error; it used to remove the network's allow as -for 0 does.
+func TestGreylistAllowNegative(t *testing.T) {
+	rs := redistest.Start(t)
+	base := []string{"allow", "-redis", rs.Addr, "-key-prefix", "neg:"}
+	greylistCmd(t, true, append(base, "-for", "1h", "192.0.2.0/24")...)
+	out, err := exec.Command(binary, append(append([]string{"greylist"}, base...), "-for", "-1h", "192.0.2.0/24")...).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "negative") {
+		t.Errorf("allow -for -1h: %v\n%s", err, out)
+	}
+	out2 := greylistCmd(t, true, "show", "-redis", rs.Addr, "-key-prefix", "neg:", "192.0.2.0/24")
+	if !strings.Contains(out2, "operator allow until") {
+		t.Errorf("the allow is gone after allow -for -1h:\n%s\n%s", out, out2)
+	}
+}
