@@ -627,6 +627,18 @@ func (j *Judge) greylist(ctx context.Context, js *judgeState, st *State, ev Eval
 	v := out.Verdict
 	g := j.Checks.Greylist
 	if j.DryRun && g != nil {
+		// The allow lists are the configuration's, not the store's: a
+		// client, sender or recipient they cover passes as in the
+		// daemon, and rules reading greylist see what they would.
+		t := greylist.Triplet{IP: st.Client.Addr(), Sender: st.From.String(), Recipient: st.Rcpt.String(), ClientName: js.facts.ClientName}
+		if d, ok, err := g.StaticCheck(t); err == nil && ok {
+			st.SetResult("greylist", greylistLog{Action: d.Action.String(), Reason: string(d.Reason), Network: d.Network})
+			js.facts.Greylist = "pass"
+			if d.Action == greylist.Allowed {
+				js.facts.Greylist = "allowed"
+			}
+			return j.regrey(ev, js, v.Reasons, policy.Reason{Rule: "greylist", Detail: js.facts.Greylist})
+		}
 		// The store is not asked. A first attempt would be deferred; what
 		// explain shows is the retry's fate, judged by the rules after
 		// the greylist rule, as the daemon judges it.

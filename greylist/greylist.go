@@ -305,6 +305,28 @@ func (g *Greylister) Check(ctx context.Context, t Triplet) (Decision, error) {
 	return d, nil
 }
 
+// StaticCheck decides t as far as the configuration alone can, without
+// the store: a Pass (reason disabled) when greylisting is off, Allowed when
+// an allow list (allow_cidrs, allow_domains, allow_recipients) covers t,
+// as Check decides them. ok is false when only the store can decide. It
+// counts nothing (a dry run, such as gatewayd explain).
+func (g *Greylister) StaticCheck(t Triplet) (d Decision, ok bool, err error) {
+	n, err := g.Normalize(t)
+	if err != nil {
+		return Decision{}, false, err
+	}
+	d = Decision{Network: n.Network.String(), Key: TripletKey(n)}
+	if !g.cfg.Enabled {
+		d.Action, d.Reason = Pass, ReasonDisabled
+		return d, true, nil
+	}
+	if r, ok := g.staticAllow(t, n); ok {
+		d.Action, d.Reason = Allowed, r
+		return d, true, nil
+	}
+	return d, false, nil
+}
+
 // passCacheMax bounds the pass cache: at 64Ki triplets (a few MB) it is
 // swept of expired entries, and emptied if that is not enough.
 const passCacheMax = 1 << 16

@@ -107,6 +107,12 @@ func (e *explainer) record(f *policy.Facts, out policy.Outcome, steps []policy.S
 		Score: out.Score, Total: out.Total, Action: out.Action, Rule: out.Rule, Reasons: out.Reasons}
 	if f.Stage == policy.StageRcpt {
 		es.Subject = f.Rcpt
+		if f.Greylist != "" && out.Action == policy.ActionGreylist {
+			// Judged again once the greylist state is known, the
+			// daemon takes a greylist verdict as continue (an
+			// evaluator that ignores the state gives it again).
+			es.Action = policy.ActionContinue
+		}
 	}
 	for _, s := range steps {
 		es.Rules = append(es.Rules, explainRule{Rule: s.Rule, Matched: s.Matched, Err: s.Err})
@@ -396,8 +402,25 @@ func dotStuffCRLF(msg []byte) []byte {
 	return b.Bytes()
 }
 
+// greylistNote says what the daemon does with the greylist verdict of
+// stages[i], from the evaluation that follows it for the same recipient.
+func greylistNote(stages []*explainStage, i int) string {
+	s := stages[i]
+	var state any
+	if i+1 < len(stages) && stages[i+1].Stage == s.Stage && stages[i+1].Subject == s.Subject {
+		state = stages[i+1].Checks["greylist"]
+	}
+	switch state {
+	case nil:
+		return " (greylisting is off: the daemon goes on as if no rule had decided)"
+	case "allowed":
+		return " (on a greylist allow list: the daemon does not defer; judged again below)"
+	}
+	return " (greylisting applies to this recipient: a first attempt is deferred; explain does not consult or change the store; its retry is judged below)"
+}
+
 func printExplain(w io.Writer, stages []*explainStage, dialog []string) {
-	for _, s := range stages {
+	for i, s := range stages {
 		title := string(s.Stage)
 		if s.Subject != "" {
 			title += " " + s.Subject
@@ -431,7 +454,7 @@ func printExplain(w io.Writer, stages []*explainStage, dialog []string) {
 			verdict += " by " + s.Rule
 		}
 		if s.Action == policy.ActionGreylist {
-			verdict += " (greylisting applies to this recipient: a first attempt is deferred; explain does not consult or change the store)"
+			verdict += greylistNote(stages, i)
 		}
 		fmt.Fprintf(w, "   verdict %s\n", verdict)
 	}

@@ -305,3 +305,36 @@ func TestExplainUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainGreylistAllowList: a client on greylist.allow_cidrs is not
+// greylisted by the daemon, and rules after the greylist rule see
+// greylist == "allowed"; explain, which does not ask the store, applies
+// the configuration's allow lists as the daemon does.
+func TestExplainGreylistAllowList(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`rules:
+  - {name: grey_all, stage: rcpt, if: "true", action: greylist}
+  - name: allowed_client
+    stage: rcpt
+    if: 'greylist == "allowed"'
+    action: reject
+    reply: {code: 550, enhanced: 5.7.1, text: "allow-listed client"}
+`), 0o600)
+	addr := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf("listen: [%q]\nmetrics:\n  listen: \"\"\nrules:\n  dir: %q\n  watch: false\ngreylist:\n  allow_cidrs: [\"127.0.0.0/8\"]\n", addr, dir))
+	startDaemon(t, "-config", cfg)
+	got := strings.TrimSpace(sendOnce(t, addr))
+	if !strings.HasPrefix(got, "550 5.7.1 allow-listed client") {
+		t.Fatalf("daemon: %q", got)
+	}
+	out, err := exec.Command(binary, "explain", "-config", cfg, "-client", "127.0.0.1", "-from", "alice@sender.test", "-rcpt", "bob@example.com").CombinedOutput()
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	if ex := lastReply(string(out)); ex != got {
+		t.Errorf("explain says %q, the daemon said %q\n%s", ex, got, out)
+	}
+	if strings.Contains(string(out), "a first attempt is deferred") {
+		t.Errorf("explain says an allow-listed client is deferred:\n%s", out)
+	}
+}
