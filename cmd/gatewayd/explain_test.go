@@ -338,3 +338,19 @@ func TestExplainGreylistAllowList(t *testing.T) {
 		t.Errorf("explain says an allow-listed client is deferred:\n%s", out)
 	}
 }
+
+// TestRulesUsageErrors: a usage error of rules names the argument.
+func TestRulesUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rules", "list"}, `unknown command "list"`},
+		{[]string{"rules", "check", "rules", "-config", "x.yaml"}, `"-config"`},
+	} {
+		out, err := exec.Command(binary, c.args...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: %v, want exit status 2 and %q:\n%s", c.args, err, c.want, out)
+		}
+	}
+}

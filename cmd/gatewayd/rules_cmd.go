@@ -23,10 +23,14 @@ Exit status: 0 the rules load, 1 they do not, 2 usage error.
 // runRules runs `gatewayd rules ...` with args after "rules".
 func runRules(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprint(stderr, rulesUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stderr, rulesUsage)
 			return 0
 		}
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "gatewayd rules: unknown command %q (the one command is check)\n", args[0])
+		}
+		fmt.Fprint(stderr, rulesUsage)
 		return 2
 	}
 	fs := flag.NewFlagSet("gatewayd rules check", flag.ContinueOnError)
@@ -40,6 +44,8 @@ func runRules(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 1 {
+		// Flags go before DIR: "check DIR -config F" is three DIRs.
+		fmt.Fprintf(stderr, "gatewayd rules check: one DIR at most, after the flags; got %q\n", fs.Args())
 		fmt.Fprint(stderr, rulesUsage)
 		return 2
 	}
