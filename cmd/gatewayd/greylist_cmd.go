@@ -193,6 +193,12 @@ func newGreylistFlags(stderr io.Writer) *greylistFlags {
 	f := &greylistFlags{fs: flag.NewFlagSet("gatewayd greylist", flag.ContinueOnError)}
 	fs := f.fs
 	fs.SetOutput(stderr)
+	// "greylist show -h" and a bad flag print the commands and
+	// arguments too, not only the flags.
+	fs.Usage = func() {
+		fmt.Fprint(stderr, greylistUsage)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&f.config, "config", greylistDefaultConfigPath, "gateway configuration `file` (its greylist block: prefixes, redis)")
 	fs.StringVar(&f.admin, "admin", "", "running gateway's admin `URL`, e.g. http://127.0.0.1:9025 (metrics.listen)")
 	fs.StringVar(&f.redis, "redis", "", "Redis `addrs`, comma-separated: the node, the Sentinels (with -redis-master) or cluster seeds (with -redis-cluster)")

@@ -154,3 +154,12 @@ func TestGreylistAllowNegative(t *testing.T) {
 		t.Errorf("the allow is gone after allow -for -1h:\n%s\n%s", out, out2)
 	}
 }
+
+// TestGreylistCommandHelp: greylist COMMAND -h tells the arguments, not
+// only the flags.
+func TestGreylistCommandHelp(t *testing.T) {
+	out, err := exec.Command(binary, "greylist", "show", "-h").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "NETWORK is an address") || !strings.Contains(string(out), "-admin") {
+		t.Errorf("greylist show -h: %v\n%s", err, out)
+	}
+}
