@@ -56,6 +56,7 @@ const usage = `usage:
   gatewayd greylist show|release|allow|counts    inspect and change greylist state
 
 Every subcommand takes -h. Signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+Exit status: 0 success, 1 failure, 2 usage error.
 
 Flags:
 `

@@ -746,3 +746,19 @@ func TestREADMERestartOnlyKeys(t *testing.T) {
 		t.Errorf("README lists %s as changing only on restart; restartOnly does not report it", k)
 	}
 }
+
+// TestExitStatusDocumented: scripts need the exit statuses; the help and
+// the README state them.
+func TestExitStatusDocumented(t *testing.T) {
+	out, _ := exec.Command(binary, "-h").CombinedOutput()
+	if !strings.Contains(string(out), "Exit status: 0 success, 1 failure, 2 usage error") {
+		t.Errorf("gatewayd -h does not state the exit statuses:\n%s", out)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "Exit status, for the daemon and every subcommand") {
+		t.Error("README does not state the exit statuses")
+	}
+}
