@@ -12,8 +12,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mxgate/gatewayd/greylist"
+	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mxgate/gatewayd/greylist"
 )
 
 // greylistConfigLoader reads the greylist block of the gateway
@@ -311,6 +313,9 @@ func (f *greylistFlags) operator() (greylist.Operator, func(), error) {
 		// The flags' values (-ipv4-prefix 99) or the file's.
 		return nil, nil, greylistUsageError{err}
 	}
+	// go-redis logs every failed dial on stderr, in its own format,
+	// before the operation fails; the command's one error line says it.
+	redis.SetLogger(quietRedisLog{})
 	g, err := greylist.Open(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -369,3 +374,8 @@ func printGreylist(w io.Writer, v any) {
 		fmt.Fprintf(tw, "%+v\n", v)
 	}
 }
+
+// quietRedisLog drops go-redis's own log lines.
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}

@@ -163,3 +163,13 @@ func TestGreylistCommandHelp(t *testing.T) {
 		t.Errorf("greylist show -h: %v\n%s", err, out)
 	}
 }
+
+// TestGreylistRedisDownOneLine: Redis down is said once, by the command,
+// not also by go-redis's own log lines.
+func TestGreylistRedisDownOneLine(t *testing.T) {
+	out, _ := exec.Command(binary, "greylist", "counts", "-redis", "127.0.0.1:1", "-timeout", "5s").CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "gatewayd greylist counts: ") {
+		t.Errorf("Redis down:\n%s", out)
+	}
+}
